@@ -1,0 +1,25 @@
+# The two commands of the README. Both are idempotent: `setup` installs only what is missing.
+.PHONY: demo test setup lint unit bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/onecard demo
+
+test: setup
+	.venv/bin/ruff check terminal drivers firmware_sim tests bench
+	.venv/bin/python -m pytest -q
+
+unit: setup
+	.venv/bin/python -m pytest -q tests/unit
+
+lint: setup
+	.venv/bin/ruff check terminal drivers firmware_sim tests bench
+	.venv/bin/ruff format --check terminal drivers firmware_sim tests bench
+
+bench: setup
+	.venv/bin/python bench/read_card.py
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,517 @@
+"""A software card operating system: ISO/IEC 7816-4 commands over a file tree, plus applets.
+
+:class:`CardOS` is what a reader talks to: :meth:`CardOS.power_on` gives the ATR and
+:meth:`CardOS.process` turns command APDU bytes into response APDU bytes, never raising -
+whatever arrives, a card answers with a status word. The OS itself implements the
+interindustry commands every application needs:
+
+========================  ===================================================================
+``00 A4`` SELECT          by FID (P1 00), child DF (01), EF (02), parent (03), DF name (04);
+                          P2 00 answers a DF's FCI, P2 0C answers nothing
+``00 B0`` READ BINARY     transparent EF, offset in P1-P2 or SFI in P1 + offset in P2
+``00 B2`` READ RECORD     record EF: record P1 (P2 mode 4), first record whose identifier is
+                          P1 (mode 0), records P1 to last concatenated (mode 5)
+``00 84`` GET CHALLENGE   4, 8 or 16 random bytes, kept as :attr:`CardOS.last_challenge`
+``00 C0`` GET RESPONSE    the data a ``61xx`` announced
+``FF CA`` GET DATA (UID)  PC/SC part 3 pseudo-APDU, contactless cards only
+========================  ===================================================================
+
+Everything else goes to the installed :class:`Applet` objects first (as applets in jCardSim
+or a Java Card), so an application can add proprietary commands (``80 50``, ``80 54``, ...)
+or take over an interindustry one (``00 88``, ``00 82``).
+
+Length rules are those of the card being imitated, see :meth:`CardOS.respond`: social
+security cards are strict about Le (``6Cxx`` unless Le is exactly the data length) and T=0
+cards announce case-4 responses with ``61xx`` for GET RESPONSE.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+from typing import TypeVar
+
+from firmware_sim.filesystem import (
+    DedicatedFile,
+    ElementaryFile,
+    FileSystem,
+    RecordEF,
+    TransparentEF,
+)
+from terminal.apdu import SHORT_MAX_LE, CommandAPDU, ResponseAPDU
+from terminal.errors import ApduError
+from terminal.status import SW
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("T=0", "T=1")
+CHALLENGE_LENGTHS = frozenset({4, 8, 16})
+MAX_HISTORICAL = 15  # the low nibble of T0 counts them
+
+
+class Ins(enum.IntEnum):
+    """Instruction bytes the OS implements itself."""
+
+    SELECT = 0xA4
+    READ_BINARY = 0xB0
+    READ_RECORD = 0xB2
+    GET_CHALLENGE = 0x84
+    GET_RESPONSE = 0xC0
+    GET_DATA = 0xCA  # with CLA FF: the PC/SC part 3 pseudo-APDU
+
+
+CLA_ISO = 0x00
+CLA_PCSC = 0xFF  # PC/SC part 3 pseudo-APDUs, answered by the (contactless) reader
+
+SELECT_P2_FCI = 0x00
+SELECT_P2_NO_DATA = 0x0C
+
+# READ RECORD P2 bits 3..1
+RECORD_BY_ID_FIRST = 0b000
+RECORD_BY_NUMBER = 0b100
+RECORD_FROM_NUMBER_TO_LAST = 0b101
+SFI_CURRENT_EF = 0
+SFI_RFU = 0b11111
+
+
+class LeMode(enum.StrEnum):
+    """How strictly the card holds a command to its Le."""
+
+    EXACT = "exact"
+    """Le must equal the data length, else ``6Cxx`` (real social security cards)."""
+    LENIENT = "lenient"
+    """Le 00 or any Le at least the data length gets all data; a smaller Le gets ``6Cxx``."""
+
+
+def _sw(sw: int) -> ResponseAPDU:
+    return ResponseAPDU(b"", sw)
+
+
+def _sw_with_length(sw1: int, length: int) -> ResponseAPDU:
+    """``61xx`` / ``6Cxx``: SW2 is a length, 00 standing for 256 (or more)."""
+    return _sw(sw1 << 8 | (min(length, SHORT_MAX_LE) & 0xFF))
+
+
+class Applet:
+    """A program on the card: owns a DF subtree and may handle commands itself.
+
+    Subclasses override :meth:`install` to add their files under ``card.mf`` and
+    :meth:`process` to answer commands. The OS offers every command (but GET RESPONSE,
+    which belongs to the transport) to the applets in install order before handling it
+    itself; the first answer that is not None is the card's answer. An applet that only
+    cares while its DF is selected checks ``card.current_df`` (see :meth:`is_selected`).
+    """
+
+    root: DedicatedFile | None = None
+    """The applet's DF, set by :meth:`install`; :meth:`is_selected` looks at it."""
+
+    def install(self, card: CardOS) -> None:
+        """Create the applet's files under ``card.mf``. Called once by :meth:`CardOS.install`."""
+
+    def process(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU | None:
+        """Answer ``cmd``, or return None to let the next applet or the OS answer it.
+
+        Use :meth:`CardOS.respond` to return data, so the card's Le and T=0 rules apply.
+        """
+        return None
+
+    def reset(self) -> None:
+        """Drop volatile state (session keys, counters in RAM): called at every power-on."""
+
+    def is_selected(self, card: CardOS) -> bool:
+        """True while the current DF is the applet's DF or lies below it."""
+        return self.root is not None and self.root.contains(card.current_df)
+
+
+_A = TypeVar("_A", bound=Applet)
+
+
+class CardOS:
+    """One simulated card: ATR, file system, security state, applets.
+
+    ``protocol`` is the transmission protocol the reader uses with the card ("T=0" or
+    "T=1"); it decides whether case-4 answers go through ``61xx`` / GET RESPONSE. ``uid``
+    is set for a contactless card and answers ``FF CA``. ``le_mode`` and ``multi_record``
+    (READ RECORD 'from P1 to last', P2 mode 5) imitate the card generation's quirks.
+    """
+
+    def __init__(
+        self,
+        atr: bytes,
+        protocol: str = "T=0",
+        uid: bytes | None = None,
+        *,
+        le_mode: LeMode | str = LeMode.EXACT,
+        multi_record: bool = True,
+    ) -> None:
+        if not atr or atr[0] not in (0x3B, 0x3F):
+            raise ValueError("an ATR starts with TS 3B (direct) or 3F (inverse convention)")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
+        if uid is not None and len(uid) not in (4, 7, 10):
+            raise ValueError(f"a UID has 4, 7 or 10 bytes, not {len(uid)}")
+        self.atr = bytes(atr)
+        self.protocol = protocol
+        self.uid = uid
+        self.le_mode = LeMode(le_mode)
+        self.multi_record = multi_record
+        self.fs = FileSystem()
+        self.applets: list[Applet] = []
+        self.powered = False
+        self.last_challenge: bytes | None = None
+        self._rights: set[str] = set()
+        self._pending: bytes | None = None  # data announced by 61xx, for GET RESPONSE
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def install(self, applet: _A) -> _A:
+        """Install ``applet``: it adds its files, then takes part in :meth:`process`."""
+        applet.install(self)
+        self.applets.append(applet)
+        return applet
+
+    def power_on(self) -> bytes:
+        """Cold reset: volatile state back to the initial state; returns the ATR."""
+        self._reset_volatile()
+        self.powered = True
+        return self.atr
+
+    def power_off(self) -> None:
+        """Power is cut: everything in RAM is gone."""
+        self._reset_volatile()
+        self.powered = False
+
+    def _reset_volatile(self) -> None:
+        self.fs.reset()
+        self._rights.clear()
+        self._pending = None
+        self.last_challenge = None
+        for applet in self.applets:
+            applet.reset()
+
+    # --- state applets use ----------------------------------------------------------------
+
+    @property
+    def mf(self) -> DedicatedFile:
+        return self.fs.mf
+
+    @property
+    def current_df(self) -> DedicatedFile:
+        return self.fs.current_df
+
+    @property
+    def current_ef(self) -> ElementaryFile | None:
+        return self.fs.current_ef
+
+    def grant(self, right: str) -> None:
+        """Record that ``right`` (e.g. "RKSSSE" after EXTERNAL AUTHENTICATE) is satisfied.
+
+        Rights last until the next power-on.
+        """
+        self._rights.add(right)
+
+    def revoke(self, right: str) -> None:
+        self._rights.discard(right)
+
+    def is_granted(self, right: str) -> bool:
+        return right in self._rights
+
+    def may_read(self, ef: ElementaryFile) -> bool:
+        """True when the read access condition of ``ef`` is met."""
+        return ef.read_access is None or ef.read_access in self._rights
+
+    # --- the wire -------------------------------------------------------------------------
+
+    def process(self, apdu: bytes) -> bytes:
+        """Answer one command APDU with response APDU bytes (data + SW1 SW2). Never raises.
+
+        Bytes that are no APDU answer ``6700``; a fault inside the card answers ``6F00``
+        (and is logged), as a real card answers rather than falls silent.
+        """
+        try:
+            cmd = CommandAPDU.from_bytes(bytes(apdu))
+        except (ApduError, TypeError, ValueError):
+            self._pending = None
+            return _sw(SW.WRONG_LENGTH).to_bytes()
+        try:
+            return self._dispatch(cmd).to_bytes()
+        except Exception:
+            log.exception("card fault on %s", cmd)
+            self._pending = None
+            return _sw(SW.NO_PRECISE_DIAGNOSIS).to_bytes()
+
+    def respond(self, cmd: CommandAPDU, data: bytes) -> ResponseAPDU:
+        """The card's answer when ``cmd`` produced ``data`` (call once per command).
+
+        * T=0 and ``cmd`` carried command data (cases 3 and 4): the card cannot send data
+          in the same exchange, so it answers ``61xx`` and keeps the data for GET RESPONSE.
+        * Otherwise Le decides, see :meth:`_fit`. A command with command data and no Le, or
+          Le 00 (cases 3 and 4 over T=1, SELECT typically), gets the data as is: Le 00 there
+          asks for "all, up to 256", and real SSC cards answer SELECT that way; only the
+          reads (case 2) are held to an exact Le. A command without either (case 1) counts
+          as Le 256, as the T=0 P3 byte 00 it travels as.
+        """
+        if not data:
+            return _sw(SW.OK)
+        if self.protocol == "T=0" and cmd.data:
+            self._pending = data
+            return _sw_with_length(0x61, len(data))
+        if cmd.data and cmd.le in (None, SHORT_MAX_LE):
+            want = min(len(data), SHORT_MAX_LE)
+        else:
+            want = cmd.le or SHORT_MAX_LE
+        response, self._pending = self._fit(data, want)
+        return response
+
+    def _fit(self, data: bytes, want: int) -> tuple[ResponseAPDU, bytes | None]:
+        """Hand out ``data`` to a request for ``want`` bytes; returns (answer, data left).
+
+        * More data than one short response holds and Le 256: 256 bytes and ``61xx``, the
+          rest waits for GET RESPONSE (otherwise no Le could ever fetch it).
+        * Exact mode: Le must equal the length, else ``6Cxx`` and no data.
+        * Lenient mode: Le at least the length gets the data; a smaller Le gets ``6Cxx``.
+        """
+        n = len(data)
+        if n > SHORT_MAX_LE and want == SHORT_MAX_LE:
+            rest = data[SHORT_MAX_LE:]
+            return ResponseAPDU(data[:SHORT_MAX_LE], _sw_with_length(0x61, len(rest)).sw), rest
+        if want == n or (want > n and self.le_mode is LeMode.LENIENT):
+            return ResponseAPDU(data, SW.OK), None
+        return _sw_with_length(0x6C, n), None
+
+    def _dispatch(self, cmd: CommandAPDU) -> ResponseAPDU:
+        # GET RESPONSE must follow the command that announced the data: anything else
+        # in between drops it (ISO 7816-3 10.3.4).
+        pending, self._pending = self._pending, None
+        if cmd.cla == CLA_ISO and cmd.ins == Ins.GET_RESPONSE:
+            return self._get_response(cmd, pending)
+        for applet in self.applets:
+            response = applet.process(self, cmd)
+            if response is not None:
+                return response
+        if cmd.cla == CLA_PCSC:
+            return self._pcsc(cmd)
+        if cmd.cla != CLA_ISO:
+            return _sw(SW.CLA_NOT_SUPPORTED)
+        handler = {
+            Ins.SELECT: self._select,
+            Ins.READ_BINARY: self._read_binary,
+            Ins.READ_RECORD: self._read_record,
+            Ins.GET_CHALLENGE: self._get_challenge,
+        }.get(cmd.ins)
+        if handler is None:
+            return _sw(SW.INS_NOT_SUPPORTED)
+        return handler(cmd)
+
+    # --- commands -------------------------------------------------------------------------
+
+    def _get_response(self, cmd: CommandAPDU, pending: bytes | None) -> ResponseAPDU:
+        """``00 C0 00 00 Le``: the data a ``61xx`` announced. A wrong Le gets ``6Cxx`` and
+        the data stays available; with nothing pending the answer is ``6985``."""
+        if cmd.data:
+            return _sw(SW.WRONG_LENGTH)
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.WRONG_P1P2)
+        if pending is None:
+            return _sw(SW.CONDITIONS_NOT_SATISFIED)
+        response, rest = self._fit(pending, cmd.le or SHORT_MAX_LE)
+        self._pending = pending if response.sw >> 8 == 0x6C else rest
+        return response
+
+    def _select(self, cmd: CommandAPDU) -> ResponseAPDU:
+        """``00 A4 P1 P2 [Lc FID|name]``: make a file current.
+
+        P1 00 FID (none or ``3F00``: the MF), 01 child DF, 02 EF of the current DF,
+        03 parent DF (no data), 04 DF name. P2 00 answers the FCI of a DF (nothing for an
+        EF), P2 0C answers nothing. Not found: ``6A82``, current file unchanged.
+        """
+        if cmd.p2 not in (SELECT_P2_FCI, SELECT_P2_NO_DATA):
+            return _sw(SW.WRONG_P1P2)
+        data, fs = cmd.data, self.fs
+        target: DedicatedFile | ElementaryFile | None
+        if cmd.p1 == 0x00:
+            if len(data) not in (0, 2):
+                return _sw(SW.WRONG_LENGTH)
+            target = fs.select_fid(int.from_bytes(data, "big")) if data else fs.select_fid(0x3F00)
+        elif cmd.p1 in (0x01, 0x02):
+            if len(data) != 2:
+                return _sw(SW.WRONG_LENGTH)
+            fid = int.from_bytes(data, "big")
+            target = fs.select_child_df(fid) if cmd.p1 == 0x01 else fs.select_child_ef(fid)
+        elif cmd.p1 == 0x03:
+            if data:
+                return _sw(SW.WRONG_LENGTH)
+            target = fs.select_parent()
+        elif cmd.p1 == 0x04:
+            if not 1 <= len(data) <= 16:
+                return _sw(SW.WRONG_LENGTH)
+            target = fs.select_name(data)
+        else:
+            return _sw(SW.WRONG_P1P2)
+        if target is None:
+            return _sw(SW.FILE_NOT_FOUND)
+        if cmd.p2 == SELECT_P2_NO_DATA or not isinstance(target, DedicatedFile):
+            return _sw(SW.OK)
+        return self.respond(cmd, target.fci)
+
+    def _ef_for_read(self, sfi: int) -> ElementaryFile | ResponseAPDU:
+        """The EF a READ names: by SFI in the current DF (and it becomes current), or the
+        current EF when ``sfi`` is 0. A status word when there is none."""
+        if sfi == SFI_CURRENT_EF:
+            if self.fs.current_ef is None:
+                return _sw(SW.COMMAND_NOT_ALLOWED)
+            return self.fs.current_ef
+        ef = self.fs.ef_by_sfi(sfi)
+        if ef is None:
+            return _sw(SW.FILE_NOT_FOUND)
+        self.fs.make_current(ef)
+        return ef
+
+    def _read_binary(self, cmd: CommandAPDU) -> ResponseAPDU:
+        """``00 B0 P1 P2 Le``: bytes of a transparent EF from an offset.
+
+        P1 bit 8 = 0: 15-bit offset in P1-P2 of the current EF. P1 bit 8 = 1: SFI in P1
+        bits 5..1, offset in P2. Fewer bytes left than Le: what there is, with ``6282``
+        (READ BINARY keeps to ISO here in both Le modes: files are read in chunks and the
+        last chunk is short). Offset beyond the end: ``6B00``.
+        """
+        if cmd.data:
+            return _sw(SW.WRONG_LENGTH)
+        if cmd.p1 & 0x80:
+            if cmd.p1 & 0x60:
+                return _sw(SW.WRONG_P1P2)
+            found = self._ef_for_read(cmd.p1 & 0x1F)
+            offset = cmd.p2
+        else:
+            found = self._ef_for_read(SFI_CURRENT_EF)
+            offset = cmd.p1 << 8 | cmd.p2
+        if isinstance(found, ResponseAPDU):
+            return found
+        if not isinstance(found, TransparentEF):
+            return _sw(SW.COMMAND_INCOMPATIBLE)
+        if not self.may_read(found):
+            return _sw(SW.SECURITY_NOT_SATISFIED)
+        if offset and offset >= len(found.data):
+            return _sw(SW.WRONG_PARAMETERS)
+        want = cmd.le or SHORT_MAX_LE
+        chunk = found.data[offset : offset + want]
+        return ResponseAPDU(chunk, SW.OK if len(chunk) == want else SW.END_OF_FILE)
+
+    def _read_record(self, cmd: CommandAPDU) -> ResponseAPDU:
+        """``00 B2 P1 P2 Le``: records of a record EF.
+
+        P2 bits 8..4 name the EF by SFI (0: the current EF); bits 3..1 the mode: 100 record
+        number P1, 000 first record whose identifier (first byte, the SIMPLE-TLV tag) is P1,
+        101 records P1 to last, concatenated (only on cards with ``multi_record``).
+        """
+        if cmd.data:
+            return _sw(SW.WRONG_LENGTH)
+        sfi, mode = cmd.p2 >> 3, cmd.p2 & 0b111
+        if sfi == SFI_RFU or mode not in (
+            RECORD_BY_NUMBER,
+            RECORD_BY_ID_FIRST,
+            RECORD_FROM_NUMBER_TO_LAST,
+        ):
+            return _sw(SW.WRONG_P1P2)
+        if mode == RECORD_FROM_NUMBER_TO_LAST and not self.multi_record:
+            return _sw(SW.WRONG_P1P2)
+        found = self._ef_for_read(sfi)
+        if isinstance(found, ResponseAPDU):
+            return found
+        if not isinstance(found, RecordEF):
+            return _sw(SW.COMMAND_INCOMPATIBLE)
+        if not self.may_read(found):
+            return _sw(SW.SECURITY_NOT_SATISFIED)
+        records = found.records
+        if mode == RECORD_BY_ID_FIRST:
+            data = next((r for r in records if r[0] == cmd.p1), None)
+        elif not 1 <= cmd.p1 <= len(records):
+            # P1 00 would be "the current record": this OS keeps no record pointer.
+            data = None
+        elif mode == RECORD_BY_NUMBER:
+            data = records[cmd.p1 - 1]
+        else:
+            data = b"".join(records[cmd.p1 - 1 :])
+        if data is None:
+            return _sw(SW.RECORD_NOT_FOUND)
+        return self.respond(cmd, data)
+
+    def _get_challenge(self, cmd: CommandAPDU) -> ResponseAPDU:
+        """``00 84 00 00 Le``: Le (4, 8 or 16) random bytes for a following authentication."""
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.WRONG_P1P2)
+        if cmd.data or cmd.le not in CHALLENGE_LENGTHS:
+            return _sw(SW.WRONG_LENGTH)
+        self.last_challenge = secrets.token_bytes(cmd.le)
+        return ResponseAPDU(self.last_challenge, SW.OK)
+
+    def _pcsc(self, cmd: CommandAPDU) -> ResponseAPDU:
+        """``FF CA 00 00 Le``: the UID of a contactless card (PC/SC part 3 GET DATA).
+
+        Le 00 means the full UID; a smaller Le ``6Cxx``, a larger one the UID with ``6282``.
+        A contact card has no UID and no PC/SC class: ``6E00``.
+        """
+        if self.uid is None:
+            return _sw(SW.CLA_NOT_SUPPORTED)
+        if cmd.ins != Ins.GET_DATA:
+            return _sw(SW.INS_NOT_SUPPORTED)
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.WRONG_P1P2)
+        if cmd.data:
+            return _sw(SW.WRONG_LENGTH)
+        n = len(self.uid)
+        if cmd.le is None or cmd.le in (n, SHORT_MAX_LE):
+            return ResponseAPDU(self.uid, SW.OK)
+        if cmd.le < n:
+            return _sw_with_length(0x6C, n)
+        return ResponseAPDU(self.uid, SW.END_OF_FILE)
+
+
+# --- ATRs (ISO/IEC 7816-3 section 8, PC/SC part 3) ------------------------------------------
+
+
+def _check_historical(historical: bytes) -> None:
+    if len(historical) > MAX_HISTORICAL:
+        raise ValueError(f"{len(historical)} historical bytes, an ATR holds at most 15")
+
+
+def atr_checksum(atr_without_tck: bytes) -> int:
+    """TCK: the XOR of every ATR byte after TS, so that T0..TCK XOR to zero."""
+    tck = 0
+    for b in atr_without_tck[1:]:
+        tck ^= b
+    return tck
+
+
+def t0_atr(historical: bytes) -> bytes:
+    """A contact ATR offering T=0 only, as social security cards send it.
+
+    ``3B 6n 00 00 <n historical bytes>``: TB1 = 00 (no Vpp) and TC1 = 00 (no extra guard
+    time); no TD1, so T=0 is implied and there is no TCK.
+    """
+    _check_historical(historical)
+    return bytes((0x3B, 0x60 | len(historical), 0x00, 0x00)) + historical
+
+
+def t1_atr(historical: bytes) -> bytes:
+    """A contact ATR offering T=1 only.
+
+    ``3B En 00 00 81 31 FE 45 <historical> TCK``: TB1 = 00, TC1 = 00, TD1 = 81 (T=1, TD2
+    follows), TD2 = 31 (T=1, TA3 and TB3 follow), TA3 = FE (IFSC 254), TB3 = 45 (BWI 4,
+    CWI 5). A TCK is present because a protocol other than T=0 is offered.
+    """
+    _check_historical(historical)
+    body = bytes((0x3B, 0xE0 | len(historical), 0x00, 0x00, 0x81, 0x31, 0xFE, 0x45))
+    body += historical
+    return body + bytes((atr_checksum(body),))
+
+
+def contactless_atr(historical: bytes) -> bytes:
+    """The PC/SC part 3 pseudo-ATR a contactless reader builds for an ISO 14443-4 card.
+
+    ``3B 8n 80 01 <historical> TCK``: TD1 = 80 (TD2 follows), TD2 = 01 (T=1), TCK.
+    """
+    _check_historical(historical)
+    body = bytes((0x3B, 0x80 | len(historical), 0x80, 0x01)) + historical
+    return body + bytes((atr_checksum(body),))

@@ -1,0 +1,245 @@
+"""``onecard``: the command line of the one-card terminal.
+
+This module is the composition root: it alone picks concrete drivers (by name, through the
+``drivers`` registry) and hands them to the domain code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from terminal import ldt33
+from terminal.errors import (
+    CardError,
+    CardRemovedError,
+    ConfigError,
+    NoCardError,
+    NoReaderError,
+    NotSocialSecurityCardError,
+    OneCardError,
+    ParseError,
+    PcscUnavailableError,
+)
+from terminal.reader import ReaderBackend
+from terminal.ssc.session import ReadMode
+
+# Distinct exit codes, so scripts can tell failures apart without parsing text.
+EXIT_CODES: dict[type[OneCardError], int] = {
+    NoReaderError: 3,
+    NoCardError: 4,
+    NotSocialSecurityCardError: 5,
+    CardRemovedError: 6,
+    PcscUnavailableError: 7,
+    ParseError: 8,
+    CardError: 9,
+    ConfigError: 10,
+}
+
+EXIT_HELP = """\
+exit codes:
+  0 success            3 no reader          4 no card
+  5 not a social security card               6 card removed during the read
+  7 PC/SC service (pcscd) not running        8 malformed card answer
+  9 card refused a command                   10 bad configuration or profile
+  1 any other error
+"""
+
+
+def exit_code(error: OneCardError) -> int:
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 1
+
+
+def _reader_backend(args: argparse.Namespace) -> ReaderBackend:
+    import drivers
+
+    options = {"protocol": args.protocol} if getattr(args, "protocol", None) else {}
+    return drivers.reader_backend(args.backend, **options)
+
+
+# --- onecard readers ------------------------------------------------------------------------
+
+
+def cmd_readers(args: argparse.Namespace) -> int:
+    from drivers.pcsc import is_contactless_atr
+
+    infos = _reader_backend(args).readers()
+    rows = [
+        {
+            "reader": info.name,
+            "card_present": info.card_present,
+            "atr": info.atr.hex().upper() if info.atr else None,
+            "interface": (
+                ("contactless" if is_contactless_atr(info.atr) else "contact") if info.atr else None
+            ),
+        }
+        for info in infos
+    ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    elif not rows:
+        print("no readers")
+    else:
+        for row in rows:
+            card = f"card {row['atr']} ({row['interface']})" if row["card_present"] else "empty"
+            print(f"{row['reader']}: {card}")
+    return 0
+
+
+# --- onecard read ---------------------------------------------------------------------------
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from terminal.ssc.reading import read_card
+
+    reading = read_card(_reader_backend(args), args.reader, ReadMode(args.mode))
+    if args.format == "ireadcardbas":
+        print(reading.to_ireadcardbas(reveal=args.reveal, device_number=args.device_number))
+    elif args.json or args.format == "json":
+        print(json.dumps(reading.to_json(reveal=args.reveal), ensure_ascii=False))
+    else:
+        _print_reading(reading.to_json(reveal=args.reveal))
+    return 0
+
+
+def _print_reading(data: dict[str, object]) -> None:
+    labels = [
+        ("reader", "reader"),
+        ("interface", "interface"),
+        ("atr", "ATR"),
+        ("uid", "UID"),
+        ("region", "region"),
+        ("card_number", "card number"),
+        ("card_number_valid", "check character ok"),
+        ("card_id", "card id"),
+        ("category", "category"),
+        ("spec_version", "spec version"),
+        ("issue_date", "issued"),
+        ("expiry_date", "expires"),
+    ]
+    for key, label in labels:
+        if data.get(key) is not None:
+            print(f"{label:>20}: {data[key]}")
+    holder = data.get("holder")
+    if isinstance(holder, dict):
+        for key, value in holder.items():
+            print(f"{key:>20}: {value}")
+    else:
+        print(f"{'holder':>20}: not readable")
+    for item in data.get("unreadable") or []:
+        print(f"{'unreadable':>20}: {item}")
+    print(f"{'APDUs':>20}: {data['apdu_count']} ({data['read_mode']})")
+
+
+# --- onecard demo ---------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from terminal.demo import run_demo
+
+    return run_demo(print)
+
+
+# --- wiring ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onecard",
+        description="Terminal runtime for social security card acceptance points.",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def reader_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--backend", default="pcsc", help="reader back-end (default: pcsc)")
+        p.add_argument("--protocol", choices=["T=0", "T=1"], help="force a protocol (default: any)")
+
+    p = sub.add_parser(
+        "readers",
+        help="list card readers and the cards in them",
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reader_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_readers)
+
+    p = sub.add_parser(
+        "read",
+        help="read the social security application of a card",
+        description=(
+            "Read the card's issuer data (EF05) and, where the card allows, holder data (EF06). "
+            "Holder data is masked unless --reveal is given."
+        ),
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reader_options(p)
+    p.add_argument("--reader", help="reader name (default: the first reader with a card)")
+    p.add_argument("--json", action="store_true", help="print JSON (same as --format json)")
+    p.add_argument(
+        "--format",
+        choices=["text", "json", "ireadcardbas"],
+        default="text",
+        help="output format; ireadcardbas is the LD/T 33 pipe string hospital systems read",
+    )
+    p.add_argument("--reveal", action="store_true", help="show holder data unmasked")
+    p.add_argument(
+        "--mode",
+        choices=[m.value for m in ReadMode],
+        default="auto",
+        help="record read strategy (default: auto, the fewest APDUs the card supports)",
+    )
+    p.add_argument(
+        "--device-number", default="", help="terminal device number for --format ireadcardbas"
+    )
+    p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser(
+        "demo",
+        help="insert the sample simulated cards into vpcd and read them through pcscd",
+    )
+    p.set_defaults(func=cmd_demo)
+
+    from firmware_sim.cli import add_sim_commands
+
+    add_sim_commands(sub)
+    return parser
+
+
+def _report(error: OneCardError, args: argparse.Namespace) -> None:
+    if getattr(args, "format", None) == "ireadcardbas":
+        print(ldt33.error_code(error))
+        print(f"onecard: {error.reason}", file=sys.stderr)
+    elif getattr(args, "json", False) or getattr(args, "format", None) == "json":
+        print(json.dumps(error.to_json(), ensure_ascii=False))
+    else:
+        print(f"onecard: {error.code}: {error.reason}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except OneCardError as error:
+        _report(error, args)
+        return exit_code(error)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
