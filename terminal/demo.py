@@ -64,7 +64,7 @@ def run_demo(out: Callable[[str], None]) -> int:
 
         out("Simulated cards inserted into vpcd slots; reading each through pcscd:\n")
         header = (
-            f"{'reader':<20} {'card':<44} {'region':<7} {'card no.':<10} {'cat':<3} "
+            f"{'reader':<20} {'card':<52} {'region':<7} {'card no.':<10} {'cat':<3} "
             f"{'ver':<5} {'holder':<8} {'unreadable':<11} {'APDUs':>5} {'ms':>6}"
         )
         out(header)
@@ -77,7 +77,7 @@ def run_demo(out: Callable[[str], None]) -> int:
                 reading = read_card(backend, name)
             except OneCardError as error:
                 failures += 1
-                out(f"{name:<20} {demo.story:<44} error {error.code}: {error.reason}")
+                out(f"{name:<20} {demo.story:<52} error {error.code}: {error.reason}")
                 continue
             elapsed = (time.perf_counter() - started) * 1000
             data = reading.to_json()
@@ -86,7 +86,7 @@ def run_demo(out: Callable[[str], None]) -> int:
             unreadable = ",".join(f"{u['file']}:{u['sw']}" for u in data["unreadable"]) or "-"
             number = f"{data['card_number']}{'' if data['card_number_valid'] else '!'}"
             out(
-                f"{name:<20} {demo.story:<44} {data['region']:<7} {number:<10} "
+                f"{name:<20} {demo.story:<52} {data['region']:<7} {number:<10} "
                 f"{data['category']:<3} {data['spec_version']:<5} {holder_text:<8} "
                 f"{unreadable:<11} {data['apdu_count']:>5} {elapsed:>6.1f}"
             )

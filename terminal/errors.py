@@ -104,3 +104,18 @@ class ConfigError(OneCardError):
     """An operator file (profile, configuration) that cannot be used."""
 
     code = "config_error"
+
+
+# --- cryptography -------------------------------------------------------------------------
+
+
+class CryptoError(OneCardError):
+    """A cryptographic operation that cannot be carried out: bad key length or value,
+    unsupported algorithm (e.g. SSF33), a native back-end that fails its self-test."""
+
+    code = "crypto_error"
+
+
+class SignatureFormatError(ParseError):
+    """A signature or public key whose encoding is invalid: bad DER, wrong length,
+    a point that is not on the curve."""
