@@ -19,6 +19,9 @@ Schema (every key is required unless a default is given)::
     # historical = "00814A444686605199000001AC"  # optional: all 13 historical bytes,
     #                            # used as is instead of the three pieces above
     uid = "5A3C9E21"           # contactless UID, 4 or 7 bytes hex; default: the card serial
+    pin = "123456"             # the holder PIN, 4-12 digits; default "123456", the
+                               # initial PIN cards are issued with
+    pin_tries = 3              # VERIFY tries before the PIN blocks (6983); default 3
 
     [issuer]                   # EF05
     card_id = "500103D15600000510000001FFFFFFFF"
@@ -81,6 +84,8 @@ class CardSettings:
     historical: bytes
     """All 13 ATR historical bytes, resolved from the pieces or given whole."""
     uid: bytes
+    pin: str = "123456"
+    pin_tries: int = 3
 
     @property
     def generation(self) -> Generation:
@@ -265,6 +270,9 @@ def _card(t: _Table, card_id: str) -> CardSettings:
     uid_hex = t.text(
         "uid", r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}", "4 or 7 bytes of hex", card_id[16:24]
     )
+    pin = t.text("pin", r"\d{4,12}", "4 to 12 digits", "123456")
+    pin_tries: int = t.get("pin_tries", int, 3)
+    t.check("pin_tries", 1 <= pin_tries <= 15, "must be 1 to 15 (SW2 low nibble of 63Cx)")
     return CardSettings(
         spec_version=spec_version,
         protocol=protocol,
@@ -273,6 +281,8 @@ def _card(t: _Table, card_id: str) -> CardSettings:
         algorithm=algorithm,
         historical=historical,
         uid=bytes.fromhex(uid_hex),
+        pin=pin,
+        pin_tries=pin_tries,
     )
 
 

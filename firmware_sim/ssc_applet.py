@@ -14,8 +14,9 @@ EF05 and EF06 records are SIMPLE-TLV ``tag len value`` in the generation's recor
 (:data:`terminal.ssc.layout.RECORD_ORDER`), values encoded by the item formats of
 :data:`terminal.ssc.layout.ITEMS`. Everything the applet needs on the wire - SELECT and
 READ RECORD - is interindustry, so the card OS answers it; the applet only owns the files.
-Authentication (which grants ``RKSSSE``) is left to a later applet: until then tests call
-``card.grant(RKSSSE)``.
+The applet answers VERIFY and CHANGE PIN itself (the PIN and its retry counter survive
+power cycles). Authentication (which grants ``RKSSSE``) is left to a later applet: until
+then tests call ``card.grant(RKSSSE)``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import datetime as dt
 
 from firmware_sim.cardos import Applet, CardOS, contactless_atr, t0_atr, t1_atr
 from firmware_sim.filesystem import DedicatedFile, RecordEF, TransparentEF
+from firmware_sim.pin import INS_CHANGE_PIN, INS_VERIFY, PinStore, process_pin_command
 from firmware_sim.profile import CardProfile, split_name
+from terminal.apdu import CommandAPDU, ResponseAPDU
 from terminal.errors import FieldError
 from terminal.ssc.layout import (
     BY_TAG,
@@ -159,10 +162,17 @@ def _placeholder_jpeg(size: int) -> bytes:
 
 
 class SscApplet(Applet):
-    """The SSSE application environment of ``profile``: files only, no own commands."""
+    """The SSSE application environment of ``profile``: its files, and the holder PIN
+    (VERIFY / CHANGE PIN, :mod:`firmware_sim.pin`) while the SSSE is selected."""
 
     def __init__(self, profile: CardProfile) -> None:
         self.profile = profile
+        self.pin = PinStore(profile.card.pin, profile.card.pin_tries)
+
+    def process(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU | None:
+        if cmd.ins in (INS_VERIFY, INS_CHANGE_PIN) and not self.is_selected(card):
+            return None
+        return process_pin_command(self.pin, card.grant, cmd)
 
     def install(self, card: CardOS) -> None:
         profile = self.profile

@@ -45,6 +45,7 @@ exit codes:
   5 not a social security card               6 card removed during the read
   7 PC/SC service (pcscd) not running        8 malformed card answer
   9 card refused a command                   10 bad configuration or profile
+  11 wrong PIN                               12 PIN blocked
   1 any other error
 """
 
@@ -137,6 +138,49 @@ def _print_reading(data: dict[str, object]) -> None:
     print(f"{'APDUs':>20}: {data['apdu_count']} ({data['read_mode']})")
 
 
+# --- onecard pin ----------------------------------------------------------------------------
+
+EXIT_PIN_WRONG = 11
+EXIT_PIN_BLOCKED = 12
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    from terminal.pinpad import ConsolePinPad
+    from terminal.reader import CardChannel
+    from terminal.ssc.pin import PinOutcome, change_pin, verify_pin
+    from terminal.ssc.reading import choose_reader
+
+    pad = ConsolePinPad(sys.stdin if args.pin_stdin else None)
+    backend = _reader_backend(args)
+    reader = choose_reader(backend, args.reader)
+    if args.pin_command == "verify":
+        pins = [pad.read_pin("PIN: ")]
+    else:
+        old = pad.read_pin("current PIN: ")
+        new = pad.read_pin("new PIN: ")
+        if pad.read_pin("new PIN again: ") != new:
+            raise ConfigError("the new PIN was not typed the same twice; nothing changed")
+        pins = [old, new]
+    connection = backend.connect(reader)
+    try:
+        channel = CardChannel(connection)
+        result = verify_pin(channel, *pins) if len(pins) == 1 else change_pin(channel, *pins)
+    finally:
+        connection.close()
+        pins.clear()
+    if args.json:
+        print(json.dumps(result.to_json()))
+    elif result.outcome is PinOutcome.OK:
+        print("PIN verified" if args.pin_command == "verify" else "PIN changed")
+    elif result.outcome is PinOutcome.WRONG:
+        print(f"wrong PIN: {result.tries_left} tries left")
+    else:
+        print("PIN blocked: the card must be unblocked at a service counter")
+    return {PinOutcome.OK: 0, PinOutcome.WRONG: EXIT_PIN_WRONG}.get(
+        result.outcome, EXIT_PIN_BLOCKED
+    )
+
+
 # --- onecard demo ---------------------------------------------------------------------------
 
 
@@ -203,6 +247,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--device-number", default="", help="terminal device number for --format ireadcardbas"
     )
     p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser(
+        "pin",
+        help="verify or change the holder PIN on the PIN pad (console)",
+        description=(
+            "Verify or change the card holder's PIN. The PIN is typed without echo (or read "
+            "one per line from standard input with --pin-stdin) and is never logged or kept. "
+            "Exit 11: wrong PIN (tries left shown); 12: PIN blocked."
+        ),
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("pin_command", choices=["verify", "change"])
+    reader_options(p)
+    p.add_argument("--reader", help="reader name (default: the first reader with a card)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--pin-stdin", action="store_true", help="read PINs from standard input, one per line"
+    )
+    p.set_defaults(func=cmd_pin)
 
     p = sub.add_parser(
         "demo",

@@ -98,6 +98,7 @@ EventSink = Callable[[ReaderEvent], None]
 # --- the channel ----------------------------------------------------------------------------
 
 GET_RESPONSE_INS = 0xC0
+_SECRET_INS = frozenset({0x20, 0x24, 0x5E})  # VERIFY, CHANGE REFERENCE DATA, CHANGE PIN
 MAX_CHAINED_RESPONSES = 64  # 64 * 256 bytes: far beyond any SSC answer, bounds a looping card
 
 
@@ -137,5 +138,7 @@ class CardChannel:
         self.apdu_count += 1
         answer = self.connection.transmit_raw(raw)
         if self.trace is not None:
-            self.trace.append((raw, answer))
+            # PIN data never leaves the call that sends it, not even into a trace.
+            shown = raw[:4] + b"\x00" * (len(raw) - 4) if raw[1] in _SECRET_INS else raw
+            self.trace.append((shown, answer))
         return ResponseAPDU.from_bytes(answer)

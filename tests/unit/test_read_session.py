@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from card_exchange import InProcessConnection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,26 +14,9 @@ from firmware_sim.profile import load_sample
 from firmware_sim.ssc_applet import RKSSSE, build_card
 from terminal.apdu import ResponseAPDU
 from terminal.errors import CardError, CardUnresponsiveError, NotSocialSecurityCardError, ParseError
-from terminal.reader import CardChannel, Interface
+from terminal.reader import CardChannel
 from terminal.ssc.session import BasicReadSession, ReadMode, read_ssc
 from terminal.status import SW
-
-
-class InProcessConnection:
-    """A CardConnection straight onto a CardOS: unit tests only (integration uses pcscd)."""
-
-    def __init__(self, card: CardOS) -> None:
-        self.card = card
-        self.atr = card.power_on()
-        self.reader = "in-process"
-        self.protocol = card.protocol
-        self.interface = Interface.CONTACT
-
-    def transmit_raw(self, apdu: bytes) -> bytes:
-        return self.card.process(apdu)
-
-    def close(self) -> None:
-        self.card.power_off()
 
 
 def channel_for(sample: str, **card_changes: object) -> tuple[CardChannel, CardOS]:
