@@ -42,25 +42,82 @@ def add_sim_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p = sim_sub.add_parser("profiles", help="list the shipped sample card profiles")
     p.set_defaults(func=cmd_sim_profiles)
 
+    p = sim_sub.add_parser(
+        "psam",
+        help="attach a simulated PSAM, personalised from a key file, to a vpcd slot",
+    )
+    p.add_argument("--keys", required=True, help="key file (TOML) with the master keys")
+    p.add_argument("--slot", type=int, default=2, help="vpcd slot (default 2)")
+    p.add_argument("--port", type=int, default=VPCD_BASE_PORT, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_sim_psam)
+
+    p = sim_sub.add_parser(
+        "issue",
+        help="make test keys, trust material and personalised cards (secrets made now)",
+        description=(
+            "Make a test world into DIR: keys.toml (master keys: the software secure module's "
+            "key file, and what `onecard sim psam` is personalised from), trust.json (root, "
+            "issuers, a revoked issuer), pki/*.key and cards/*.toml - a genuine Chongqing 2.0 "
+            "card, a genuine Sichuan 3.0 card, and forged, cloned, expired-certificate, "
+            "revoked-issuer, unknown-issuer, blocked and SSF33 cards - with world.json saying "
+            "which verdict each card should get. Files holding secrets are mode 0600."
+        ),
+    )
+    p.add_argument("what", choices=["world"], help="what to issue")
+    p.add_argument("--out", required=True, help="directory to write into")
+    p.add_argument(
+        "--algorithm", choices=["sm2", "ecdsa-p256"], default="sm2", help="PKI algorithm"
+    )
+    p.add_argument("--today", help="issue as of this date (YYYY-MM-DD; default: today)")
+    p.set_defaults(func=cmd_sim_issue)
+
 
 def cmd_sim_card(args: argparse.Namespace) -> int:
     from firmware_sim.ssc_applet import build_card
 
     profile = resolve_profile(args.profile)
     card = build_card(profile, contactless=args.contactless)
-    bridge = VpcdBridge(card, slot=args.slot, base_port=args.port)
+    kind = "contactless" if args.contactless else "contact"
+    return _serve_until_stopped(card, args.slot, args.port, f"card {args.profile} ({kind})")
+
+
+def _serve_until_stopped(card, slot: int, port: int, what: str) -> int:
+    bridge = VpcdBridge(card, slot=slot, base_port=port)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     bridge.insert()
-    kind = "contactless" if args.contactless else "contact"
     print(
-        f"card {args.profile} ({kind}, ATR {card.atr.hex().upper()}) in vpcd slot {args.slot} "
-        f"(port {slot_port(args.slot, args.port)}); Ctrl-C removes it",
+        f"{what} (ATR {card.atr.hex().upper()}) in vpcd slot {slot} "
+        f"(port {slot_port(slot, port)}); Ctrl-C removes it",
         flush=True,
     )
     stop.wait()
     bridge.remove()
+    return 0
+
+
+def cmd_sim_psam(args: argparse.Namespace) -> int:
+    from firmware_sim.psam_applet import build_psam
+    from terminal.secure.keyfile import load_key_file
+
+    return _serve_until_stopped(build_psam(load_key_file(args.keys)), args.slot, args.port, "PSAM")
+
+
+def cmd_sim_issue(args: argparse.Namespace) -> int:
+    import datetime
+
+    from firmware_sim.issuing import issue_world
+    from terminal.crypto.signing import Algorithm
+
+    today = datetime.date.fromisoformat(args.today) if args.today else None
+    algorithm = Algorithm.SM2 if args.algorithm == "sm2" else Algorithm.ECDSA_P256
+    manifest = issue_world(Path(args.out), today, algorithm)
+    cards = manifest["cards"]
+    assert isinstance(cards, dict)
+    print(f"issued into {args.out}: keys.toml, trust.json, {len(cards)} cards")
+    for name, card in cards.items():
+        print(f"  {name:<24} -> {card['expected']:<22} {card['story']}")
     return 0
 
 

@@ -41,6 +41,22 @@ Schema (every key is required unless a default is given)::
     birthplace = "500103"      # GB/T 2260 code, 6 digits
     birth_date = 1985-06-15
 
+Optional tables, written by the issuing tools (``onecard sim issue``) for personalised
+cards - they hold card secrets, so such files are made at test or demo time, never committed::
+
+    [keys]                     # the card's own (diversified) SSSE keys, 32 hex each
+    irk = "..."                # internal authentication key
+    rkssse = "..."             # read key: EXTERNAL AUTHENTICATE unlocks EF06 on 3.0 cards
+    ukssse = "..."             # update key (optional)
+
+    [pki]                      # 3.0 cards: the PKI application (docs/pki.md)
+    algorithm = "sm2"          # or "ecdsa-p256"
+    private_key = "..."        # 32 bytes hex
+    card_certificate = "..."   # hex
+    issuer_certificate = "..." # hex
+
+``[card] blocked = true`` makes the SSSE answer 9303 (application blocked).
+
 The ATR historical bytes are T1-T2 chip vendor, T3-T5 vendor/OS, T6-T7 card manufacturer,
 T8-T9 the first four digits of the region (BCD, from ``card_id``) and TA-TD the card serial.
 """
@@ -86,6 +102,7 @@ class CardSettings:
     uid: bytes
     pin: str = "123456"
     pin_tries: int = 3
+    blocked: bool = False
 
     @property
     def generation(self) -> Generation:
@@ -129,6 +146,31 @@ class HolderData:
 
 
 @dataclass(frozen=True)
+class CardKeys:
+    """``[keys]``: the card's diversified SSSE keys (16 bytes each)."""
+
+    irk: bytes
+    rkssse: bytes
+    ukssse: bytes | None = None
+
+    def __repr__(self) -> str:
+        return "CardKeys(<hidden>)"
+
+
+@dataclass(frozen=True)
+class PkiPersonalisation:
+    """``[pki]``: the PKI application of a 3.0 card."""
+
+    algorithm: str
+    private_key: bytes
+    card_certificate: bytes
+    issuer_certificate: bytes
+
+    def __repr__(self) -> str:
+        return f"PkiPersonalisation({self.algorithm}, <hidden>)"
+
+
+@dataclass(frozen=True)
 class CardProfile:
     """One simulated card, as loaded and validated from a profile file."""
 
@@ -137,6 +179,8 @@ class CardProfile:
     card: CardSettings
     issuer: IssuerData
     holder: HolderData
+    keys: CardKeys | None = None
+    pki: PkiPersonalisation | None = None
 
     @property
     def generation(self) -> Generation:
@@ -272,6 +316,8 @@ def _card(t: _Table, card_id: str) -> CardSettings:
     )
     pin = t.text("pin", r"\d{4,12}", "4 to 12 digits", "123456")
     pin_tries: int = t.get("pin_tries", int, 3)
+    blocked = bool(t.table.get("blocked", False))
+    t.used.add("blocked")
     t.check("pin_tries", 1 <= pin_tries <= 15, "must be 1 to 15 (SW2 low nibble of 63Cx)")
     return CardSettings(
         spec_version=spec_version,
@@ -283,6 +329,7 @@ def _card(t: _Table, card_id: str) -> CardSettings:
         uid=bytes.fromhex(uid_hex),
         pin=pin,
         pin_tries=pin_tries,
+        blocked=blocked,
     )
 
 
@@ -325,22 +372,45 @@ def _holder(t: _Table, generation: Generation) -> HolderData:
     return HolderData(ssn, name, sex, ethnicity, birthplace, birth_date)
 
 
+PKI_ALGORITHMS = {"sm2": "SM2", "ecdsa-p256": "ECDSA P-256"}
+
+
+def _keys(t: _Table) -> CardKeys:
+    irk = t.hex_bytes("irk", 16)
+    rkssse = t.hex_bytes("rkssse", 16)
+    ukssse = t.hex_bytes("ukssse", 16) if "ukssse" in t.table else None
+    return CardKeys(irk, rkssse, ukssse)
+
+
+def _pki(t: _Table) -> PkiPersonalisation:
+    algorithm = t.choice("algorithm", str, PKI_ALGORITHMS)
+    private_key = t.hex_bytes("private_key", 32)
+    card_cert = t.text("card_certificate", r"(?:[0-9A-Fa-f]{2})+", "hex")
+    issuer_cert = t.text("issuer_certificate", r"(?:[0-9A-Fa-f]{2})+", "hex")
+    return PkiPersonalisation(
+        algorithm, private_key, bytes.fromhex(card_cert), bytes.fromhex(issuer_cert)
+    )
+
+
 def parse_profile(document: str, source: str = "<profile>") -> CardProfile:
     """Validate the TOML text of a profile; ``source`` names it in error messages."""
     try:
         data = tomllib.loads(document)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"card", "issuer", "holder"})
+    unknown = sorted(set(data) - {"card", "issuer", "holder", "keys", "pki"})
     if unknown:
         raise ConfigError(f"{source}: unknown table(s) {', '.join(unknown)}")
-    tables = {s: _Table(source, s, data.get(s)) for s in ("card", "issuer", "holder")}
+    sections = ["card", "issuer", "holder"] + [s for s in ("keys", "pki") if s in data]
+    tables = {s: _Table(source, s, data.get(s)) for s in sections}
     issuer = _issuer(tables["issuer"])
     card = _card(tables["card"], issuer.card_id)
     holder = _holder(tables["holder"], card.generation)
+    keys = _keys(tables["keys"]) if "keys" in tables else None
+    pki = _pki(tables["pki"]) if "pki" in tables else None
     for table in tables.values():
         table.finish()
-    return CardProfile(Path(source).stem, card, issuer, holder)
+    return CardProfile(Path(source).stem, card, issuer, holder, keys, pki)
 
 
 def load_profile(path: str | PathLike[str]) -> CardProfile:
@@ -369,3 +439,68 @@ def sample_profile_path(name: str = DEFAULT_SAMPLE) -> Path:
 def load_sample(name: str = DEFAULT_SAMPLE) -> CardProfile:
     """Load the shipped sample profile ``name``."""
     return load_profile(sample_profile_path(name))
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | dt.date):
+        return str(value)
+    if isinstance(value, bytes):
+        return f'"{value.hex().upper()}"'
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def format_profile(profile: CardProfile, comment: str = "") -> str:
+    """The TOML text of ``profile``; :func:`parse_profile` reads it back to an equal profile."""
+    card, issuer, holder = profile.card, profile.issuer, profile.holder
+    tables: dict[str, dict[str, object]] = {
+        "card": {
+            "spec_version": card.spec_version,
+            "protocol": card.protocol,
+            "le_mode": card.le_mode.value,
+            "multi_record": card.multi_record,
+            "algorithm": card.algorithm,
+            "historical": card.historical,
+            "uid": card.uid,
+            "pin": card.pin,
+            "pin_tries": card.pin_tries,
+            "blocked": card.blocked,
+        },
+        "issuer": {
+            "card_id": issuer.card_id,
+            "category": issuer.category,
+            "institution": issuer.institution,
+            "issue_date": issuer.issue_date,
+            "expiry_date": issuer.expiry_date,
+            "card_number": issuer.card_number,
+        },
+        "holder": {
+            "ssn": holder.ssn,
+            "name": holder.name,
+            "sex": holder.sex,
+            "ethnicity": holder.ethnicity,
+            "birthplace": holder.birthplace,
+            "birth_date": holder.birth_date,
+        },
+    }
+    if profile.keys is not None:
+        keys: dict[str, object] = {"irk": profile.keys.irk, "rkssse": profile.keys.rkssse}
+        if profile.keys.ukssse is not None:
+            keys["ukssse"] = profile.keys.ukssse
+        tables["keys"] = keys
+    if profile.pki is not None:
+        tables["pki"] = {
+            "algorithm": profile.pki.algorithm,
+            "private_key": profile.pki.private_key,
+            "card_certificate": profile.pki.card_certificate,
+            "issuer_certificate": profile.pki.issuer_certificate,
+        }
+    lines = [f"# {line}" for line in comment.splitlines()]
+    for name, values in tables.items():
+        lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines).lstrip("\n") + "\n"

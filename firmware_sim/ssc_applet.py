@@ -14,21 +14,27 @@ EF05 and EF06 records are SIMPLE-TLV ``tag len value`` in the generation's recor
 (:data:`terminal.ssc.layout.RECORD_ORDER`), values encoded by the item formats of
 :data:`terminal.ssc.layout.ITEMS`. Everything the applet needs on the wire - SELECT and
 READ RECORD - is interindustry, so the card OS answers it; the applet only owns the files.
-The applet answers VERIFY and CHANGE PIN itself (the PIN and its retry counter survive
-power cycles). Authentication (which grants ``RKSSSE``) is left to a later applet: until
-then tests call ``card.grant(RKSSSE)``.
+The applet answers, while the SSSE is selected, VERIFY and CHANGE PIN (the PIN and its
+retry counter survive power cycles), INTERNAL AUTHENTICATE with the card's IRK and
+EXTERNAL AUTHENTICATE with RKSSSE, which grants the right to read EF06 on 3.0 cards
+(docs/card-authentication.md). A profile without ``[keys]`` answers 6A88 to both.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 
 from firmware_sim.cardos import Applet, CardOS, contactless_atr, t0_atr, t1_atr
 from firmware_sim.filesystem import DedicatedFile, RecordEF, TransparentEF
-from firmware_sim.pin import INS_CHANGE_PIN, INS_VERIFY, PinStore, process_pin_command
-from firmware_sim.profile import CardProfile, split_name
+from firmware_sim.pin import PinStore, process_pin_command
+from firmware_sim.pki_applet import PkiApplet
+from firmware_sim.profile import CardKeys, CardProfile, split_name
 from terminal.apdu import CommandAPDU, ResponseAPDU
+from terminal.crypto.signing import Algorithm, load_private_key
+from terminal.crypto.symmetric import session_key
 from terminal.errors import FieldError
+from terminal.ssc.auth import cryptogram
 from terminal.ssc.layout import (
     BY_TAG,
     EF05_FID,
@@ -41,12 +47,17 @@ from terminal.ssc.layout import (
     Item,
     file_tags,
 )
+from terminal.status import SW
 
 SSSE_FID = 0xDDF1
 EF07_FID, EF07_SFI = 0xEF07, 0x07
 EF08_FID, EF08_SFI = 0xEF08, 0x08
 DIR_SFI = 0x1E
 """SFI the SSSE FCI names in tag 88 (the directory EF of the application environment)."""
+
+INS_INTERNAL_AUTHENTICATE = 0x88
+INS_EXTERNAL_AUTHENTICATE = 0x82
+EXTERNAL_AUTH_TRIES = 15
 
 RKSSSE = "RKSSSE"
 """Right granted by EXTERNAL AUTHENTICATE with the read key: reads EF06 on 3.0 cards."""
@@ -168,11 +179,68 @@ class SscApplet(Applet):
     def __init__(self, profile: CardProfile) -> None:
         self.profile = profile
         self.pin = PinStore(profile.card.pin, profile.card.pin_tries)
+        # EXTERNAL AUTHENTICATE failures count like PIN tries: non-volatile.
+        self.external_auth_tries = EXTERNAL_AUTH_TRIES
 
     def process(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU | None:
-        if cmd.ins in (INS_VERIFY, INS_CHANGE_PIN) and not self.is_selected(card):
+        if self.profile.card.blocked and (
+            self.is_selected(card) or (cmd.ins == 0xA4 and cmd.data == SSSE_NAME)
+        ):
+            return ResponseAPDU(b"", SW.APPLICATION_BLOCKED)
+        if not self.is_selected(card):
             return None
+        if cmd.cla == 0x00 and cmd.ins == INS_INTERNAL_AUTHENTICATE:
+            return self._internal_authenticate(card, cmd)
+        if cmd.cla == 0x00 and cmd.ins == INS_EXTERNAL_AUTHENTICATE:
+            return self._external_authenticate(card, cmd)
         return process_pin_command(self.pin, card.grant, cmd)
+
+    def _keys_and_algorithm(self) -> tuple[CardKeys, int] | ResponseAPDU:
+        """The card keys and cipher, or the status word a card without them answers."""
+        if self.profile.keys is None:
+            return ResponseAPDU(b"", SW.REFERENCE_DATA_NOT_FOUND)
+        # SSF33 is not public: this simulator has no implementation to answer with.
+        if self.profile.card.algorithm not in (1, 3):
+            return ResponseAPDU(b"", SW.FUNCTION_NOT_SUPPORTED)
+        return self.profile.keys, self.profile.card.algorithm
+
+    def _internal_authenticate(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
+        """``00 88 00 01 10 P||R``: cryptogram of R under the session key from P (IRK)."""
+        if len(cmd.data) != 16:
+            return ResponseAPDU(b"", SW.WRONG_LENGTH)
+        usable = self._keys_and_algorithm()
+        if isinstance(usable, ResponseAPDU):
+            return usable
+        keys, algorithm = usable
+        process_factor, original = cmd.data[:8], cmd.data[8:]
+        answer = cryptogram(algorithm, session_key(keys.irk, process_factor, algorithm), original)
+        return card.respond(cmd, answer)
+
+    def _external_authenticate(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
+        """``00 82 00 02 10 A||P``: grant RKSSSE when A is the cryptogram of our challenge."""
+        if len(cmd.data) != 16:
+            return ResponseAPDU(b"", SW.WRONG_LENGTH)
+        if self.external_auth_tries == 0:
+            return ResponseAPDU(b"", SW.AUTH_METHOD_BLOCKED)
+        challenge, card.last_challenge = card.last_challenge, None  # a challenge serves once
+        if challenge is None or len(challenge) != 8:
+            return ResponseAPDU(b"", SW.REFERENCE_DATA_INVALIDATED)
+        usable = self._keys_and_algorithm()
+        if isinstance(usable, ResponseAPDU):
+            return usable
+        keys, algorithm = usable
+        auth_data, process_factor = cmd.data[:8], cmd.data[8:]
+        expected = cryptogram(
+            algorithm, session_key(keys.rkssse, process_factor, algorithm), challenge
+        )
+        if not hmac.compare_digest(auth_data, expected):
+            self.external_auth_tries -= 1
+            if self.external_auth_tries == 0:
+                return ResponseAPDU(b"", SW.AUTH_METHOD_BLOCKED)
+            return ResponseAPDU(b"", 0x63C0 | self.external_auth_tries)
+        self.external_auth_tries = EXTERNAL_AUTH_TRIES
+        card.grant(RKSSSE)
+        return ResponseAPDU(b"", SW.OK)
 
     def install(self, card: CardOS) -> None:
         profile = self.profile
@@ -218,4 +286,15 @@ def build_card(profile: CardProfile, contactless: bool = False) -> CardOS:
         multi_record=settings.multi_record,
     )
     card.install(SscApplet(profile))
+    if profile.pki is not None:
+        pki = profile.pki
+        algorithm = Algorithm(pki.algorithm)
+        card.install(
+            PkiApplet(
+                load_private_key(algorithm, pki.private_key),
+                algorithm,
+                pki.card_certificate,
+                pki.issuer_certificate,
+            )
+        )
     return card

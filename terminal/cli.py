@@ -25,6 +25,7 @@ from terminal.errors import (
     PcscUnavailableError,
 )
 from terminal.reader import ReaderBackend
+from terminal.secure.module import SecureModule
 from terminal.ssc.session import ReadMode
 
 # Distinct exit codes, so scripts can tell failures apart without parsing text.
@@ -46,6 +47,7 @@ exit codes:
   7 PC/SC service (pcscd) not running        8 malformed card answer
   9 card refused a command                   10 bad configuration or profile
   11 wrong PIN                               12 PIN blocked
+  13 card not genuine (onecard verify)
   1 any other error
 """
 
@@ -138,8 +140,55 @@ def _print_reading(data: dict[str, object]) -> None:
     print(f"{'APDUs':>20}: {data['apdu_count']} ({data['read_mode']})")
 
 
+# --- onecard verify -------------------------------------------------------------------------
+
+
+def open_secure_module(args: argparse.Namespace) -> SecureModule | None:
+    """The secure module the options name: a key file, a PSAM reader, or none."""
+    if getattr(args, "keys", None):
+        from terminal.secure.software import SoftwareSecureModule
+
+        return SoftwareSecureModule.from_file(args.keys)
+    if getattr(args, "psam", None):
+        from terminal.secure.psam import PsamSecureModule
+
+        return PsamSecureModule.open(_reader_backend(args), args.psam)
+    return None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import datetime
+
+    from terminal.pki.truststore import load_trust_store
+    from terminal.ssc.reading import verify_card_in_reader
+
+    today = datetime.date.fromisoformat(args.today) if args.today else datetime.date.today()
+    store = load_trust_store(args.trust, today) if args.trust else None
+    module = open_secure_module(args)
+    try:
+        reading, verification = verify_card_in_reader(
+            _reader_backend(args), args.reader, module, store, today
+        )
+    finally:
+        if module is not None:
+            module.close()
+    data: dict[str, object] = reading.to_json(reveal=args.reveal) if reading else {}
+    data.update(verification.to_json())
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+    else:
+        if reading is not None:
+            _print_reading(reading.to_json(reveal=args.reveal))
+        print(f"{'verdict':>20}: {verification.verdict.value}")
+        print(f"{'reason':>20}: {verification.reason}")
+        for name, check in verification.checks.items():
+            print(f"{name:>20}: {check.check.value} - {check.detail}")
+    return 0 if verification.verdict.value == "genuine" else EXIT_NOT_GENUINE
+
+
 # --- onecard pin ----------------------------------------------------------------------------
 
+EXIT_NOT_GENUINE = 13
 EXIT_PIN_WRONG = 11
 EXIT_PIN_BLOCKED = 12
 
@@ -247,6 +296,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--device-number", default="", help="terminal device number for --format ireadcardbas"
     )
     p.set_defaults(func=cmd_read)
+
+    p = sub.add_parser(
+        "verify",
+        help="prove a card genuine: card authentication, PKI, verdict",
+        description=(
+            "Read the card and establish that it is genuine: internal authentication with a "
+            "secure module (--keys key file or --psam reader), external authentication to "
+            "unlock holder data on 3.0 cards, and for 3.0 cards the certificate chain and a "
+            "dynamic signature against a trust store (--trust). Prints the identity and the "
+            "verdict: genuine, forged, cloned, certificate_expired, issuer_revoked, "
+            "unknown_issuer, blocked, unsupported_algorithm, unverified or card_error. "
+            "Exit 0 only for genuine, 13 for any other verdict."
+        ),
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reader_options(p)
+    p.add_argument("--reader", help="reader name (default: the first reader with a card)")
+    module = p.add_mutually_exclusive_group()
+    module.add_argument("--keys", help="software secure module: operator key file (TOML)")
+    module.add_argument("--psam", metavar="READER", help="secure module: the PSAM in READER")
+    p.add_argument("--trust", help="trust store (JSON) for 3.0 card certificates")
+    p.add_argument("--today", help="verify as of this date (YYYY-MM-DD; default: today)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--reveal", action="store_true", help="show holder data unmasked")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(
         "pin",

@@ -119,3 +119,62 @@ class CryptoError(OneCardError):
 class SignatureFormatError(ParseError):
     """A signature or public key whose encoding is invalid: bad DER, wrong length,
     a point that is not on the curve."""
+
+
+# --- PKI of third-generation cards (docs/pki.md) ------------------------------------------
+
+
+class CertificateError(ParseError):
+    """A compact card-verifiable certificate that does not follow docs/pki.md: wrong
+    version, type or algorithm byte, wrong lengths, trailing bytes, a bad BCD date, a
+    public key that is not a curve point."""
+
+    code = "bad_certificate"
+
+
+class NoPkiApplicationError(CardError):
+    """The card has no PKI application (``PKI.社会保障`` not found): not a 3.0 card, or
+    one personalised without certificates."""
+
+    code = "no_pki"
+
+
+# --- secure module (PSAM or software key file) --------------------------------------------
+
+
+class SecureModuleError(OneCardError):
+    """The secure module (a PSAM, or the software module's key file) cannot compute what was
+    asked. ``sw`` is the PSAM's status word when a PSAM said no."""
+
+    code = "secure_module_error"
+
+    def __init__(self, reason: str, sw: int | None = None) -> None:
+        super().__init__(reason)
+        self.sw = sw
+
+    def to_json(self) -> dict[str, object]:
+        out = super().to_json()
+        if self.sw is not None:
+            out["sw"] = f"{self.sw:04X}"
+        return out
+
+
+class KeyMissingError(SecureModuleError):
+    """The secure module holds no master key of that name for that algorithm (PSAM ``6A88``;
+    no RKSSSE is LD/T 33 -2203)."""
+
+    code = "key_missing"
+
+
+class AlgorithmMissingError(SecureModuleError):
+    """The secure module holds no keys at all for that algorithm (PSAM ``6A81``; a PSAM
+    without SM4 is LD/T 33 -2202)."""
+
+    code = "algorithm_missing"
+
+
+class NoSecureModuleError(SecureModuleError):
+    """No secure module: no card in the PSAM slot, or a card without the PSAM application
+    (LD/T 33 -2201)."""
+
+    code = "no_psam"

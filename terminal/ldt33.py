@@ -13,11 +13,14 @@ from __future__ import annotations
 import datetime
 
 from terminal.errors import (
+    AlgorithmMissingError,
     CardError,
     CardRemovedError,
     CardUnresponsiveError,
+    KeyMissingError,
     NoCardError,
     NoReaderError,
+    NoSecureModuleError,
     NotSocialSecurityCardError,
     OneCardError,
     PcscUnavailableError,
@@ -98,6 +101,12 @@ def ireadcardbas(
 
 def error_code(error: OneCardError) -> int:
     """The LD/T 33 return code for ``error``: a card status word becomes ``-SW`` (decimal)."""
+    if isinstance(error, NoSecureModuleError):
+        return NO_PSAM
+    if isinstance(error, AlgorithmMissingError):
+        return PSAM_LACKS_SM4
+    if isinstance(error, KeyMissingError):
+        return NO_RKSSSE
     if isinstance(error, NotSocialSecurityCardError):
         return WRONG_CARD_TYPE
     if isinstance(error, CardError):

@@ -8,13 +8,18 @@ masked unless revealed) and as the LD/T 33 ``iReadCardBas`` string.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from terminal import ldt33
 from terminal.apdu import CommandAPDU
 from terminal.errors import NoCardError, NoReaderError
 from terminal.masking import mask_date, mask_middle, mask_name, mask_region
-from terminal.reader import CardChannel, Interface, ReaderBackend
+from terminal.pki.truststore import TrustStore
+from terminal.reader import CardChannel, CardConnection, Interface, ReaderBackend
+from terminal.secure.module import SecureModule
+from terminal.ssc.authenticity import CardVerification, verify_card
 from terminal.ssc.records import HolderData
 from terminal.ssc.session import ReadMode, SscRead, read_ssc
 
@@ -122,13 +127,29 @@ def choose_reader(backend: ReaderBackend, reader: str | None) -> str:
     raise NoCardError("no card in any reader")
 
 
-def read_card(
-    backend: ReaderBackend,
-    reader: str | None = None,
-    mode: ReadMode = ReadMode.AUTO,
-    read_holder: bool = True,
-) -> CardReading:
-    """Connect to the card in ``reader`` (or the first card found) and read the SSSE."""
+@dataclass
+class _OpenCard:
+    name: str
+    connection: CardConnection
+    channel: CardChannel
+    uid: bytes | None
+
+    def reading(self, ssc: SscRead) -> CardReading:
+        return CardReading(
+            reader=self.name,
+            interface=self.connection.interface,
+            atr=self.connection.atr,
+            protocol=self.connection.protocol,
+            uid=self.uid,
+            ssc=ssc,
+            apdu_count=self.channel.apdu_count,
+        )
+
+
+@contextmanager
+def _open_card(backend: ReaderBackend, reader: str | None) -> Iterator[_OpenCard]:
+    """Connect to the card in ``reader`` (or the first card found); contactless cards are
+    asked for their UID first."""
     name = choose_reader(backend, reader)
     connection = backend.connect(name)
     try:
@@ -137,15 +158,40 @@ def read_card(
         if connection.interface is Interface.CONTACTLESS:
             answer = channel.transmit(GET_UID)
             uid = answer.data if answer.ok else None
-        ssc = read_ssc(channel, mode, read_holder)
-        return CardReading(
-            reader=name,
-            interface=connection.interface,
-            atr=connection.atr,
-            protocol=connection.protocol,
-            uid=uid,
-            ssc=ssc,
-            apdu_count=channel.apdu_count,
-        )
+        yield _OpenCard(name, connection, channel, uid)
     finally:
         connection.close()
+
+
+def verify_card_in_reader(
+    backend: ReaderBackend,
+    reader: str | None,
+    module: SecureModule | None,
+    trust_store: TrustStore | None,
+    today: datetime.date,
+    mode: ReadMode = ReadMode.AUTO,
+) -> tuple[CardReading | None, CardVerification]:
+    """Connect to the card in ``reader`` and run :func:`verify_card`; the reading is None
+    when the card could not be read at all (blocked, not a social security card)."""
+    with _open_card(backend, reader) as card:
+        verification = verify_card(
+            card.channel,
+            ldt33.historical_bytes(card.connection.atr),
+            module,
+            trust_store,
+            today,
+            mode,
+        )
+        reading = card.reading(verification.read) if verification.read is not None else None
+        return reading, verification
+
+
+def read_card(
+    backend: ReaderBackend,
+    reader: str | None = None,
+    mode: ReadMode = ReadMode.AUTO,
+    read_holder: bool = True,
+) -> CardReading:
+    """Connect to the card in ``reader`` (or the first card found) and read the SSSE."""
+    with _open_card(backend, reader) as card:
+        return card.reading(read_ssc(card.channel, mode, read_holder))

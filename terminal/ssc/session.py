@@ -104,21 +104,18 @@ class _State:
     unreadable: list[Unreadable] = field(default_factory=list)
 
 
-class BasicReadSession:
-    """Read EF05 (issuer data) and, where the card allows, EF06 (holder data).
+class _RecordSession:
+    """The state-machine plumbing shared by the SSC read sessions."""
 
-    ``mode`` forces one read mode (benchmarks, cards known to misbehave); AUTO picks the
-    fastest the card accepts. ``read_holder`` False stops after EF05.
-    """
-
-    def __init__(self, mode: ReadMode = ReadMode.AUTO, read_holder: bool = True) -> None:
+    def __init__(self, mode: ReadMode) -> None:
         self._state = _State(mode=ReadMode.MULTI_RECORD if mode is ReadMode.AUTO else mode)
         self._auto = mode is ReadMode.AUTO
-        self._read_holder = read_holder
         self._pending: CommandAPDU | None = None
-        self._result: SscRead | None = None
         self._steps = self._run()
         self._pending = next(self._steps)
+
+    def _run(self) -> Generator[CommandAPDU, ResponseAPDU, None]:
+        raise NotImplementedError
 
     # -- the state-machine interface ---------------------------------------------------------
 
@@ -135,33 +132,7 @@ class BasicReadSession:
         except StopIteration:
             self._pending = None
 
-    def result(self) -> SscRead:
-        if self._result is None:
-            raise RuntimeError("the read is not complete")
-        return self._result
-
-    # -- the steps ---------------------------------------------------------------------------
-
-    def _run(self) -> Generator[CommandAPDU, ResponseAPDU, None]:
-        answer = yield CommandAPDU(0x00, INS_SELECT, 0x04, 0x00, layout.SSSE_NAME, 256)
-        if answer.sw in (SW.FILE_NOT_FOUND, SW.WRONG_P1P2, SW.FUNCTION_NOT_SUPPORTED):
-            raise NotSocialSecurityCardError(
-                f"no social security application on this card ({describe(answer.sw)})", answer.sw
-            )
-        if not answer.ok:
-            raise CardError(f"SELECT SSSE refused: {describe(answer.sw)}", answer.sw)
-        fci = parse_fci(answer.data)
-
-        state = self._state
-        yield from self._read_file(layout.EF05_FID, layout.Generation.V2)
-        issuer = decode_issuer_data(state.values.get(layout.EF05_FID, {}))
-        holder = None
-        if self._read_holder:
-            generation = issuer.generation or layout.Generation.V2
-            yield from self._read_file(layout.EF06_FID, generation)
-            if layout.EF06_FID in state.values:
-                holder = decode_holder_data(state.values[layout.EF06_FID])
-        self._result = SscRead(fci, issuer, holder, tuple(state.unreadable), state.mode)
+    # -- the steps shared by every read ------------------------------------------------------
 
     def _read_file(
         self, fid: int, generation: layout.Generation
@@ -226,11 +197,88 @@ class BasicReadSession:
         state.values[fid] = values
 
 
+class BasicReadSession(_RecordSession):
+    """Read EF05 (issuer data) and, where the card allows, EF06 (holder data).
+
+    ``mode`` forces one read mode (benchmarks, cards known to misbehave); AUTO picks the
+    fastest the card accepts. ``read_holder`` False stops after EF05.
+    """
+
+    def __init__(self, mode: ReadMode = ReadMode.AUTO, read_holder: bool = True) -> None:
+        self._read_holder = read_holder
+        self._result: SscRead | None = None
+        super().__init__(mode)
+
+    def result(self) -> SscRead:
+        if self._result is None:
+            raise RuntimeError("the read is not complete")
+        return self._result
+
+    def _run(self) -> Generator[CommandAPDU, ResponseAPDU, None]:
+        answer = yield CommandAPDU(0x00, INS_SELECT, 0x04, 0x00, layout.SSSE_NAME, 256)
+        if answer.sw in (SW.FILE_NOT_FOUND, SW.WRONG_P1P2, SW.FUNCTION_NOT_SUPPORTED):
+            raise NotSocialSecurityCardError(
+                f"no social security application on this card ({describe(answer.sw)})", answer.sw
+            )
+        if not answer.ok:
+            raise CardError(f"SELECT SSSE refused: {describe(answer.sw)}", answer.sw)
+        fci = parse_fci(answer.data)
+
+        state = self._state
+        yield from self._read_file(layout.EF05_FID, layout.Generation.V2)
+        issuer = decode_issuer_data(state.values.get(layout.EF05_FID, {}))
+        holder = None
+        if self._read_holder:
+            generation = issuer.generation or layout.Generation.V2
+            yield from self._read_file(layout.EF06_FID, generation)
+            if layout.EF06_FID in state.values:
+                holder = decode_holder_data(state.values[layout.EF06_FID])
+        self._result = SscRead(fci, issuer, holder, tuple(state.unreadable), state.mode)
+
+
+class HolderReadSession(_RecordSession):
+    """Read EF06 alone, the SSSE already selected: after EXTERNAL AUTHENTICATE unlocked it.
+
+    ``mode`` is the one the EF05 read settled on, so a card read per tag is not probed again.
+    """
+
+    def __init__(self, generation: layout.Generation, mode: ReadMode = ReadMode.AUTO) -> None:
+        self._generation = generation
+        self._result: tuple[HolderData | None, tuple[Unreadable, ...]] | None = None
+        super().__init__(mode)
+
+    def result(self) -> tuple[HolderData | None, tuple[Unreadable, ...]]:
+        if self._result is None:
+            raise RuntimeError("the read is not complete")
+        return self._result
+
+    def _run(self) -> Generator[CommandAPDU, ResponseAPDU, None]:
+        state = self._state
+        yield from self._read_file(layout.EF06_FID, self._generation)
+        values = state.values.get(layout.EF06_FID)
+        holder = decode_holder_data(values) if values is not None else None
+        self._result = (holder, tuple(state.unreadable))
+
+
+def run_session(channel: CardChannel, session: _RecordSession) -> None:
+    """Drive ``session`` over ``channel`` until it has no more commands."""
+    while (command := session.next_command()) is not None:
+        session.receive(channel.transmit(command))
+
+
 def read_ssc(
     channel: CardChannel, mode: ReadMode = ReadMode.AUTO, read_holder: bool = True
 ) -> SscRead:
     """Run a :class:`BasicReadSession` over ``channel``."""
     session = BasicReadSession(mode, read_holder)
-    while (command := session.next_command()) is not None:
-        session.receive(channel.transmit(command))
+    run_session(channel, session)
+    return session.result()
+
+
+def read_holder_data(
+    channel: CardChannel, generation: layout.Generation, mode: ReadMode = ReadMode.AUTO
+) -> tuple[HolderData | None, tuple[Unreadable, ...]]:
+    """Run a :class:`HolderReadSession` over ``channel``."""
+    session = HolderReadSession(generation, mode)
+    run_session(channel, session)
     return session.result()

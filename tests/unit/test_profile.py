@@ -260,6 +260,6 @@ def test_profile_is_frozen() -> None:
 
 def test_the_documented_schema_example_is_a_valid_profile() -> None:
     doc = profile_module.__doc__ or ""
-    example = doc.split("::\n", 1)[1].split("\nThe ATR historical bytes")[0]
+    example = doc.split("::\n", 1)[1].split("\nOptional tables")[0]
     profile = parse_profile(textwrap.dedent(example), "docstring.toml")
     assert profile.issuer.card_number == "A01000013"

@@ -1,0 +1,194 @@
+"""Issuing tools: make a test world of keys, trust material and personalised cards.
+
+``issue_world(out)`` writes, into ``out``:
+
+    keys.toml           master keys (3DES and SM4) - the software secure module's key file,
+                        and what a simulated PSAM is personalised from
+    trust.json          the trust store: a root, the Chongqing and Sichuan issuers, and a
+                        revoked issuer (listed in revoked_issuers)
+    pki/*.key           private keys of the root and issuers (mode 0600)
+    cards/<name>.toml   personalised cards, one per verdict (see :data:`CARD_KINDS`)
+    world.json          a manifest: files, and the verdict each card should get
+
+Everything secret is made here, at test or demo time, from ``secrets``: nothing secret is
+committed. Cards start from the shipped sample profiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from firmware_sim.pki_issuing import make_card_credentials, make_issuer, make_root
+from firmware_sim.profile import (
+    CardKeys,
+    CardProfile,
+    PkiPersonalisation,
+    format_profile,
+    load_sample,
+)
+from terminal.crypto.signing import Algorithm, generate_private_key, private_key_bytes
+from terminal.crypto.symmetric import SymmetricAlgorithm, ssc_card_key
+from terminal.pki.truststore import write_trust_store
+from terminal.secure.keyfile import KeySet, generate_key_set, write_key_file
+from terminal.ssc.auth import KeyName, random_bytes
+
+PKI_NAMES = {Algorithm.SM2: "sm2", Algorithm.ECDSA_P256: "ecdsa-p256"}
+
+
+@dataclass(frozen=True)
+class CardKind:
+    """One personalised test card: which sample, what is wrong with it, the verdict due."""
+
+    sample: str
+    expected: str
+    story: str
+
+
+CARD_KINDS: dict[str, CardKind] = {
+    "genuine-cq-2.0": CardKind("chongqing-2.0", "genuine", "a genuine Chongqing 2.0 card"),
+    "genuine-sc-3.0": CardKind("sichuan-3.0", "genuine", "a genuine Sichuan 3.0 card"),
+    "forged-cq-2.0": CardKind("chongqing-2.0", "forged", "copied data, keys not the issuer's"),
+    "cloned-sc-3.0": CardKind("sichuan-3.0", "cloned", "copied files and certificate, no key"),
+    "expired-cert-sc-3.0": CardKind(
+        "sichuan-3.0", "certificate_expired", "its card certificate has expired"
+    ),
+    "revoked-issuer-sc-3.0": CardKind(
+        "sichuan-3.0", "issuer_revoked", "issued by an issuer since revoked"
+    ),
+    "unknown-issuer-sc-3.0": CardKind(
+        "sichuan-3.0", "unknown_issuer", "certificate from an issuer nobody trusts"
+    ),
+    "blocked-cq-2.0": CardKind("chongqing-2.0", "blocked", "its application is blocked"),
+    "ssf33-cq-2.0": CardKind("chongqing-2.0", "unsupported_algorithm", "an SSF33 card"),
+}
+
+
+def card_keys(profile: CardProfile, keyset: KeySet) -> CardKeys:
+    """The card's own keys: the master keys diversified for this card (region, ATR)."""
+    algorithm = SymmetricAlgorithm(profile.card.algorithm)
+    region = profile.issuer.region
+
+    def key(name: KeyName) -> bytes:
+        master = keyset.key(algorithm, name)
+        if master is None:
+            raise ValueError(f"key set has no {algorithm.name} {name.value} master key")
+        return ssc_card_key(master, region, profile.card.historical, algorithm)
+
+    return CardKeys(key(KeyName.IRK), key(KeyName.RKSSSE), key(KeyName.UKSSSE))
+
+
+def random_card_keys() -> CardKeys:
+    """Keys a forger could make: right shape, wrong values."""
+    return CardKeys(random_bytes(16), random_bytes(16), random_bytes(16))
+
+
+def _write_secret(path: Path, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(data)
+
+
+def issue_world(
+    out: Path,
+    today: datetime.date | None = None,
+    algorithm: Algorithm = Algorithm.SM2,
+    terminal_number: str = "000000000001",
+) -> dict[str, object]:
+    """Make the whole test world under ``out``; returns the manifest (also world.json)."""
+    today = today or datetime.date.today()
+    out.mkdir(parents=True, exist_ok=True)
+    years = datetime.timedelta(days=365)
+    valid = (today - years, today + 10 * years)
+
+    keyset = generate_key_set(terminal_number)
+    write_key_file(keyset, out / "keys.toml")
+
+    root_key, root_cert = make_root(algorithm, "onecard test root", *valid)
+    sichuan_key, sichuan_cert = make_issuer(
+        root_key, root_cert, "510000", "Sichuan", valid, algorithm
+    )
+    chongqing_key, chongqing_cert = make_issuer(
+        root_key, root_cert, "500000", "Chongqing", valid, algorithm
+    )
+    revoked_key, revoked_cert = make_issuer(
+        root_key, root_cert, "510100", "Revoked City", valid, algorithm
+    )
+    stranger_root_key, stranger_root_cert = make_root(algorithm, "untrusted root", *valid)
+    stranger_key, stranger_cert = make_issuer(
+        stranger_root_key, stranger_root_cert, "510000", "Untrusted", valid, algorithm
+    )
+    for name, key in {
+        "root": root_key,
+        "issuer-510000": sichuan_key,
+        "issuer-500000": chongqing_key,
+        "issuer-revoked": revoked_key,
+    }.items():
+        _write_secret(out / "pki" / f"{name}.key", private_key_bytes(key).hex() + "\n")
+    write_trust_store(
+        out / "trust.json",
+        roots=[root_cert],
+        issuers=[sichuan_cert, chongqing_cert, revoked_cert],
+        revoked_issuers=[revoked_cert],
+    )
+
+    def pki_for(profile: CardProfile, issuer: tuple, validity=valid) -> PkiPersonalisation:
+        issuer_key, issuer_cert = issuer
+        card_key, card_cert = make_card_credentials(
+            issuer_key, issuer_cert, profile.issuer.card_id, validity, algorithm
+        )
+        return PkiPersonalisation(
+            PKI_NAMES[algorithm], private_key_bytes(card_key), card_cert, issuer_cert
+        )
+
+    cards: dict[str, dict[str, str]] = {}
+    sichuan = (sichuan_key, sichuan_cert)
+    for name, kind in CARD_KINDS.items():
+        profile = load_sample(kind.sample)
+        keys = card_keys(profile, keyset)
+        third_generation = profile.generation.value == "3.0"
+        pki = pki_for(profile, sichuan) if third_generation else None
+        if name.startswith("forged"):
+            keys = random_card_keys()
+        elif name.startswith("cloned"):
+            keys = random_card_keys()
+            other_key = generate_private_key(algorithm)
+            pki = dataclasses.replace(pki, private_key=private_key_bytes(other_key))
+        elif name.startswith("expired-cert"):
+            pki = pki_for(profile, sichuan, (today - 3 * years, today - datetime.timedelta(1)))
+        elif name.startswith("revoked-issuer"):
+            pki = pki_for(profile, (revoked_key, revoked_cert))
+        elif name.startswith("unknown-issuer"):
+            pki = pki_for(profile, (stranger_key, stranger_cert))
+        elif name.startswith("blocked"):
+            profile = dataclasses.replace(
+                profile, card=dataclasses.replace(profile.card, blocked=True)
+            )
+        elif name.startswith("ssf33"):
+            ssf33 = dataclasses.replace(profile.card, algorithm=2)
+            profile = dataclasses.replace(profile, card=ssf33)
+            keys = None
+        profile = dataclasses.replace(profile, name=name, keys=keys, pki=pki)
+        path = out / "cards" / f"{name}.toml"
+        _write_secret(
+            path,
+            format_profile(
+                profile, f"{kind.story} (made by onecard sim issue; holds card secrets)"
+            ),
+        )
+        cards[name] = {"file": str(path), "expected": kind.expected, "story": kind.story}
+
+    manifest: dict[str, object] = {
+        "made": today.isoformat(),
+        "algorithm": PKI_NAMES[algorithm],
+        "keys": str(out / "keys.toml"),
+        "trust_store": str(out / "trust.json"),
+        "cards": cards,
+    }
+    (out / "world.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest

@@ -1,0 +1,275 @@
+"""The PSAM secure module: SSSE master keys in a PSAM card in a PC/SC slot.
+
+The module speaks to the PSAM through :class:`terminal.reader.CardChannel` over any
+:class:`terminal.reader.CardConnection` (it imports no driver). On the wire
+(docs/card-authentication.md, "PSAM commands"):
+
+=========================  ==================================================================
+on open                    ``00 A4 04 00 06 D15600000590 00`` SELECT the PSAM application;
+                           ``6A82`` means this card is no PSAM (:class:`NoSecureModuleError`)
+                           ``00 B0 96 00 06`` READ BINARY EF16 by SFI 16: the PSAM's terminal
+                           number, 6 bytes BCD (a PSAM without EF16 reports 12 zeros)
+``cryptogram()``           ``BF DE <usage> <alg> 18 D1 D2 P`` DELIVERY SESSION KEY: the PSAM
+                           derives the card key from its master key (usage 01 irk, 02 rkssse,
+                           03 ukssse; alg 01 3DES, 03 SM4) with D1 = ASCII(region) || "sx" and
+                           D2 = ATR historical bytes T6..TD, then the session key from P, and
+                           keeps it in RAM. ``6A88`` key not present, ``6A81`` algorithm not
+                           present.
+                           ``80 FA 00 00 08 X 08`` CIPHER DATA: the cryptogram of X under the
+                           delivered session key (``6985`` if none was delivered).
+``algorithms()``           learned once, lazily, with one DELIVERY SESSION KEY per algorithm
+                           (``6A81``: absent; ``9000`` or ``6A88``: the table is there)
+=========================  ==================================================================
+
+A cryptogram takes two APDUs that share state in the PSAM, so they run under a lock: two
+threads using one module never interleave a delivery and a CIPHER DATA. (Another *process*
+sharing the reader could; a PSAM slot belongs to one terminal process.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from terminal.apdu import CommandAPDU
+from terminal.crypto.symmetric import SymmetricAlgorithm
+from terminal.errors import (
+    AlgorithmMissingError,
+    KeyMissingError,
+    NoCardError,
+    NoReaderError,
+    NoSecureModuleError,
+    ReaderError,
+    SecureModuleError,
+)
+from terminal.reader import CardChannel, CardConnection, ReaderBackend
+from terminal.secure.module import (
+    NO_TERMINAL_NUMBER,
+    SUPPORTED_ALGORITHMS,
+    check_algorithm,
+    check_cryptogram_inputs,
+    check_key_name,
+)
+from terminal.ssc.auth import CRYPTOGRAM_LENGTH, PROCESS_FACTOR_LENGTH, KeyName
+from terminal.status import SW, describe
+
+log = logging.getLogger(__name__)
+
+PSAM_AID = bytes.fromhex("D15600000590")
+"""AID (DF name) of the social security application of a PSAM."""
+
+TERMINAL_NUMBER_SFI = 0x16
+TERMINAL_NUMBER_LENGTH = 6  # BCD: 12 digits
+
+KEY_USAGE: dict[KeyName, int] = {KeyName.IRK: 0x01, KeyName.RKSSSE: 0x02, KeyName.UKSSSE: 0x03}
+"""P1 of DELIVERY SESSION KEY: which master key to diversify."""
+DIVERSIFICATION_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class PsamCommands:
+    """Header bytes of the PSAM commands (one table, as :data:`terminal.ssc.auth.COMMANDS`)."""
+
+    delivery_session_key: tuple[int, int] = (0xBF, 0xDE)  # CLA INS; P1 usage, P2 algorithm
+    cipher_data: tuple[int, int] = (0x80, 0xFA)  # CLA INS; P1 P2 00 00
+    mac1: tuple[int, int] = (0x80, 0x70)  # purchase MAC1: reserved for the e-purse issue
+    mac2: tuple[int, int] = (0x80, 0x72)  # purchase MAC2 check: reserved likewise
+
+
+PSAM_COMMANDS = PsamCommands()
+
+
+# --- command APDUs --------------------------------------------------------------------------
+
+
+def select_psam() -> CommandAPDU:
+    """``00 A4 04 00 06 D15600000590 00``: select the PSAM application by AID, FCI wanted."""
+    return CommandAPDU(0x00, 0xA4, 0x04, 0x00, PSAM_AID, 256)
+
+
+def read_terminal_number() -> CommandAPDU:
+    """``00 B0 96 00 06``: READ BINARY of EF16 by SFI (P1 = 80 | 16), the terminal number."""
+    return CommandAPDU(0x00, 0xB0, 0x80 | TERMINAL_NUMBER_SFI, 0x00, le=TERMINAL_NUMBER_LENGTH)
+
+
+def delivery_session_key(
+    key: KeyName, algorithm: SymmetricAlgorithm, d1: bytes, d2: bytes, process_factor: bytes
+) -> CommandAPDU:
+    """``BF DE <usage> <alg> 18 D1 D2 P``: derive and keep the session key (no response data)."""
+    body = bytes(d1) + bytes(d2) + bytes(process_factor)
+    if len(body) != 2 * DIVERSIFICATION_LENGTH + PROCESS_FACTOR_LENGTH:
+        raise ValueError("D1, D2 and P are 8 bytes each")
+    cla, ins = PSAM_COMMANDS.delivery_session_key
+    return CommandAPDU(cla, ins, KEY_USAGE[key], int(algorithm), body)
+
+
+def cipher_data(data: bytes) -> CommandAPDU:
+    """``80 FA 00 00 08 X 08``: the 8-byte cryptogram of X under the delivered session key."""
+    if len(data) != CRYPTOGRAM_LENGTH:
+        raise ValueError("CIPHER DATA enciphers 8 bytes")
+    cla, ins = PSAM_COMMANDS.cipher_data
+    return CommandAPDU(cla, ins, 0x00, 0x00, bytes(data), CRYPTOGRAM_LENGTH)
+
+
+def decode_terminal_number(raw: bytes) -> str:
+    """12 digits from the 6 BCD bytes of EF16; :class:`SecureModuleError` if not BCD."""
+    digits = raw.hex()
+    if len(raw) != TERMINAL_NUMBER_LENGTH or not digits.isdigit():
+        raise SecureModuleError(f"PSAM EF16 holds {raw.hex().upper()}: not a 12-digit BCD number")
+    return digits
+
+
+# --- the module -----------------------------------------------------------------------------
+
+
+class PsamSecureModule:
+    """A :class:`terminal.secure.module.SecureModule` in a PSAM.
+
+    The module owns ``connection``: :meth:`close` closes it, and so does a failed open.
+    ``apdu_count`` counts the APDUs sent to the PSAM (GET RESPONSE included), for benchmarks.
+    """
+
+    def __init__(self, connection: CardConnection, name: str | None = None) -> None:
+        self.connection = connection
+        self.name = name or f"psam:{connection.reader}"
+        self.terminal_number = NO_TERMINAL_NUMBER
+        self._channel = CardChannel(connection)
+        self._lock = threading.Lock()
+        self._algorithms: frozenset[SymmetricAlgorithm] | None = None
+        self._closed = False
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def open(cls, backend: ReaderBackend, reader: str) -> PsamSecureModule:
+        """Connect to the PSAM in ``reader``. An empty or absent reader is
+        :class:`NoSecureModuleError` (LD/T 33 -2201), as is a card without the application."""
+        try:
+            connection = backend.connect(reader)
+        except (NoCardError, NoReaderError) as exc:
+            raise NoSecureModuleError(f"no PSAM: {exc.reason}") from exc
+        return cls(connection)
+
+    @property
+    def apdu_count(self) -> int:
+        return self._channel.apdu_count
+
+    def __repr__(self) -> str:
+        return f"PsamSecureModule(name={self.name!r}, terminal_number={self.terminal_number!r})"
+
+    # --- SecureModule ---------------------------------------------------------------------
+
+    def algorithms(self) -> frozenset[SymmetricAlgorithm]:
+        with self._lock:
+            self._check_open()
+            if self._algorithms is None:
+                self._algorithms = frozenset(
+                    alg for alg in sorted(SUPPORTED_ALGORITHMS) if self._probe(alg)
+                )
+            return self._algorithms
+
+    def cryptogram(
+        self,
+        key: KeyName,
+        algorithm: SymmetricAlgorithm,
+        region6: str,
+        historical13: bytes,
+        process_factor: bytes,
+        data: bytes,
+    ) -> bytes:
+        key, alg = check_key_name(key), check_algorithm(algorithm)
+        d1, d2 = check_cryptogram_inputs(region6, historical13, process_factor, data)
+        if alg not in SUPPORTED_ALGORITHMS:
+            # SSF33: no PSAM of ours implements it, and what a real one answers is unknown.
+            raise AlgorithmMissingError(f"secure module {self.name} holds no {alg.name} keys")
+        with self._lock:
+            self._check_open()
+            response = self._channel.transmit(
+                delivery_session_key(key, alg, d1, d2, bytes(process_factor))
+            )
+            if response.sw != SW.OK:
+                raise self._error("DELIVERY SESSION KEY", response.sw, key, alg)
+            response = self._channel.transmit(cipher_data(bytes(data)))
+            if response.sw != SW.OK:
+                raise self._error("CIPHER DATA", response.sw, key, alg)
+            if len(response.data) != CRYPTOGRAM_LENGTH:
+                raise SecureModuleError(
+                    f"PSAM {self.name} answered CIPHER DATA with {len(response.data)} bytes, "
+                    f"not {CRYPTOGRAM_LENGTH}"
+                )
+            return response.data
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.connection.close()
+        except ReaderError as exc:
+            # A PSAM pulled out of its slot cannot be disconnected cleanly; there is nothing
+            # left to release and nothing the caller could do about it.
+            log.debug("closing %s: %s", self.name, exc)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        response = self._channel.transmit(select_psam())
+        if response.sw == SW.FILE_NOT_FOUND:
+            raise NoSecureModuleError(
+                f"the card in {self.connection.reader!r} has no PSAM application "
+                f"{PSAM_AID.hex().upper()}",
+                response.sw,
+            )
+        if response.sw != SW.OK:
+            aid = PSAM_AID.hex().upper()
+            raise SecureModuleError(
+                f"PSAM {self.name}: SELECT {aid} failed: {describe(response.sw)}", response.sw
+            )
+        response = self._channel.transmit(read_terminal_number())
+        if response.sw == SW.FILE_NOT_FOUND:
+            log.warning("PSAM %s has no EF16: terminal number unknown", self.name)
+            return
+        if response.sw != SW.OK:
+            raise SecureModuleError(
+                f"PSAM {self.name}: READ BINARY EF16 failed: {describe(response.sw)}", response.sw
+            )
+        self.terminal_number = decode_terminal_number(response.data)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SecureModuleError(f"secure module {self.name} is closed")
+
+    def _probe(self, alg: SymmetricAlgorithm) -> bool:
+        # Any diversification data will do: only the status word matters. The session key
+        # this leaves in the PSAM is replaced by the next cryptogram's delivery.
+        command = delivery_session_key(
+            KeyName.IRK,
+            alg,
+            b"000000sx",
+            bytes(DIVERSIFICATION_LENGTH),
+            bytes(PROCESS_FACTOR_LENGTH),
+        )
+        response = self._channel.transmit(command)
+        if response.sw == SW.FUNCTION_NOT_SUPPORTED:
+            return False
+        if response.sw in (SW.OK, SW.REFERENCE_DATA_NOT_FOUND):
+            return True
+        raise self._error("DELIVERY SESSION KEY", response.sw, KeyName.IRK, alg)
+
+    def _error(
+        self, command: str, sw: int, key: KeyName, alg: SymmetricAlgorithm
+    ) -> SecureModuleError:
+        if sw == SW.REFERENCE_DATA_NOT_FOUND:
+            return KeyMissingError(
+                f"PSAM {self.name} holds no {alg.name} {key.value} master key ({describe(sw)})",
+                sw,
+            )
+        if sw == SW.FUNCTION_NOT_SUPPORTED:
+            return AlgorithmMissingError(
+                f"PSAM {self.name} holds no {alg.name} keys ({describe(sw)})", sw
+            )
+        return SecureModuleError(f"PSAM {self.name}: {command} failed: {describe(sw)}", sw)

@@ -1,0 +1,256 @@
+"""Is this card genuine? One verification flow, one typed verdict (articles 8 and 21).
+
+The flow, on the SSSE then the PKI application (docs/card-authentication.md, docs/pki.md)::
+
+    SELECT SSSE, READ EF05                      identity, generation, algorithm flag
+    INTERNAL AUTHENTICATE                       card holds its IRK (secure module)
+    GET CHALLENGE, EXTERNAL AUTHENTICATE        terminal holds RKSSSE (3.0, secure module)
+    READ EF06                                   holder data, where allowed
+    SELECT PKI, READ card certificate,          certificate chain against the trust store,
+    INTERNAL AUTHENTICATE (sign a challenge)    dynamic signature (3.0, no PSAM needed)
+
+Nine APDUs for a 3.0 card over T=1. The verdict weighs the PKI evidence first - it is the
+more specific: a clone with copied files fails the dynamic signature (CLONED) even though
+its symmetric keys are wrong too - then the symmetric one (FORGED).
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import hmac
+import logging
+from dataclasses import dataclass, field
+
+from terminal.crypto.symmetric import SymmetricAlgorithm
+from terminal.errors import CardError, CryptoError, SecureModuleError
+from terminal.pki.session import NoPkiApplicationError, verify_card_pki
+from terminal.pki.truststore import TrustStore
+from terminal.reader import CardChannel
+from terminal.secure.module import SecureModule
+from terminal.ssc import auth, layout
+from terminal.ssc.records import HolderData
+from terminal.ssc.session import ReadMode, SscRead, Unreadable, read_holder_data, read_ssc
+from terminal.status import SW, describe
+
+log = logging.getLogger(__name__)
+
+BLOCKED_SW = {SW.APPLICATION_BLOCKED, SW.FILE_INVALIDATED}
+
+
+class Verdict(enum.Enum):
+    GENUINE = "genuine"
+    FORGED = "forged"  # internal authentication failed, or a certificate not from its issuer
+    CLONED = "cloned"  # certificate copied, private key absent: dynamic signature failed
+    CERTIFICATE_EXPIRED = "certificate_expired"
+    ISSUER_REVOKED = "issuer_revoked"
+    UNKNOWN_ISSUER = "unknown_issuer"
+    BLOCKED = "blocked"  # the card's application is blocked (9303)
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"  # SSF33, or an unknown algorithm flag
+    UNVERIFIED = "unverified"  # no means to verify this card here (no secure module, no PKI)
+    CARD_ERROR = "card_error"
+
+
+class Check(enum.Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: Check
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"result": self.check.value, "detail": self.detail}
+
+
+@dataclass
+class CardVerification:
+    """The verdict on one card, the reason, the evidence, and what was read."""
+
+    verdict: Verdict
+    reason: str
+    read: SscRead | None
+    checks: dict[str, CheckResult] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "checks": {name: result.to_json() for name, result in self.checks.items()},
+        }
+
+
+_PKI_VERDICTS = {
+    "CLONED": Verdict.CLONED,
+    "CERTIFICATE_EXPIRED": Verdict.CERTIFICATE_EXPIRED,
+    "ISSUER_REVOKED": Verdict.ISSUER_REVOKED,
+    "UNKNOWN_ISSUER": Verdict.UNKNOWN_ISSUER,
+    "BAD_SIGNATURE": Verdict.FORGED,
+    "SUBJECT_MISMATCH": Verdict.FORGED,
+    "WRONG_TYPE": Verdict.FORGED,
+}
+
+
+def _algorithm(read: SscRead) -> SymmetricAlgorithm | None:
+    flag = read.fci.algorithm
+    if flag in (SymmetricAlgorithm.DES3, SymmetricAlgorithm.SM4):
+        return SymmetricAlgorithm(flag)
+    return None
+
+
+def _card_diversification(read: SscRead, atr_historical: bytes) -> tuple[str, bytes] | None:
+    region = read.issuer.region
+    if region is None or len(atr_historical) < 13:
+        return None
+    return region, atr_historical
+
+
+def internal_authentication(
+    channel: CardChannel,
+    module: SecureModule,
+    algorithm: SymmetricAlgorithm,
+    region: str,
+    historical: bytes,
+) -> CheckResult:
+    """INTERNAL AUTHENTICATE: the card's cryptogram of a fresh R must match the module's."""
+    process_factor, original = auth.random_bytes(8), auth.random_bytes(8)
+    answer = channel.transmit(auth.internal_authenticate(process_factor, original))
+    if not answer.ok:
+        return CheckResult(
+            Check.FAILED, f"card refused INTERNAL AUTHENTICATE: {describe(answer.sw)}"
+        )
+    expected = module.cryptogram(
+        auth.KeyName.IRK, algorithm, region, historical, process_factor, original
+    )
+    if len(answer.data) != auth.CRYPTOGRAM_LENGTH or not hmac.compare_digest(answer.data, expected):
+        return CheckResult(Check.FAILED, "the card's cryptogram does not match its issuer's keys")
+    return CheckResult(Check.PASSED, f"IRK cryptogram matches ({algorithm.name})")
+
+
+def external_authentication(
+    channel: CardChannel,
+    module: SecureModule,
+    algorithm: SymmetricAlgorithm,
+    region: str,
+    historical: bytes,
+) -> CheckResult:
+    """GET CHALLENGE + EXTERNAL AUTHENTICATE with RKSSSE: unlocks EF06 on 3.0 cards."""
+    answer = channel.transmit(auth.get_challenge())
+    if not answer.ok or len(answer.data) != auth.CHALLENGE_LENGTH:
+        return CheckResult(
+            Check.FAILED, f"no usable challenge from the card ({describe(answer.sw)})"
+        )
+    process_factor = auth.random_bytes(8)
+    auth_data = module.cryptogram(
+        auth.KeyName.RKSSSE, algorithm, region, historical, process_factor, answer.data
+    )
+    answer = channel.transmit(auth.external_authenticate(auth_data, process_factor))
+    if not answer.ok:
+        return CheckResult(
+            Check.FAILED, f"card refused EXTERNAL AUTHENTICATE: {describe(answer.sw)}"
+        )
+    return CheckResult(Check.PASSED, "RKSSSE accepted: holder data unlocked")
+
+
+def verify_card(
+    channel: CardChannel,
+    atr_historical: bytes,
+    module: SecureModule | None,
+    trust_store: TrustStore | None,
+    today: datetime.date,
+    mode: ReadMode = ReadMode.AUTO,
+    read_holder: bool = True,
+) -> CardVerification:
+    """Run the whole flow over ``channel`` and return the verdict with its evidence.
+
+    Reader-side failures (card removed, PC/SC gone) propagate as exceptions; everything the
+    card itself says becomes a verdict.
+    """
+    try:
+        read = read_ssc(channel, mode, read_holder=False)
+    except CardError as error:
+        if error.sw in BLOCKED_SW:
+            return CardVerification(Verdict.BLOCKED, error.reason, None)
+        return CardVerification(Verdict.CARD_ERROR, error.reason, None)
+
+    checks: dict[str, CheckResult] = {}
+    holder: HolderData | None = None
+    unreadable: list[Unreadable] = list(read.unreadable)
+    generation = read.issuer.generation or layout.Generation.V2
+    algorithm = _algorithm(read)
+    diversification = _card_diversification(read, atr_historical)
+
+    def result(verdict: Verdict, reason: str) -> CardVerification:
+        final = SscRead(read.fci, read.issuer, holder, tuple(unreadable), read.mode)
+        return CardVerification(verdict, reason, final, checks)
+
+    if algorithm is None:
+        flag = read.fci.algorithm
+        name = "SSF33" if flag == SymmetricAlgorithm.SSF33 else f"flag {flag}"
+        return result(Verdict.UNSUPPORTED_ALGORITHM, f"card algorithm {name} is not supported")
+
+    symmetric_ok: bool | None = None
+    unlocked = generation is not layout.Generation.V3
+    try:
+        if module is None:
+            checks["internal_auth"] = CheckResult(Check.SKIPPED, "no secure module")
+        elif diversification is None:
+            checks["internal_auth"] = CheckResult(Check.FAILED, "no region or ATR to derive keys")
+            symmetric_ok = False
+        else:
+            region, historical = diversification
+            checks["internal_auth"] = internal_authentication(
+                channel, module, algorithm, region, historical
+            )
+            symmetric_ok = checks["internal_auth"].check is Check.PASSED
+            if symmetric_ok and generation is layout.Generation.V3 and read_holder:
+                checks["external_auth"] = external_authentication(
+                    channel, module, algorithm, region, historical
+                )
+                unlocked = checks["external_auth"].check is Check.PASSED
+    except (SecureModuleError, CryptoError) as error:
+        # The terminal cannot compute for this card (a PSAM without SM4, a missing key):
+        # not the card's fault - fall back on what else there is.
+        checks.setdefault("internal_auth", CheckResult(Check.SKIPPED, error.reason))
+        symmetric_ok = None if "external_auth" not in checks else symmetric_ok
+    except CardError as error:
+        if error.sw in BLOCKED_SW:
+            return result(Verdict.BLOCKED, error.reason)
+        return result(Verdict.CARD_ERROR, error.reason)
+
+    if read_holder and symmetric_ok is not False:
+        if unlocked:
+            holder, more = read_holder_data(channel, generation, read.mode)
+            unreadable += more
+        else:
+            unreadable.append(Unreadable("EF06", None, SW.SECURITY_NOT_SATISFIED))
+
+    pki_verdict: Verdict | None = None
+    if generation is layout.Generation.V3:
+        if trust_store is None:
+            checks["pki"] = CheckResult(Check.SKIPPED, "no trust store")
+        else:
+            try:
+                pki = verify_card_pki(channel, trust_store, today, read.issuer.card_id)
+            except NoPkiApplicationError as error:
+                checks["pki"] = CheckResult(Check.FAILED, error.reason)
+                pki_verdict = Verdict.FORGED
+            except CardError as error:
+                return result(Verdict.CARD_ERROR, error.reason)
+            else:
+                passed = pki.outcome.name == "VALID"
+                checks["pki"] = CheckResult(Check.PASSED if passed else Check.FAILED, pki.reason)
+                if not passed:
+                    pki_verdict = _PKI_VERDICTS.get(pki.outcome.name, Verdict.FORGED)
+
+    if pki_verdict is not None:
+        return result(pki_verdict, checks["pki"].detail)
+    if symmetric_ok is False:
+        return result(Verdict.FORGED, checks["internal_auth"].detail)
+    ran = [name for name, check in checks.items() if check.check is Check.PASSED]
+    if not ran:
+        return result(Verdict.UNVERIFIED, "no check could run: no secure module or trust store")
+    return result(Verdict.GENUINE, "passed: " + ", ".join(ran))
