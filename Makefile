@@ -20,6 +20,7 @@ lint: setup
 
 bench: setup
 	.venv/bin/python bench/read_card.py
+	.venv/bin/python bench/verify_card.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis
