@@ -1,0 +1,32 @@
+"""The keyed token of a card number: what the journal and the hotlist know a card by.
+
+``token = HMAC-SHA256(key, "onecard/card-token/v1" || card number)[:16]``. The key is a
+deployment-wide secret (the back office computes the same tokens for the hotlist), read
+from an operator file. Without the key a token says nothing about the card; the hotlist
+keeps the first 8 bytes (:func:`hotlist_key`) as a 64-bit integer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from terminal.errors import ConfigError
+
+DOMAIN = b"onecard/card-token/v1"
+TOKEN_LENGTH = 16
+MIN_KEY_LENGTH = 16
+
+
+def card_token(key: bytes, card_number: str) -> bytes:
+    """16-byte token of ``card_number`` (the 9-character SSC card number, or an e-code's
+    card reference) under the deployment's token key."""
+    if len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(f"card token key must be at least {MIN_KEY_LENGTH} bytes")
+    digest = hmac.new(key, DOMAIN + card_number.encode("utf-8"), hashlib.sha256).digest()
+    return digest[:TOKEN_LENGTH]
+
+
+def hotlist_key(token: bytes) -> int:
+    """The 64-bit hotlist key of a token: its first 8 bytes, big-endian."""
+    return int.from_bytes(token[:8], "big")
