@@ -10,7 +10,7 @@ PY=${PYTHON:-python3}
 
 log() { printf '[setup] %s\n' "$*"; }
 
-SYSTEM_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig)
+SYSTEM_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig postgresql)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
@@ -78,4 +78,28 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [[ -S /run/pcscd/pcscd.comm ]] || { log "pcscd did not come up"; exit 1; }
+# PostgreSQL for the back office's second storage: a local cluster, the database
+# onecard_test, and a superuser role for root reached by peer authentication over the unix
+# socket - so no password exists anywhere.
+if [[ ${ONECARD_SKIP_POSTGRES:-0} != 1 ]]; then
+    if ! pg_lsclusters -h 2>/dev/null | grep -q online; then
+        cluster=$(pg_lsclusters -h 2>/dev/null | awk 'NR==1 {print $1" "$2}')
+        if [[ -z $cluster ]]; then
+            version=$(ls /usr/lib/postgresql | sort -V | tail -1)
+            log "creating PostgreSQL $version cluster"
+            pg_createcluster "$version" main >/dev/null
+            cluster="$version main"
+        fi
+        log "starting PostgreSQL ($cluster)"
+        # shellcheck disable=SC2086
+        pg_ctlcluster $cluster start
+    fi
+    if ! su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='root'\"" | grep -q 1; then
+        su postgres -c "createuser --superuser root"
+    fi
+    if ! psql -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='onecard_test'" | grep -q 1; then
+        createdb onecard_test
+    fi
+fi
+
 log "ready: $(.venv/bin/onecard readers 2>&1 | tr '\n' ';')"
