@@ -15,6 +15,11 @@ READER_BACKENDS: dict[str, str] = {
     "pcsc": "drivers.pcsc:PcscBackend",
 }
 
+SCANNER_BACKENDS: dict[str, str] = {
+    "serial": "drivers.serial_scanner:SerialScanner",
+    "camera": "drivers.camera:CameraScanner",
+}
+
 
 def load(registry: dict[str, str], name: str) -> Any:
     """The class registered under ``name``; a clear :class:`ConfigError` for unknown names."""
@@ -25,6 +30,11 @@ def load(registry: dict[str, str], name: str) -> Any:
         raise ConfigError(f"unknown back-end {name!r}; known: {known}") from None
     module_name, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def scanner_backend(name: str, **options: Any) -> Any:
+    """An instance of the code scanner back-end ``name`` (``serial``, ``camera``)."""
+    return load(SCANNER_BACKENDS, name)(**options)
 
 
 def reader_backend(name: str = "pcsc", **options: Any) -> Any:

@@ -350,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from firmware_sim.cli import add_sim_commands
+    from terminal.ecode.cli import add_code_commands
+
+    add_code_commands(sub)
 
     add_sim_commands(sub)
     return parser

@@ -178,3 +178,167 @@ class NoSecureModuleError(SecureModuleError):
     (LD/T 33 -2201)."""
 
     code = "no_psam"
+
+
+# --- camera (drivers/camera.py) -----------------------------------------------------------
+
+
+class CameraError(OneCardError):
+    """A camera source (device index, video file, stream URL) or an image that cannot be
+    opened or read."""
+
+    code = "camera_error"
+
+
+# --- code scanners ------------------------------------------------------------------------
+
+
+class ScannerError(OneCardError):
+    """A code scanner that cannot be used: a port that cannot be opened or configured."""
+
+    code = "scanner_error"
+
+
+class ScannerGoneError(ScannerError):
+    """The scanner is not connected (unplugged, or not back yet) when it was asked to act."""
+
+    code = "scanner_gone"
+
+
+# --- electronic social security card codes (docs/ecode.md) --------------------------------
+
+
+class NotOurCodeError(ParseError):
+    """A scanned text that is not an onecard electronic-card code: the ``SC1:`` prefix is
+    missing (another QR code: a payment code, a URL, a code of another scheme)."""
+
+    code = "not_our_code"
+
+
+class MalformedCodeError(ParseError):
+    """An electronic-card code with our prefix whose Base45 text, length or fields break
+    the layout of docs/ecode.md (or a payload that cannot be encoded into it)."""
+
+    code = "malformed_code"
+
+
+class Base45Error(MalformedCodeError):
+    """Text that is not strict Base45 (RFC 9285): a character outside the QR alphanumeric
+    set, a length of 1 modulo 3, or a group whose value does not fit its bytes."""
+
+
+class TrustListError(OneCardError):
+    """An electronic-card trust list that cannot be used: malformed JSON or fields, no
+    signature, a signature that does not verify under the back office's root key."""
+
+    code = "bad_trust_list"
+
+
+class ReplayCacheError(OneCardError):
+    """The electronic-card replay cache (an SQLite file) cannot be opened, read or written:
+    the terminal cannot tell whether a code was already used, so it must not accept it."""
+
+    code = "replay_cache_error"
+
+
+# --- the journal (terminal/journal, docs/sync.md) -----------------------------------------
+
+
+class JournalError(OneCardError):
+    """The transaction journal cannot be used as asked (closed, opened read-only, used
+    across a fork, or belonging to another terminal)."""
+
+    code = "journal_error"
+
+
+class JournalFullError(JournalError):
+    """The journal cannot record another transaction - too many retained entries, too
+    little free disk space, or the disk filled up during the commit - so the terminal must
+    refuse the transaction rather than accept one it has not recorded. Nothing was written."""
+
+    code = "journal_full"
+
+
+class JournalCorruptError(JournalError):
+    """The journal file is not a sound journal: not an SQLite database, damaged pages, a
+    missing table or meta value, or a broken hash chain. The file is left untouched for
+    inspection; ``path`` names it."""
+
+    code = "journal_corrupt"
+
+    def __init__(self, reason: str, path: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+    def to_json(self) -> dict[str, object]:
+        return {"error": self.code, "reason": self.reason, "path": self.path}
+
+
+class JournalEntryError(ParseError):
+    """A journal entry (or a transaction record) whose fields break docs/sync.md: a wrong
+    type or format, or a personal field (a name, an ID number) in ``extra``."""
+
+    code = "bad_journal_entry"
+
+
+# --- sync with the back office (terminal/sync, docs/sync.md) ------------------------------
+
+
+class SyncError(OneCardError):
+    """An upload to (or a download from) the back office that did not complete. The uploader
+    logs it and backs off; nothing is lost, unacknowledged entries are sent again.
+    ``status`` is the HTTP status when the back office answered."""
+
+    code = "sync_error"
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+
+    def to_json(self) -> dict[str, object]:
+        out = super().to_json()
+        if self.status is not None:
+            out["status"] = self.status
+        return out
+
+
+class SyncUnreachableError(SyncError):
+    """No connection to the back office: refused, no route, name not resolved, TLS failed."""
+
+    code = "sync_unreachable"
+
+
+class SyncTimeoutError(SyncError):
+    """The back office did not answer within the request time-out."""
+
+    code = "sync_timeout"
+
+
+class SyncConnectionLostError(SyncError):
+    """The connection was cut before the whole answer arrived."""
+
+    code = "sync_connection_lost"
+
+
+class SyncServerError(SyncError):
+    """The back office answered 5xx: its problem, try again later."""
+
+    code = "sync_server_error"
+
+
+class SyncRejectedError(SyncError):
+    """The back office refused the request (4xx: bad signature or clock, revoked terminal,
+    a conflicting entry). ``server_code`` is the ``error`` field of its JSON answer."""
+
+    code = "sync_rejected"
+
+    def __init__(self, reason: str, status: int | None = None, server_code: str = "") -> None:
+        super().__init__(reason, status)
+        self.server_code = server_code
+
+
+class SyncAnswerError(SyncError):
+    """The back office's answer does not follow docs/sync.md: not JSON, no ``acked_up_to``,
+    or an acknowledgement of entries that were never sent."""
+
+    code = "sync_bad_answer"

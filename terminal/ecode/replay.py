@@ -1,0 +1,147 @@
+"""The replay cache of electronic-card codes: each code is accepted once.
+
+A code is known by its issuer key id, card reference, issued-at and nonce
+(:class:`ReplayKey`); the first :meth:`ReplayCache.check_and_record` of a key records it and
+says True, every later one says False - until the entry is purged, which happens lazily
+once it is past its code's validity window plus the clock skew (by then the time window
+check refuses the code anyway).
+
+The cache is an SQLite file in WAL mode with ``synchronous=FULL``: the insert that records
+a code is committed to disk before the terminal acts on it, so a code the terminal accepted
+is not accepted again after a crash or power loss. That costs one WAL fsync per accepted
+code (measured in bench/ecode_verify.py). Recording is one ``INSERT ... ON CONFLICT DO
+NOTHING``: atomic between threads and between processes sharing the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from terminal.clock import Clock
+from terminal.errors import ReplayCacheError
+
+DEFAULT_SKEW = 30
+PURGE_INTERVAL = 60.0
+"""Seconds (monotonic) between two lazy purges of expired entries."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen_codes (
+    issuer_key_id BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    card_ref BLOB NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (issuer_key_id, nonce, card_ref, issued_at)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_codes_expiry ON seen_codes (expires_at);
+"""
+
+
+@dataclass(frozen=True)
+class ReplayKey:
+    """What a code is known by in the replay cache. ``expires_at`` (Unix seconds, end of the
+    code's validity window) is not part of the identity: it says when the entry may go."""
+
+    issuer_key_id: bytes
+    nonce: bytes
+    card_ref: bytes
+    issued_at: int
+    expires_at: int
+
+
+class ReplayCache:
+    """Codes already accepted, in an SQLite file (or in memory, for unit tests).
+
+    ``skew_seconds`` is kept on top of an entry's expiry before it is purged, so a clock
+    stepped back by up to that much cannot make a purged code acceptable again.
+    """
+
+    def __init__(self, path: str | Path, clock: Clock, skew_seconds: int = DEFAULT_SKEW) -> None:
+        self._clock = clock
+        self._skew = int(skew_seconds)
+        self._lock = threading.Lock()
+        self._last_purge: float | None = None
+        self.path = str(path)
+        try:
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            if self.path != ":memory:":
+                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise ReplayCacheError(f"replay cache {self.path} cannot use WAL ({mode})")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ReplayCacheError(f"cannot open replay cache {self.path}: {exc}") from None
+
+    @classmethod
+    def in_memory(cls, clock: Clock, skew_seconds: int = DEFAULT_SKEW) -> ReplayCache:
+        """A cache that lives as long as the object (unit tests, benchmarks)."""
+        return cls(":memory:", clock, skew_seconds)
+
+    def check_and_record(self, key: ReplayKey) -> bool:
+        """Record ``key``; True if it was not there (first use), False if it was (a replay).
+
+        Raises :class:`ReplayCacheError` when the file cannot be written: the caller must
+        then refuse the code, since it cannot know it was not used before.
+        """
+        with self._lock:
+            try:
+                self._maybe_purge()
+                cur = self._db.execute(
+                    "INSERT INTO seen_codes"
+                    " (issuer_key_id, nonce, card_ref, issued_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (
+                        bytes(key.issuer_key_id),
+                        bytes(key.nonce),
+                        bytes(key.card_ref),
+                        int(key.issued_at),
+                        int(key.expires_at),
+                    ),
+                )
+            except sqlite3.Error as exc:
+                raise ReplayCacheError(f"replay cache {self.path}: {exc}") from None
+            return cur.rowcount == 1
+
+    def purge(self) -> int:
+        """Forget entries past their expiry plus the skew; the number forgotten."""
+        with self._lock:
+            try:
+                return self._purge()
+            except sqlite3.Error as exc:
+                raise ReplayCacheError(f"replay cache {self.path}: {exc}") from None
+
+    def __len__(self) -> int:
+        with self._lock:
+            try:
+                return int(self._db.execute("SELECT count(*) FROM seen_codes").fetchone()[0])
+            except sqlite3.Error as exc:
+                raise ReplayCacheError(f"replay cache {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ReplayCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _purge(self) -> int:
+        self._last_purge = self._clock.monotonic()
+        horizon = int(self._clock.now()) - self._skew
+        cur = self._db.execute("DELETE FROM seen_codes WHERE expires_at < ?", (horizon,))
+        return max(cur.rowcount, 0)
+
+    def _maybe_purge(self) -> None:
+        # A DELETE per check would double the disk work; once a minute keeps the table at
+        # about a minute's worth of codes, which the primary key lookup does not notice.
+        last = self._last_purge
+        if last is None or self._clock.monotonic() - last >= PURGE_INTERVAL:
+            self._purge()
