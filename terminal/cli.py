@@ -354,6 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_code_commands(sub)
 
+    from terminal.journal.cli import add_journal_commands
+
+    add_journal_commands(sub)
+
+    from backoffice.cli import add_backoffice_commands
+
+    add_backoffice_commands(sub)
+
     add_sim_commands(sub)
     return parser
 

@@ -1,0 +1,285 @@
+"""``onecard backoffice ...``: run the reference back office and act as its operator.
+
+``init`` makes the key files, ``serve`` runs the HTTP(S) service, ``enrol``/``revoke``
+manage terminals, ``hotlist add|remove`` change the hotlist, ``publish-trustlist`` and
+``publish-applist`` sign and store a new document version. Output is one JSON object on
+standard output (no secrets in it); errors are onecard errors, reported by the main CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from backoffice import keys, publish
+from backoffice.auth import new_secret
+from backoffice.errors import PublicationError
+from backoffice.ingest import TERMINAL_ID_RE
+from backoffice.storage import open_storage
+from terminal.clock import SystemClock
+from terminal.crypto import signing
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "backoffice.sqlite"
+PUBLICATION_KEY_NAME = "publication.key"
+TOKEN_KEY_NAME = "token.key"
+
+
+def _out(obj: dict[str, Any]) -> None:
+    # The CLI's answer; library code logs instead.
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def add_backoffice_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``backoffice`` and its sub-commands to the ``onecard`` parser's sub-parsers."""
+    bo = sub.add_parser("backoffice", help="the reference back office (sync, hotlist, lists)")
+    bo_sub = bo.add_subparsers(dest="backoffice_command", metavar="BACKOFFICE_COMMAND")
+    bo_sub.required = True
+
+    def storage_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--storage",
+            default=DEFAULT_STORAGE,
+            help="SQLite path, sqlite:///abs/path, or postgresql://... (optional &schema=NAME)"
+            f" (default: {DEFAULT_STORAGE})",
+        )
+
+    p = bo_sub.add_parser(
+        "init",
+        help="make the publication key, the card-token key and optionally a TLS certificate",
+        description=(
+            "Write DIR/publication.key (SM2 by default) and DIR/token.key (the deployment's "
+            "card-token key), both mode 0600; with --tls also a self-signed certificate for "
+            "--hostname names (DIR/backoffice-cert.pem, DIR/backoffice-key.pem). Existing key "
+            "files are kept unless --force."
+        ),
+    )
+    p.add_argument("--dir", required=True, help="directory to write into")
+    p.add_argument("--algorithm", choices=["sm2", "ecdsa-p256"], default="sm2")
+    p.add_argument("--tls", action="store_true", help="also make a self-signed TLS certificate")
+    p.add_argument(
+        "--hostname",
+        action="append",
+        help="certificate name (repeatable; default 127.0.0.1 and localhost)",
+    )
+    p.add_argument("--force", action="store_true", help="replace existing key files")
+    p.set_defaults(func=cmd_init)
+
+    p = bo_sub.add_parser("serve", help="serve the back office over HTTP(S) until stopped")
+    storage_option(p)
+    p.add_argument("--publication-key", required=True, help="publication key file")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8443, help="port (default 8443; 0: any free)")
+    p.add_argument("--tls-cert", help="certificate (PEM); with --tls-key, serve HTTPS")
+    p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    p.set_defaults(func=cmd_serve)
+
+    p = bo_sub.add_parser(
+        "enrol",
+        help="enrol a terminal and write its credentials file (mode 0600)",
+        description=(
+            "Issue a fresh 32-byte secret for TERMINAL_ID, store it, and write the terminal's "
+            "credentials file (docs/sync.md). An enrolled terminal is refused unless --force "
+            "(a new secret; revocation lifted; its uploads stay)."
+        ),
+    )
+    p.add_argument("terminal_id")
+    storage_option(p)
+    p.add_argument("--publication-key", required=True, help="publication key file")
+    p.add_argument("--url", required=True, help="the back office URL the terminal uses")
+    p.add_argument("--token-key", required=True, help="the deployment's card-token key file")
+    p.add_argument("--ca-file", help="CA certificate the terminal should trust for TLS")
+    p.add_argument("--out", required=True, help="credentials file to write")
+    p.add_argument("--force", action="store_true", help="re-enrol, replace --out")
+    p.set_defaults(func=cmd_enrol)
+
+    p = bo_sub.add_parser("revoke", help="revoke a terminal: its requests are refused (403)")
+    p.add_argument("terminal_id")
+    storage_option(p)
+    p.set_defaults(func=cmd_revoke)
+
+    p = bo_sub.add_parser("hotlist", help="add a card to or remove it from the hotlist")
+    hot_sub = p.add_subparsers(dest="hotlist_command", metavar="HOTLIST_COMMAND")
+    hot_sub.required = True
+    for action in ("add", "remove"):
+        hp = hot_sub.add_parser(
+            action,
+            help=f"{action} a card number (with --token-key) or a raw token (--token)",
+        )
+        hp.add_argument("card_number", nargs="?", help="card number to tokenise")
+        hp.add_argument("--token-key", help="card-token key file (with a card number)")
+        hp.add_argument("--token", help="a card token (32 hex) or hotlist entry (16 hex)")
+        storage_option(hp)
+        hp.set_defaults(func=cmd_hotlist, added=action == "add")
+
+    for kind in (publish.KIND_TRUSTLIST, publish.KIND_APPLIST):
+        p = bo_sub.add_parser(
+            f"publish-{kind}",
+            help=f"sign and store a new {kind} version from an unsigned JSON body",
+        )
+        p.add_argument("file", help="JSON object: the document body (kind/version are set)")
+        storage_option(p)
+        p.add_argument("--publication-key", required=True, help="publication key file")
+        p.set_defaults(func=cmd_publish, kind=kind)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    pub_path = directory / PUBLICATION_KEY_NAME
+    token_path = directory / TOKEN_KEY_NAME
+    out: dict[str, Any] = {}
+    if pub_path.exists() and not args.force:
+        key = keys.load_publication_key(pub_path)
+    else:
+        key = publish.generate_publication_key(signing.Algorithm(args.algorithm))
+        keys.write_publication_key(key, pub_path, overwrite=True)
+    if not token_path.exists() or args.force:
+        keys.write_token_key(keys.new_token_key(), token_path, overwrite=True)
+    out.update(
+        publication_key_file=str(pub_path),
+        publication_algorithm=key.algorithm.value,
+        publication_key=key.public_key.hex(),
+        key_id=key.key_id,
+        token_key_file=str(token_path),
+    )
+    if args.tls:
+        from backoffice.tls import make_self_signed
+
+        cert, tls_key = make_self_signed(directory, args.hostname or ["127.0.0.1", "localhost"])
+        out.update(tls_cert=str(cert), tls_key=str(tls_key))
+    _out(out)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from backoffice.server import BackOffice
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise PublicationError("--tls-cert and --tls-key go together")
+    key = keys.load_publication_key(args.publication_key)
+    storage = open_storage(args.storage)
+    stop = threading.Event()
+    # SIGTERM as well as Ctrl-C: a service manager stops us cleanly.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        server = BackOffice(storage, key, SystemClock()).serve(
+            args.host, args.port, args.tls_cert, args.tls_key
+        )
+        _out({"serving": server.url, "key_id": key.key_id})
+        sys.stdout.flush()
+        stop.wait()
+        server.shutdown()
+    finally:
+        storage.close()
+    return 0
+
+
+def _toml_string(value: str) -> str:
+    # json.dumps gives a valid TOML basic string for any text (same escapes).
+    return json.dumps(value, ensure_ascii=False)
+
+
+def format_credentials(
+    terminal_id: str,
+    secret: bytes,
+    url: str,
+    key: publish.PublicationKey,
+    token_key: bytes,
+    ca_file: str | None,
+) -> str:
+    """The terminal credentials file (TOML, docs/sync.md)."""
+    lines = [
+        "# onecard terminal credentials: secret, mode 0600, never committed",
+        f"terminal_id = {_toml_string(terminal_id)}",
+        f'secret = "{secret.hex()}"',
+        f"backoffice_url = {_toml_string(url)}",
+        f'publication_key = "{key.public_key.hex()}"',
+        f'publication_algorithm = "{key.algorithm.value}"',
+        f'token_key = "{token_key.hex()}"',
+    ]
+    if ca_file:
+        lines.append(f"ca_file = {_toml_string(str(Path(ca_file).resolve()))}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_enrol(args: argparse.Namespace) -> int:
+    if not TERMINAL_ID_RE.fullmatch(args.terminal_id):
+        raise PublicationError("terminal id must match [A-Za-z0-9_-]{1,32}")
+    if Path(args.out).exists() and not args.force:
+        raise PublicationError(f"{args.out}: already exists; not replacing it (--force)")
+    key = keys.load_publication_key(args.publication_key)
+    token_key = keys.load_token_key(args.token_key)
+    secret = new_secret()
+    text = format_credentials(args.terminal_id, secret, args.url, key, token_key, args.ca_file)
+    storage = open_storage(args.storage)
+    try:
+        storage.enrol(args.terminal_id, secret, SystemClock().now(), replace=args.force)
+    finally:
+        storage.close()
+    keys.write_secret_file(args.out, text, overwrite=True)
+    _out({"enrolled": args.terminal_id, "credentials": str(args.out)})
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    storage = open_storage(args.storage)
+    try:
+        storage.revoke(args.terminal_id, SystemClock().now())
+    finally:
+        storage.close()
+    _out({"revoked": args.terminal_id})
+    return 0
+
+
+def cmd_hotlist(args: argparse.Namespace) -> int:
+    if (args.card_number is None) == (args.token is None):
+        raise PublicationError("give a card number (with --token-key) or --token, not both")
+    if args.card_number is not None:
+        if not args.token_key:
+            raise PublicationError("a card number needs --token-key to be tokenised")
+        entry = publish.hotlist_entry_for_card(
+            keys.load_token_key(args.token_key), args.card_number
+        )
+    else:
+        entry = publish.hotlist_entry_for_token(args.token)
+    storage = open_storage(args.storage)
+    try:
+        version = storage.hotlist_change(entry, args.added)
+    finally:
+        storage.close()
+    _out({"entry": entry, "action": "add" if args.added else "remove", "version": version})
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from backoffice.canonical import loads_strict
+    from backoffice.errors import BadRequestError
+
+    key = keys.load_publication_key(args.publication_key)
+    try:
+        body = loads_strict(Path(args.file).read_bytes())
+    except OSError as exc:
+        raise PublicationError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
+    except BadRequestError as exc:
+        raise PublicationError(f"{args.file}: {exc.reason}") from None
+    storage = open_storage(args.storage)
+    try:
+        document = storage.publish_document(
+            args.kind,
+            lambda version: publish.sign_document(
+                publish.prepare_document(args.kind, body, version), key
+            ),
+        )
+    finally:
+        storage.close()
+    _out({"published": args.kind, "version": document["version"], "key_id": key.key_id})
+    return 0

@@ -1,0 +1,204 @@
+"""Signed documents the back office publishes (docs/sync.md, "Published documents").
+
+Pure: signing and verifying a document, the key id, the hotlist delta between two versions
+(netted), and the operator's hotlist entries (a card number tokenised with the deployment's
+token key, or a raw token). Key files are read and written by :mod:`backoffice.keys`.
+
+A document is a JSON object; its signature covers the canonical JSON of the object without
+``signature`` and sits in ``{"algorithm", "key_id", "value"}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from backoffice.canonical import canonical_json
+from backoffice.errors import PublicationError
+from terminal.cardtoken import card_token
+from terminal.crypto import signing
+from terminal.crypto.sm2 import sm3
+from terminal.errors import OneCardError
+
+KIND_HOTLIST = "hotlist-delta"
+KIND_TRUSTLIST = "trustlist"
+KIND_APPLIST = "applist"
+STORED_KINDS = frozenset({KIND_TRUSTLIST, KIND_APPLIST})
+KEY_ID_LENGTH = 8
+HOTLIST_ENTRY_HEX = 16
+
+_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+
+
+@dataclass(frozen=True, repr=False)
+class PublicationKey:
+    """The back office's signing key. ``repr`` names the algorithm and key id only."""
+
+    algorithm: signing.Algorithm
+    private_key: signing.PrivateKey
+
+    @property
+    def public_key(self) -> bytes:
+        """``04 || X || Y``: what terminals hold (``publication_key`` in credentials)."""
+        return signing.public_key_bytes(self.private_key)
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.algorithm, self.public_key)
+
+    def __repr__(self) -> str:
+        return f"PublicationKey({self.algorithm.value}, key_id={self.key_id})"
+
+
+def generate_publication_key(
+    algorithm: signing.Algorithm = signing.Algorithm.SM2,
+) -> PublicationKey:
+    """A fresh publication key (SM2 unless told otherwise)."""
+    return PublicationKey(algorithm, signing.generate_private_key(algorithm))
+
+
+def key_id(algorithm: signing.Algorithm, public_key: bytes) -> str:
+    """First 8 bytes, hex, of SM3 (SM2 keys) or SHA-256 (P-256 keys) of the public key."""
+    if algorithm is signing.Algorithm.SM2:
+        digest = sm3(bytes(public_key))
+    else:
+        digest = hashlib.sha256(bytes(public_key)).digest()
+    return digest[:KEY_ID_LENGTH].hex()
+
+
+def sign_document(document: Mapping[str, Any], key: PublicationKey) -> dict[str, Any]:
+    """A copy of ``document`` (any ``signature`` dropped) with a fresh signature."""
+    body = {k: copy.deepcopy(v) for k, v in document.items() if k != "signature"}
+    value = signing.sign(key.algorithm, key.private_key, canonical_json(body))
+    body["signature"] = {
+        "algorithm": key.algorithm.value,
+        "key_id": key.key_id,
+        "value": value.hex(),
+    }
+    return body
+
+
+def verify_document(
+    document: Mapping[str, Any], public_key: bytes, algorithm: signing.Algorithm
+) -> bool:
+    """True iff ``document`` carries a valid signature by ``public_key``: the algorithm and
+    key id it names match, and the signature verifies over the canonical JSON without
+    ``signature``. Anything malformed is ``False``."""
+    sig = document.get("signature")
+    if not isinstance(sig, dict):
+        return False
+    if sig.get("algorithm") != algorithm.value or sig.get("key_id") != key_id(
+        algorithm, public_key
+    ):
+        return False
+    try:
+        value = bytes.fromhex(sig.get("value", ""))
+        body = {k: v for k, v in document.items() if k != "signature"}
+        return signing.verify(algorithm, public_key, canonical_json(body), value)
+    except (ValueError, TypeError, OneCardError):
+        return False
+
+
+# --- stored documents: trust list, application list -----------------------------------------
+
+
+def prepare_document(kind: str, body: object, version: int) -> dict[str, Any]:
+    """The unsigned document for an operator's ``body`` (a JSON object): ``kind`` set (a
+    ``kind`` already there must agree), ``version`` set (any given one is replaced: the
+    back office numbers its publications), no ``signature``."""
+    if kind not in STORED_KINDS:
+        raise PublicationError(f"unknown document kind {kind!r}")
+    if not isinstance(body, dict):
+        raise PublicationError("a document body must be a JSON object")
+    if "kind" in body and body["kind"] != kind:
+        raise PublicationError(f"the body says kind {body['kind']!r}, not {kind!r}")
+    doc = {k: v for k, v in body.items() if k != "signature"}
+    doc["kind"] = kind
+    doc["version"] = version
+    return doc
+
+
+# --- hotlist --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HotlistChange:
+    """One versioned hotlist change: ``entry`` (16 hex) added or removed at ``version``."""
+
+    version: int
+    entry: str
+    added: bool
+
+
+def hotlist_entry_for_card(token_key: bytes, card_number: str) -> str:
+    """The hotlist entry of a card number: first 8 bytes of its card token, hex."""
+    card_number = card_number.strip()
+    if not card_number:
+        raise PublicationError("empty card number")
+    return card_token(token_key, card_number)[:8].hex()
+
+
+def hotlist_entry_for_token(token: str) -> str:
+    """The hotlist entry of a raw token: a 32-hex card token or an already cut 16-hex entry."""
+    token = token.strip()
+    if _HEX32.fullmatch(token):
+        return token[:HOTLIST_ENTRY_HEX].lower()
+    if _HEX16.fullmatch(token):
+        return token.lower()
+    raise PublicationError("a token must be 32 hex digits (card token) or 16 (hotlist entry)")
+
+
+def net_changes(changes: Iterable[HotlistChange]) -> tuple[list[str], list[str]]:
+    """Net a run of changes (in version order) into (added, removed), both sorted.
+
+    An entry's state before the run is the opposite of its first change (adding a present
+    entry or removing an absent one makes no version), its state after is its last change;
+    only entries whose state differs end up in a list.
+    """
+    first: dict[str, bool] = {}
+    last: dict[str, bool] = {}
+    for change in changes:
+        first.setdefault(change.entry, change.added)
+        last[change.entry] = change.added
+    added = sorted(e for e, was in first.items() if was and last[e])
+    removed = sorted(e for e, was in first.items() if not was and not last[e])
+    return added, removed
+
+
+@dataclass(frozen=True, slots=True)
+class HotlistSnapshot:
+    """What storage reports for ``since``: the latest version, the oldest version a delta
+    can start from (``floor``), and either the changes after ``since`` or the full list."""
+
+    version: int
+    floor: int
+    changes: tuple[HotlistChange, ...] | None
+    full: tuple[str, ...] | None
+
+
+def can_delta(since: int, version: int, floor: int) -> bool:
+    """Whether a delta from ``since`` is possible (else a full list is sent). ``since`` 0,
+    older than the kept history, or newer than the latest (another back office's numbers)
+    all get the full list."""
+    return 0 < since <= version and since >= floor
+
+
+def hotlist_document(since: int, snapshot: HotlistSnapshot) -> dict[str, Any]:
+    """The unsigned ``hotlist-delta`` document for a terminal at version ``since``."""
+    if snapshot.changes is not None and can_delta(since, snapshot.version, snapshot.floor):
+        added, removed = net_changes(snapshot.changes)
+        base = since
+    else:
+        added, removed, base = sorted(snapshot.full or ()), [], 0
+    return {
+        "kind": KIND_HOTLIST,
+        "version": snapshot.version,
+        "base": base,
+        "added": added,
+        "removed": removed,
+    }

@@ -1,0 +1,504 @@
+"""Journal entries and their hash chain (docs/sync.md, "Journal entry"): pure functions, no I/O.
+
+A :class:`TransactionRecord` is what the runtime hands the journal after a decision: the
+credential reduced to its keyed token, region and category, and the outcome. It has explicit
+fields only, so there is no place for a name or an ID number; ``extra`` (small details such
+as a TAC) is checked against a deny-list of personal keys and ID-number-shaped values.
+
+A :class:`JournalEntry` is a record placed in a terminal's chain: ``seq``, ``time``,
+``prev_hash`` and ``hash``, where::
+
+    hash = SHA-256(bytes.fromhex(prev_hash) || canonical JSON of the entry without "hash")
+
+so any edit or deletion of an entry breaks the chain at that point (:func:`verify_chain`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from terminal.errors import JournalEntryError
+
+ZERO_HASH = "0" * 64
+"""``prev_hash`` of entry ``seq`` 1."""
+
+KINDS = frozenset({"card", "code"})
+DECISIONS = frozenset({"accept", "refuse"})
+CATEGORIES = frozenset({"1", "2", "3", "4"})
+MAX_EXTRA_BYTES = 1024
+"""``extra`` is for small details (a TAC, a verdict); its canonical JSON may not exceed this."""
+MAX_EXTRA_DEPTH = 3
+
+_TERMINAL_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_MACHINE_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_REGION = re.compile(r"[0-9]{6}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+# A resident identity number (GB 11643: 17 digits and a check character) or a bare card
+# number is personal data wherever it appears, so such values are refused in ``extra``
+# whatever their key is called.
+_ID_NUMBER_VALUE = re.compile(r"[1-9][0-9]{5}(18|19|20)[0-9]{9}[0-9Xx]")
+
+# Keys of ``extra`` that name personal data. Keys are compared after lower-casing and
+# dropping separators, so "ID-Number", "id_number" and "idNumber" are the same key.
+DENIED_EXTRA_KEYS = frozenset(
+    {
+        "name",
+        "fullname",
+        "holder",
+        "holdername",
+        "cardholder",
+        "cardholdername",
+        "firstname",
+        "lastname",
+        "surname",
+        "givenname",
+        "ssn",
+        "idnumber",
+        "idno",
+        "idnum",
+        "idcard",
+        "idcardnumber",
+        "identity",
+        "identitynumber",
+        "identification",
+        "nationalid",
+        "citizenid",
+        "residentid",
+        "socialsecuritynumber",
+        "cardnumber",
+        "cardno",
+        "pan",
+        "passport",
+        "passportnumber",
+        "phone",
+        "phonenumber",
+        "mobile",
+        "telephone",
+        "email",
+        "address",
+        "birthdate",
+        "dateofbirth",
+        "dob",
+        "birthday",
+        "gender",
+        "sex",
+        "photo",
+        "xm",  # 姓名 in pinyin initials, as card layouts name it
+        "sfzh",  # 身份证号
+        "zjhm",  # 证件号码
+        "姓名",
+        "身份证号",
+        "身份证号码",
+        "证件号码",
+        "社会保障号码",
+        "社会保障号",
+        "卡号",
+        "手机号",
+        "电话",
+        "地址",
+        "出生日期",
+        "性别",
+    }
+)
+# Words that make a compound key personal ("holder_name", "patientName", "mother_ssn").
+DENIED_KEY_WORDS = frozenset(
+    {"name", "ssn", "dob", "birthday", "birthdate", "phone", "mobile", "address", "passport"}
+)
+
+
+def canonical_json(obj: object) -> bytes:
+    """Canonical JSON of docs/sync.md, UTF-8: sorted keys, no spaces, non-ASCII kept.
+
+    ``allow_nan=False`` changes no valid output; it only refuses NaN and infinities, which
+    are not JSON and would hash differently on the back office.
+    """
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def entry_hash(prev_hash: str, body: Mapping[str, object]) -> str:
+    """The ``hash`` of an entry: SHA-256 hex of ``prev_hash`` (32 bytes) followed by the
+    canonical JSON of ``body`` (the entry without ``hash``)."""
+    return hash_of_canonical(prev_hash, canonical_json(body))
+
+
+def hash_of_canonical(prev_hash: str, canonical_body: bytes) -> str:
+    """:func:`entry_hash` over an already canonical body (the journal stores it that way)."""
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_body).hexdigest()
+
+
+# --- the record the runtime hands over ----------------------------------------------------
+
+
+def _key_words(key: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", key)
+    return [w for w in re.split(r"[^0-9A-Za-z\u0080-\uffff]+", spaced.lower()) if w]
+
+
+def _check_extra_value(value: object, where: str, depth: int) -> None:
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise JournalEntryError(f"extra {where}: not a finite number")
+        return
+    if isinstance(value, str):
+        if _ID_NUMBER_VALUE.search(value):
+            raise JournalEntryError(f"extra {where}: looks like an ID number; not journalled")
+        return
+    if depth >= MAX_EXTRA_DEPTH:
+        raise JournalEntryError(f"extra {where}: nested deeper than {MAX_EXTRA_DEPTH} levels")
+    if isinstance(value, Mapping):
+        _check_extra_mapping(value, where, depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_extra_value(item, f"{where}[{index}]", depth + 1)
+        return
+    raise JournalEntryError(f"extra {where}: {type(value).__name__} is not a JSON value")
+
+
+def _check_extra_mapping(extra: Mapping[Any, object], where: str, depth: int) -> None:
+    for key, value in extra.items():
+        if not isinstance(key, str) or not key:
+            raise JournalEntryError(f"extra {where}: keys must be non-empty strings")
+        words = _key_words(key)
+        if "".join(words) in DENIED_EXTRA_KEYS or any(w in DENIED_KEY_WORDS for w in words):
+            # The key names personal data: refuse the record rather than drop the field, so
+            # the caller learns at once that it tried to journal a person.
+            raise JournalEntryError(f"extra key {key!r} names personal data; not journalled")
+        _check_extra_value(value, f"{where}.{key}" if where else key, depth)
+
+
+def check_extra(extra: Mapping[str, object]) -> dict[str, object]:
+    """A JSON-ready copy of ``extra`` after checking it holds no personal data and is small.
+
+    Raises :class:`JournalEntryError` for a denied key (``name``, ``id_number``, ``ssn``...),
+    a value shaped like a resident ID number, a non-JSON value, or more than
+    :data:`MAX_EXTRA_BYTES` of canonical JSON.
+    """
+    if not isinstance(extra, Mapping):
+        raise JournalEntryError("extra must be a mapping")
+    _check_extra_mapping(extra, "", 0)
+    try:
+        text = canonical_json(extra)
+    except (TypeError, ValueError) as exc:
+        raise JournalEntryError(f"extra is not JSON: {exc}") from None
+    if len(text) > MAX_EXTRA_BYTES:
+        raise JournalEntryError(f"extra is {len(text)} bytes of JSON, at most {MAX_EXTRA_BYTES}")
+    copied: dict[str, object] = json.loads(text)
+    return copied
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransactionRecord:
+    """One transaction at the acceptance point, as the journal may know it.
+
+    Explicit fields only - there is deliberately no field for a holder's name or ID number,
+    and ``extra`` refuses keys and values that carry them (:func:`check_extra`).
+    """
+
+    kind: str
+    """``card`` (the physical card) or ``code`` (the electronic card's QR code)."""
+    service: str
+    """Service item code from the application list, e.g. ``museum-entry``."""
+    decision: str
+    """``accept`` or ``refuse``."""
+    reason: str
+    """Machine code of why: ``ok``, ``hotlisted``, ``region_not_accepted``..."""
+    amount: int | None
+    """Amount in fen (fares), or None."""
+    card_token: bytes
+    """:func:`terminal.cardtoken.card_token` of the card number, 16 bytes."""
+    region: str
+    """Issuing region, 6 digits (GB/T 2260)."""
+    category: str | None
+    """Card category ``1``-``4``, or None when unknown."""
+    extra: Mapping[str, object] = field(default_factory=dict)
+    """Small non-personal details (a TAC, a verdict)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise JournalEntryError(f"kind must be one of {sorted(KINDS)}, got {self.kind!r}")
+        if self.decision not in DECISIONS:
+            raise JournalEntryError(f"decision must be accept or refuse, got {self.decision!r}")
+        for name in ("service", "reason"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _MACHINE_CODE.fullmatch(value):
+                raise JournalEntryError(f"{name} must be a machine code, got {value!r}")
+        if self.amount is not None and (
+            isinstance(self.amount, bool) or not isinstance(self.amount, int) or self.amount < 0
+        ):
+            raise JournalEntryError("amount must be a whole number of fen >= 0, or None")
+        if not isinstance(self.card_token, bytes | bytearray) or len(self.card_token) != 16:
+            raise JournalEntryError("card_token must be the 16-byte keyed token")
+        if not isinstance(self.region, str) or not _REGION.fullmatch(self.region):
+            raise JournalEntryError(f"region must be 6 digits, got {self.region!r}")
+        if self.category is not None and self.category not in CATEGORIES:
+            raise JournalEntryError(f"category must be 1-4 or None, got {self.category!r}")
+        object.__setattr__(self, "card_token", bytes(self.card_token))
+        object.__setattr__(self, "extra", MappingProxyType(check_extra(self.extra)))
+
+
+# --- the entry in the chain ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One entry of a terminal's journal, exactly as docs/sync.md lays it out."""
+
+    terminal_id: str
+    seq: int
+    time: float
+    kind: str
+    service: str
+    decision: str
+    reason: str
+    amount: int | None
+    card_token: str
+    """Hex, 32 digits."""
+    region: str
+    category: str | None
+    extra: Mapping[str, object]
+    prev_hash: str
+    hash: str
+
+    def body(self) -> dict[str, object]:
+        """The entry without ``hash``: what the hash covers."""
+        return {
+            "terminal_id": self.terminal_id,
+            "seq": self.seq,
+            "time": self.time,
+            "kind": self.kind,
+            "service": self.service,
+            "decision": self.decision,
+            "reason": self.reason,
+            "amount": self.amount,
+            "card_token": self.card_token,
+            "region": self.region,
+            "category": self.category,
+            "extra": dict(self.extra),
+            "prev_hash": self.prev_hash,
+        }
+
+    def to_json_dict(self) -> dict[str, object]:
+        """The entry as it travels: the body plus ``hash``."""
+        out = self.body()
+        out["hash"] = self.hash
+        return out
+
+    def canonical_body(self) -> bytes:
+        return canonical_json(self.body())
+
+    def computed_hash(self) -> str:
+        """The hash the fields call for (equal to ``hash`` in a sound entry)."""
+        return hash_of_canonical(self.prev_hash, self.canonical_body())
+
+
+def check_terminal_id(terminal_id: str) -> str:
+    """``terminal_id`` if it has the form of docs/sync.md (``[A-Za-z0-9_-]{1,32}``)."""
+    if not isinstance(terminal_id, str) or not _TERMINAL_ID.fullmatch(terminal_id):
+        raise JournalEntryError("terminal_id must be 1-32 of A-Z a-z 0-9 _ -")
+    return terminal_id
+
+
+def make_entry(
+    terminal_id: str, seq: int, time: float, record: TransactionRecord, prev_hash: str
+) -> JournalEntry:
+    """Place ``record`` in the chain as entry ``seq`` after the entry whose hash is
+    ``prev_hash``, recorded at wall ``time``."""
+    return make_entry_and_body(terminal_id, seq, time, record, prev_hash)[0]
+
+
+def make_entry_and_body(
+    terminal_id: str, seq: int, time: float, record: TransactionRecord, prev_hash: str
+) -> tuple[JournalEntry, bytes]:
+    """:func:`make_entry`, and the canonical body its hash covers (what the journal stores),
+    encoded once."""
+    check_terminal_id(terminal_id)
+    if seq < 1:
+        raise JournalEntryError("seq starts at 1")
+    if not _HEX64.fullmatch(prev_hash):
+        raise JournalEntryError("prev_hash must be 64 lower-case hex digits")
+    if not math.isfinite(time):
+        raise JournalEntryError("time must be a finite number")
+    # Millisecond resolution is plenty for a tap, and keeps the JSON short and unambiguous.
+    time = round(float(time), 3)
+    body: dict[str, object] = {
+        "terminal_id": terminal_id,
+        "seq": seq,
+        "time": time,
+        "kind": record.kind,
+        "service": record.service,
+        "decision": record.decision,
+        "reason": record.reason,
+        "amount": record.amount,
+        "card_token": record.card_token.hex(),
+        "region": record.region,
+        "category": record.category,
+        "extra": dict(record.extra),
+        "prev_hash": prev_hash,
+    }
+    canonical = canonical_json(body)
+    entry = JournalEntry(hash=hash_of_canonical(prev_hash, canonical), **body)  # type: ignore[arg-type]
+    return entry, canonical
+
+
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "terminal_id": (str,),
+    "seq": (int,),
+    "time": (int, float),
+    "kind": (str,),
+    "service": (str,),
+    "decision": (str,),
+    "reason": (str,),
+    "amount": (int, type(None)),
+    "card_token": (str,),
+    "region": (str,),
+    "category": (str, type(None)),
+    "extra": (dict,),
+    "prev_hash": (str,),
+    "hash": (str,),
+}
+
+
+def entry_from_json(obj: object) -> JournalEntry:
+    """Parse one entry (a decoded JSON object, with ``hash``) into a :class:`JournalEntry`.
+
+    Checks the shape of every field - not the hash, which is :func:`verify_chain`'s job, so
+    a tampered entry can still be read and reported. Raises :class:`JournalEntryError`.
+    """
+    if not isinstance(obj, dict):
+        raise JournalEntryError("an entry must be a JSON object")
+    missing = _FIELDS.keys() - obj.keys()
+    if missing:
+        raise JournalEntryError(f"entry lacks {', '.join(sorted(missing))}")
+    unknown = obj.keys() - _FIELDS.keys()
+    if unknown:
+        raise JournalEntryError(f"entry has unknown fields {', '.join(sorted(unknown))}")
+    for name, types in _FIELDS.items():
+        value = obj[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise JournalEntryError(f"entry field {name} has the wrong type")
+    if not _TERMINAL_ID.fullmatch(obj["terminal_id"]):
+        raise JournalEntryError("entry terminal_id is not 1-32 of A-Z a-z 0-9 _ -")
+    if obj["seq"] < 1:
+        raise JournalEntryError("entry seq must be >= 1")
+    if not _HEX32.fullmatch(obj["card_token"]):
+        raise JournalEntryError("entry card_token must be 32 lower-case hex digits")
+    for name in ("prev_hash", "hash"):
+        if not _HEX64.fullmatch(obj[name]):
+            raise JournalEntryError(f"entry {name} must be 64 lower-case hex digits")
+    return JournalEntry(**obj)
+
+
+def entry_from_stored(canonical_body: str, hash_hex: str) -> JournalEntry:
+    """The entry of a stored canonical body and hash (as the journal keeps them)."""
+    try:
+        obj = json.loads(canonical_body)
+    except ValueError as exc:
+        raise JournalEntryError(f"stored entry is not JSON: {exc}") from None
+    if isinstance(obj, dict):
+        obj["hash"] = hash_hex
+    return entry_from_json(obj)
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """The outcome of walking a hash chain: ``ok``, how many entries were ``checked``, and
+    for a broken chain the first ``seq`` that does not fit and why."""
+
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+class ChainWalker:
+    """Checks entries one by one against the chain so far (streaming: constant memory).
+
+    Start from an anchor - ``(0, ZERO_HASH)`` for a whole journal, or the last entry a
+    journal purged - and :meth:`check` each entry in order; the first failure is kept.
+    """
+
+    def __init__(
+        self, terminal_id: str | None = None, anchor_seq: int = 0, anchor_hash: str = ZERO_HASH
+    ) -> None:
+        self.terminal_id = terminal_id
+        self.last_seq = anchor_seq
+        self.last_hash = anchor_hash
+        self.checked = 0
+        self.failure: ChainReport | None = None
+
+    def fail(self, seq: int, reason: str) -> ChainReport:
+        if self.failure is None:
+            self.failure = ChainReport(False, self.checked, seq, reason)
+        return self.failure
+
+    def check(self, entry: JournalEntry, canonical_body: bytes | None = None) -> bool:
+        """Check the next entry; False (and :attr:`failure` set) when it breaks the chain.
+        ``canonical_body`` saves re-encoding when the caller holds the stored bytes."""
+        if self.failure is not None:
+            return False
+        expected = self.last_seq + 1
+        if entry.seq != expected:
+            if entry.seq > expected:
+                self.fail(expected, f"entries {expected}..{entry.seq - 1} are missing")
+            else:
+                self.fail(entry.seq, f"seq {entry.seq} out of order after {self.last_seq}")
+            return False
+        if self.terminal_id is not None and entry.terminal_id != self.terminal_id:
+            self.fail(entry.seq, f"entry of terminal {entry.terminal_id!r}")
+            return False
+        if entry.prev_hash != self.last_hash:
+            self.fail(entry.seq, "prev_hash is not the hash of the previous entry")
+            return False
+        body = canonical_body if canonical_body is not None else entry.canonical_body()
+        if hash_of_canonical(entry.prev_hash, body) != entry.hash:
+            self.fail(entry.seq, "hash does not match the entry's contents")
+            return False
+        self.last_seq = entry.seq
+        self.last_hash = entry.hash
+        self.checked += 1
+        return True
+
+    def report(self) -> ChainReport:
+        return self.failure if self.failure is not None else ChainReport(True, self.checked)
+
+
+def verify_chain(
+    entries: Iterable[JournalEntry],
+    *,
+    terminal_id: str | None = None,
+    anchor_seq: int = 0,
+    anchor_hash: str = ZERO_HASH,
+    head: tuple[int, str] | None = None,
+) -> ChainReport:
+    """Walk ``entries`` (in ``seq`` order) from the anchor and report the first break.
+
+    Detects an edited field (hash mismatch), an edited hash (the next ``prev_hash`` no longer
+    fits), a deleted or reordered entry (a ``seq`` gap), and - when ``head`` (the last
+    ``(seq, hash)`` known to have been written) is given - deleted entries at the end.
+    """
+    walker = ChainWalker(terminal_id, anchor_seq, anchor_hash)
+    for entry in entries:
+        if not walker.check(entry):
+            return walker.report()
+    if head is not None and (walker.last_seq, walker.last_hash) != tuple(head):
+        head_seq, _ = head
+        if head_seq > walker.last_seq:
+            return walker.fail(walker.last_seq + 1, f"entries after {walker.last_seq} are missing")
+        return walker.fail(head_seq, "the last entry is not the recorded head of the journal")
+    return walker.report()

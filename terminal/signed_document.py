@@ -1,0 +1,201 @@
+"""Signed documents the back office publishes (docs/sync.md, "Published documents").
+
+A published document is one JSON object - the hotlist delta, the e-code trust list, the
+application list - with a ``kind``, a ``version`` and a ``signature``::
+
+    {"kind": "applist", "version": 7, ..., "signature":
+        {"algorithm": "sm2", "key_id": "<16 hex>", "value": "<128 hex r||s>"}}
+
+The signature covers the canonical JSON of the object without ``signature``. ``key_id`` is
+the first 8 bytes of SM3 over the publication public key (``04 || X || Y``), hex: it names
+the key, so a document signed by another key is refused as such rather than as "bad
+signature".
+
+Pure: bytes in, a dict or a :class:`DocumentError` out. Nothing here touches a file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from terminal.crypto import signing
+from terminal.crypto.signing import Algorithm, PrivateKey
+from terminal.crypto.sm2 import sm3
+from terminal.errors import ConfigError, CryptoError, OneCardError, SignatureFormatError
+
+SIGNATURE_FIELD = "signature"
+KEY_ID_LENGTH = 8
+SIGNATURE_LENGTH = 64
+# A document far larger than a full provincial hotlist (10 million entries of 19 bytes in
+# JSON is about 190 MB) is not one the back office published.
+MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+
+_SIGNATURE_KEYS = frozenset({"algorithm", "key_id", "value"})
+
+
+class DocumentError(OneCardError):
+    """A published document the terminal refuses: malformed, unsigned, signed by another
+    key, a signature that does not verify, the wrong ``kind``, or content that breaks its
+    format. A refused document changes nothing: the previous one stays in force."""
+
+    code = "bad_document"
+
+
+class StaleDocumentError(DocumentError):
+    """An authentic document whose ``version`` is not newer than the one in force (a
+    rollback, or the same document delivered again). ``identical`` is True when it is the
+    very document already in force - nothing new, rather than an attack."""
+
+    code = "stale_document"
+
+    def __init__(self, reason: str, version: int, current: int, identical: bool = False) -> None:
+        super().__init__(reason)
+        self.version = version
+        self.current = current
+        self.identical = identical
+
+    def to_json(self) -> dict[str, object]:
+        out = super().to_json()
+        out.update(version=self.version, current=self.current, identical=self.identical)
+        return out
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The canonical JSON of docs/sync.md: sorted keys, no spaces, UTF-8 (not ASCII-escaped)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def key_id(public_key: bytes) -> str:
+    """The key id of a publication public key: first 8 bytes of SM3(``04 || X || Y``), hex."""
+    return sm3(bytes(public_key))[:KEY_ID_LENGTH].hex()
+
+
+def _algorithm(algorithm: Algorithm | str) -> Algorithm:
+    if isinstance(algorithm, Algorithm):
+        return algorithm
+    try:
+        return Algorithm(algorithm)
+    except ValueError:
+        raise ConfigError(f"unknown publication algorithm {algorithm!r}") from None
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers may keep different copies of a duplicated key, so the signed canonical
+    # form and what the terminal acts on could differ: refuse the ambiguity outright.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DocumentError(f"duplicate key {key!r} in document")
+        out[key] = value
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    raise DocumentError(f"non-JSON number {name} in document")
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """Parse ``raw`` as one strict JSON object (UTF-8, no duplicate keys, no NaN/Infinity)."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise DocumentError("document must be bytes")
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise DocumentError(f"document of {len(raw)} bytes exceeds {MAX_DOCUMENT_BYTES}")
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"document is not UTF-8 (byte {exc.start})") from None
+    try:
+        obj = json.loads(
+            text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise DocumentError(f"document is not JSON: {exc.msg} at {exc.pos}") from None
+    except RecursionError:
+        raise DocumentError("document nests too deeply") from None
+    if not isinstance(obj, dict):
+        raise DocumentError("document must be a JSON object")
+    return obj
+
+
+def _signature_fields(obj: Mapping[str, Any]) -> tuple[str, str, bytes]:
+    sig = obj.get(SIGNATURE_FIELD)
+    if sig is None:
+        raise DocumentError("document is not signed")
+    if not isinstance(sig, dict) or set(sig) != _SIGNATURE_KEYS:
+        raise DocumentError("signature must be an object with algorithm, key_id and value")
+    alg, kid, value = sig["algorithm"], sig["key_id"], sig["value"]
+    if not all(isinstance(v, str) for v in (alg, kid, value)):
+        raise DocumentError("signature algorithm, key_id and value must be strings")
+    if len(value) != 2 * SIGNATURE_LENGTH:
+        raise DocumentError(f"signature value must be {2 * SIGNATURE_LENGTH} hex digits")
+    try:
+        raw_sig = bytes.fromhex(value)
+    except ValueError:
+        raise DocumentError("signature value is not hex") from None
+    if len(raw_sig) != SIGNATURE_LENGTH:  # fromhex skips spaces
+        raise DocumentError(f"signature value must be {2 * SIGNATURE_LENGTH} hex digits")
+    return alg, kid, raw_sig
+
+
+def verify_document(
+    raw: bytes,
+    public_key: bytes,
+    algorithm: Algorithm | str,
+    kind: str,
+) -> dict[str, Any]:
+    """Check a published document and return its body (the object without ``signature``).
+
+    Order: strict JSON object -> signed -> signed with ``algorithm`` -> by this key
+    (``key_id``) -> signature verifies over the canonical body -> ``kind`` is ``kind`` ->
+    ``version`` is a positive integer. Nothing in the body is trusted before the signature
+    verifies. Any failure is a :class:`DocumentError` with the reason; a publication key
+    that is not a valid point is the operator's :class:`ConfigError`.
+    """
+    alg = _algorithm(algorithm)
+    try:
+        signing.check_public_key(alg, public_key)
+    except (SignatureFormatError, CryptoError) as exc:
+        raise ConfigError(f"publication key unusable: {exc.reason}") from exc
+    obj = parse_json(raw)
+    sig_alg, sig_kid, sig_value = _signature_fields(obj)
+    if sig_alg != alg.value:
+        raise DocumentError(f"document signed with {sig_alg!r}, terminal expects {alg.value!r}")
+    expected_kid = key_id(public_key)
+    if sig_kid.lower() != expected_kid:
+        raise DocumentError(
+            f"document signed by key {sig_kid!r}, not the publication key {expected_kid}"
+        )
+    body = {k: v for k, v in obj.items() if k != SIGNATURE_FIELD}
+    try:
+        good = signing.verify(alg, public_key, canonical_json(body), sig_value)
+    except (SignatureFormatError, CryptoError) as exc:
+        raise ConfigError(f"publication key unusable: {exc.reason}") from exc
+    if not good:
+        raise DocumentError("document signature does not verify (altered or forged)")
+    if body.get("kind") != kind:
+        raise DocumentError(f"document kind {body.get('kind')!r}, expected {kind!r}")
+    version = body.get("version")
+    if type(version) is not int or version < 1:
+        raise DocumentError(f"document version must be a positive integer, not {version!r}")
+    return body
+
+
+def sign_document(
+    body: Mapping[str, Any], private_key: PrivateKey, algorithm: Algorithm | str
+) -> bytes:
+    """Sign ``body`` (which must not carry a ``signature``) as the back office publishes it:
+    the canonical JSON of the body plus ``signature``. For the back office and tests."""
+    alg = _algorithm(algorithm)
+    if SIGNATURE_FIELD in body:
+        raise DocumentError("body to sign already has a signature")
+    plain = dict(body)
+    message = canonical_json(plain)
+    value = signing.sign(alg, private_key, message)
+    plain[SIGNATURE_FIELD] = {
+        "algorithm": alg.value,
+        "key_id": key_id(signing.public_key_bytes(private_key)),
+        "value": value.hex(),
+    }
+    return canonical_json(plain)
