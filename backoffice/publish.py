@@ -11,7 +11,6 @@ A document is a JSON object; its signature covers the canonical JSON of the obje
 from __future__ import annotations
 
 import copy
-import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -63,12 +62,9 @@ def generate_publication_key(
 
 
 def key_id(algorithm: signing.Algorithm, public_key: bytes) -> str:
-    """First 8 bytes, hex, of SM3 (SM2 keys) or SHA-256 (P-256 keys) of the public key."""
-    if algorithm is signing.Algorithm.SM2:
-        digest = sm3(bytes(public_key))
-    else:
-        digest = hashlib.sha256(bytes(public_key)).digest()
-    return digest[:KEY_ID_LENGTH].hex()
+    """First 8 bytes, hex, of SM3 of the public key - for every algorithm, as the terminal,
+    the PKI and the e-code trust list name keys."""
+    return sm3(bytes(public_key))[:8].hex()
 
 
 def sign_document(document: Mapping[str, Any], key: PublicationKey) -> dict[str, Any]:

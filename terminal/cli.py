@@ -47,7 +47,8 @@ exit codes:
   7 PC/SC service (pcscd) not running        8 malformed card answer
   9 card refused a command                   10 bad configuration or profile
   11 wrong PIN                               12 PIN blocked
-  13 card not genuine (onecard verify)
+  13 card not genuine (verify), code not valid (code verify)
+  14 sync round failed (sync --once)         15 card is hotlisted (hotlist lookup)
   1 any other error
 """
 
@@ -357,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     from terminal.journal.cli import add_journal_commands
 
     add_journal_commands(sub)
+
+    from terminal.sync.cli import add_sync_commands
+
+    add_sync_commands(sub)
 
     from backoffice.cli import add_backoffice_commands
 

@@ -64,7 +64,11 @@ class StaleDocumentError(DocumentError):
 
 def canonical_json(obj: Any) -> bytes:
     """The canonical JSON of docs/sync.md: sorted keys, no spaces, UTF-8 (not ASCII-escaped)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    # allow_nan=False refuses NaN and infinities, which are not JSON and would hash
+    # differently elsewhere; it changes no valid output.
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def key_id(public_key: bytes) -> str:

@@ -40,6 +40,7 @@ from terminal.crypto.signing import (
 )
 from terminal.errors import CryptoError, SignatureFormatError, TrustListError
 from terminal.pki.certificate import key_id as public_key_id
+from terminal.signed_document import canonical_json
 
 KEY_ID_LENGTH = 8
 MAX_FILE_SIZE = 1 << 20
@@ -97,10 +98,7 @@ class TrustList:
 
 def canonical_bytes(document: Mapping[str, Any]) -> bytes:
     """The bytes the root key signs: the document without ``signature``, canonical JSON."""
-    unsigned = {k: v for k, v in document.items() if k != "signature"}
-    return json.dumps(
-        unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("utf-8")
+    return canonical_json({k: v for k, v in document.items() if k != "signature"})
 
 
 def _iso(value: dt.datetime) -> str:
@@ -129,7 +127,12 @@ def sign_trust_list(
         entry["not_before"] = _iso(key.not_before)
         entry["not_after"] = _iso(key.not_after)
         entries.append(entry)
-    doc: dict[str, Any] = {"version": version, "issued_at": _iso(when), "issuers": entries}
+    doc: dict[str, Any] = {
+        "kind": "trustlist",
+        "version": version,
+        "issued_at": _iso(when),
+        "issuers": entries,
+    }
     _parse_unsigned(doc)  # refuse to sign what no terminal would load
     root_public = public_key_bytes(root_key)
     doc["signature"] = {
@@ -203,6 +206,12 @@ def _parse_issuer(raw: object, index: int) -> IssuerKey:
     except ValueError:
         raise TrustListError(f"{where}.status {raw['status']!r} is not active/revoked") from None
     return IssuerKey(key_id, alg, public_key, not_before, not_after, status)
+
+
+def trust_list_from_body(doc: Mapping[str, Any]) -> TrustList:
+    """The trust list in a document whose signature was already verified (a download the
+    terminal's document store checked against the back office's publication key)."""
+    return _parse_unsigned(doc)
 
 
 def _parse_unsigned(doc: Mapping[str, Any]) -> TrustList:

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from terminal.errors import JournalEntryError
+from terminal.signed_document import canonical_json
 
 ZERO_HASH = "0" * 64
 """``prev_hash`` of entry ``seq`` 1."""
@@ -112,17 +113,6 @@ DENIED_EXTRA_KEYS = frozenset(
 DENIED_KEY_WORDS = frozenset(
     {"name", "ssn", "dob", "birthday", "birthdate", "phone", "mobile", "address", "passport"}
 )
-
-
-def canonical_json(obj: object) -> bytes:
-    """Canonical JSON of docs/sync.md, UTF-8: sorted keys, no spaces, non-ASCII kept.
-
-    ``allow_nan=False`` changes no valid output; it only refuses NaN and infinities, which
-    are not JSON and would hash differently on the back office.
-    """
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
 
 
 def entry_hash(prev_hash: str, body: Mapping[str, object]) -> str:

@@ -206,16 +206,32 @@ class IngestClient:
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes]:
         """Send a signed ``POST`` and return the status and body of the answer."""
+        return self.request("POST", path, body)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """Send a signed ``GET`` (published documents) and return the status and body."""
+        return self.request("GET", path, b"")
+
+    def fetch(self, path: str) -> bytes:
+        """The body of a signed ``GET`` that must succeed; a typed :class:`SyncError` else."""
+        status, body = self.get(path)
+        if status != 200:
+            cls = SyncServerError if status >= 500 else SyncRejectedError
+            raise cls(f"GET {path}: HTTP {status}: {body[:200]!r}")
+        return body
+
+    def request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        """Send a signed request and return the status and body of the answer."""
         full_path = self._prefix + path
         for attempt in (0, 1):
             reused = self._conn is not None and self._conn.sock is not None
             conn = self._connect()
             headers = {
                 "Content-Type": "application/json",
-                **self._credentials.headers("POST", full_path, body, self._clock.now()),
+                **self._credentials.headers(method, full_path, body, self._clock.now()),
             }
             try:
-                conn.request("POST", full_path, body=body, headers=headers)
+                conn.request(method, full_path, body=body, headers=headers)
                 response = conn.getresponse()
             except _STALE_CONNECTION as exc:
                 self.close()
