@@ -61,6 +61,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 summary["upload"] = {"sent": result.sent, "acked_up_to": result.acked_up_to}
             except OneCardError as error:  # reported, and the downloads still run
                 summary["upload"] = error.to_json()
+            summary["purged"] = journal.purge(args.retention_days * 86400)
             report = downloader.run_once()
             summary["documents"] = {
                 name: {"outcome": r.outcome.value, "version": r.version, "reason": r.reason}
@@ -78,6 +79,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         uploader.start()
         try:
             while not stop.is_set():
+                # Acknowledged rows leave only after the retention period.
+                journal.purge(args.retention_days * 86400)
                 for name, result in downloader.run_once().results.items():
                     if result.outcome.value == "refused":
                         print(f"refused {name}: {result.reason}", file=sys.stderr)
@@ -134,6 +137,12 @@ def add_sync_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--once", action="store_true", help="one round, then exit")
     p.add_argument("--batch-size", type=int, default=1000, help="entries per upload")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between downloads")
+    p.add_argument(
+        "--retention-days",
+        type=float,
+        default=30.0,
+        help="keep acknowledged journal entries this long before deleting them (default 30)",
+    )
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("hotlist", help="look a card up in the downloaded hotlist")
