@@ -15,20 +15,19 @@ error messages.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import secrets
 import stat
-import tempfile
 import tomllib
 from pathlib import Path
 
 from backoffice.errors import PublicationError
 from backoffice.publish import PublicationKey
+from terminal import secretfile
 from terminal.crypto import signing
-from terminal.errors import OneCardError
+from terminal.errors import ConfigError, OneCardError
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +37,11 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def write_secret_file(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> None:
-    """Write ``text`` to ``path`` with mode 0600, atomically (temporary file created 0600 in
-    the same directory, fsynced, renamed), so the secret is never in a file others can read."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise PublicationError(f"{path}: already exists; not replacing it")
+    """Write ``text`` to ``path`` with mode 0600, atomically (see :mod:`terminal.secretfile`)."""
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=".onecard-", dir=path.parent or ".")
-    except OSError as exc:
-        raise PublicationError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, FILE_MODE)
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise PublicationError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        secretfile.write_secret_file(path, text, overwrite=overwrite)
+    except ConfigError as exc:
+        raise PublicationError(exc.reason) from None
 
 
 def _read_secret_file(path: str | os.PathLike[str]) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +26,7 @@ from terminal.crypto.signing import (
 from terminal.ecode.payload import DEFAULT_VALIDITY, NONCE_LENGTH, CodePayload, sign_code
 from terminal.ecode.trustlist import IssuerKey, IssuerStatus, sign_trust_list
 from terminal.pki.certificate import key_id as public_key_id
+from terminal.secretfile import write_secret_file
 from terminal.ssc.fields import CardCategory
 
 Category = CardCategory | str | int
@@ -101,12 +101,7 @@ def make_trust_list(
 
 def write_secret(path: Path, text: str) -> None:
     """Write an operator secret with mode 0600 (also when the file existed before)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode("ascii"))
-    finally:
-        os.close(fd)
+    write_secret_file(path, text)
 
 
 def read_private_key(path: str | Path, alg: Algorithm) -> PrivateKey:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from firmware_sim.profile import (
 from terminal.crypto.signing import Algorithm, generate_private_key, private_key_bytes
 from terminal.crypto.symmetric import SymmetricAlgorithm, ssc_card_key
 from terminal.pki.truststore import write_trust_store
+from terminal.secretfile import write_secret_file
 from terminal.secure.keyfile import KeySet, generate_key_set, write_key_file
 from terminal.ssc.auth import KeyName, random_bytes
 
@@ -87,13 +87,6 @@ def random_card_keys() -> CardKeys:
     return CardKeys(random_bytes(16), random_bytes(16), random_bytes(16))
 
 
-def _write_secret(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(data)
-
-
 def issue_world(
     out: Path,
     today: datetime.date | None = None,
@@ -129,7 +122,7 @@ def issue_world(
         "issuer-500000": chongqing_key,
         "issuer-revoked": revoked_key,
     }.items():
-        _write_secret(out / "pki" / f"{name}.key", private_key_bytes(key).hex() + "\n")
+        write_secret_file(out / "pki" / f"{name}.key", private_key_bytes(key).hex() + "\n")
     write_trust_store(
         out / "trust.json",
         roots=[root_cert],
@@ -175,7 +168,7 @@ def issue_world(
             keys = None
         profile = dataclasses.replace(profile, name=name, keys=keys, pki=pki)
         path = out / "cards" / f"{name}.toml"
-        _write_secret(
+        write_secret_file(
             path,
             format_profile(
                 profile, f"{kind.story} (made by onecard sim issue; holds card secrets)"
