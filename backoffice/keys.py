@@ -31,7 +31,6 @@ from terminal.errors import ConfigError, OneCardError
 
 log = logging.getLogger(__name__)
 
-FILE_MODE = 0o600
 TOKEN_KEY_LENGTH = 32
 _HEX = re.compile(r"[0-9a-fA-F]+")
 

@@ -342,3 +342,62 @@ class SyncAnswerError(SyncError):
     or an acknowledgement of entries that were never sent."""
 
     code = "sync_bad_answer"
+
+
+# --- outputs: gate relay, lamp, buzzer, holder display (drivers/relay_board.py) -----------
+
+
+class RelayBoardError(OneCardError):
+    """The relay board (gate relay, lamp, buzzer, display) did not carry out a command: it
+    answered ``ERR``, or something that is not an answer. The runtime logs it and carries on."""
+
+    code = "relay_board_error"
+
+
+class RelayBoardTimeoutError(RelayBoardError):
+    """The relay board did not answer a command within the answer time-out; the command may
+    or may not have been carried out."""
+
+    code = "relay_board_timeout"
+
+
+class RelayBoardGoneError(RelayBoardError):
+    """The relay board's port cannot be opened or went away (unplugged); the driver opens it
+    again on the next command."""
+
+    code = "relay_board_gone"
+
+
+# --- transit: the T-Union e-purse (terminal/transit, docs/transit.md) ---------------------
+
+
+class TransitError(OneCardError):
+    """A transit e-purse operation that cannot go on (not a protocol answer we can report
+    as a purchase status)."""
+
+    code = "transit_error"
+
+
+class NoTransitApplicationError(CardError):
+    """The card has no T-Union e-purse application (SELECT ``A000000632010105`` refused)."""
+
+    code = "no_transit_application"
+
+
+class TransitCardError(CardError):
+    """The e-purse answered a purchase command with a status word that ends the purchase."""
+
+    code = "transit_card_error"
+
+
+class TransitRecordError(ParseError):
+    """An e-purse file (0x15 public information, 0x18 purchase log, 0x1E trip record) or a
+    purchase answer whose bytes do not follow docs/transit.md."""
+
+    code = "bad_transit_record"
+
+
+class PendingMismatchError(TransitError):
+    """A torn purchase is being recovered on a card that is not the card it was made on."""
+
+    code = "pending_mismatch"

@@ -8,10 +8,16 @@ Format (TOML, docs/card-authentication.md)::
     irk = "<32 hex>"
     rkssse = "<32 hex>"
     ukssse = "<32 hex>"
+    purchase = "<32 hex>"              # optional: T-Union e-purse purchase master key
     [sm4]
     irk = "<32 hex>"
     rkssse = "<32 hex>"
     ukssse = "<32 hex>"
+
+``purchase`` (:class:`TransitKeyName`) is the e-purse purchase master key the PSAM computes
+MAC1 / checks MAC2 with (docs/transit.md); it is optional, and a file without it reads as
+before. It is kept out of :class:`terminal.ssc.auth.KeyName` because that enum lists the SSSE
+keys a cryptogram may be asked for.
 
 Either algorithm table may be absent (a module without SM4), and a table may leave out keys
 (a terminal that only reads needs no ``ukssse``); an empty table is refused as a likely
@@ -24,6 +30,7 @@ by its place (``[sm4] irk``) and what is wrong with it, never by its content.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import secrets
@@ -55,7 +62,20 @@ TABLE_NAMES = {alg: name for name, alg in TABLES.items()}
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _HEADER = "# onecard key file: operator secret, never committed\n"
 
-KeyMap = Mapping[tuple[SymmetricAlgorithm, KeyName], bytes]
+
+
+class TransitKeyName(enum.Enum):
+    """Master keys of the transit e-purse a module may hold besides the SSSE keys."""
+
+    PURCHASE = "purchase"  # diversified per card into its purchase key (DPK)
+
+
+AnyKeyName = KeyName | TransitKeyName
+ALL_KEY_NAMES: tuple[AnyKeyName, ...] = (*KeyName, *TransitKeyName)
+"""Every key name a key file table may hold, in the order the file lists them."""
+_BY_VALUE: dict[str, AnyKeyName] = {name.value: name for name in ALL_KEY_NAMES}
+
+KeyMap = Mapping[tuple[SymmetricAlgorithm, AnyKeyName], bytes]
 
 
 @dataclass(frozen=True, repr=False)
@@ -73,7 +93,7 @@ class KeySet:
     def __post_init__(self) -> None:
         if not is_terminal_number(self.terminal_number):
             raise ConfigError("terminal number must be 12 digits")
-        frozen: dict[tuple[SymmetricAlgorithm, KeyName], bytes] = {}
+        frozen: dict[tuple[SymmetricAlgorithm, AnyKeyName], bytes] = {}
         for entry, value in dict(self.keys).items():
             if not (isinstance(entry, tuple) and len(entry) == 2):
                 raise ConfigError("keys are indexed by (algorithm, key name)")
@@ -83,7 +103,7 @@ class KeySet:
             except (TypeError, ValueError):
                 alg = None
             name = entry[1]
-            if alg not in TABLE_NAMES or not isinstance(name, KeyName):
+            if alg not in TABLE_NAMES or not isinstance(name, KeyName | TransitKeyName):
                 raise ConfigError(f"no key {entry[0]!r}/{name!r} in a key set")
             where = f"[{TABLE_NAMES[alg]}] {name.value}"
             if not isinstance(value, bytes | bytearray):
@@ -97,7 +117,7 @@ class KeySet:
         """The algorithms with at least one key."""
         return frozenset(alg for alg, _ in self.keys)
 
-    def key(self, algorithm: SymmetricAlgorithm, name: KeyName) -> bytes | None:
+    def key(self, algorithm: SymmetricAlgorithm, name: AnyKeyName) -> bytes | None:
         """The master key, or None when the set lacks it."""
         return self.keys.get((algorithm, name))
 
@@ -105,9 +125,13 @@ class KeySet:
         """The key names present for ``algorithm``, in KeyName order."""
         return [name for name in KeyName if (algorithm, name) in self.keys]
 
+    def all_names(self, algorithm: SymmetricAlgorithm) -> list[AnyKeyName]:
+        """Every key name present for ``algorithm``, transit keys included, in file order."""
+        return [name for name in ALL_KEY_NAMES if (algorithm, name) in self.keys]
+
     def __repr__(self) -> str:
         tables = "; ".join(
-            f"{TABLE_NAMES[alg]}: {' '.join(n.value for n in self.names(alg))}"
+            f"{TABLE_NAMES[alg]}: {' '.join(n.value for n in self.all_names(alg))}"
             for alg in sorted(self.algorithms())
         )
         return f"KeySet(terminal_number={self.terminal_number!r}, keys=<{tables or 'none'}>)"
@@ -143,7 +167,7 @@ def parse_key_file(text: str, source: str = "<key file>") -> KeySet:
         doc = tomllib.loads(text)
     except (TypeError, ValueError) as exc:  # TOMLDecodeError is a ValueError; TypeError: not str
         raise ConfigError(f"{source}: not a TOML key file: {exc}") from None
-    keys: dict[tuple[SymmetricAlgorithm, KeyName], bytes] = {}
+    keys: dict[tuple[SymmetricAlgorithm, AnyKeyName], bytes] = {}
     terminal_number: object = None
     for entry, value in doc.items():
         if entry == "terminal_number":
@@ -158,13 +182,12 @@ def parse_key_file(text: str, source: str = "<key file>") -> KeySet:
         if not value:
             raise ConfigError(f"{source}: table [{entry}] holds no keys")
         for key_name, key_value in value.items():
-            try:
-                name = KeyName(key_name)
-            except ValueError:
-                known = ", ".join(n.value for n in KeyName)
+            name = _BY_VALUE.get(key_name)
+            if name is None:
+                known = ", ".join(n.value for n in ALL_KEY_NAMES)
                 raise ConfigError(
                     f"{source}: unknown key {key_name!r} in [{entry}] (expected {known})"
-                ) from None
+                )
             keys[(alg, name)] = _parse_key(key_value, f"{source}: [{entry}] {key_name}")
     if terminal_number is None:
         raise ConfigError(f"{source}: terminal_number is missing")
@@ -206,18 +229,24 @@ def load_key_file(path: str | os.PathLike[str]) -> KeySet:
 def generate_key_set(
     terminal_number: str,
     algorithms: Iterable[SymmetricAlgorithm] = (SymmetricAlgorithm.DES3, SymmetricAlgorithm.SM4),
+    *,
+    purchase: bool = False,
 ) -> KeySet:
     """A fresh KeySet: every key of every algorithm from ``secrets`` (a CSPRNG).
+
+    ``purchase`` adds the e-purse purchase master key to every table (left out by default so
+    a plain SSSE key set stays what it was).
 
     For tests, simulated PSAMs and a first deployment; production master keys come from the
     issuer's key management.
     """
-    keys: dict[tuple[SymmetricAlgorithm, KeyName], bytes] = {}
+    keys: dict[tuple[SymmetricAlgorithm, AnyKeyName], bytes] = {}
+    names: tuple[AnyKeyName, ...] = ALL_KEY_NAMES if purchase else tuple(KeyName)
     for algorithm in algorithms:
         alg = SymmetricAlgorithm(algorithm)
         if alg not in TABLE_NAMES:
             raise ConfigError(f"no key file table for algorithm {alg.name}")
-        for name in KeyName:
+        for name in names:
             keys[(alg, name)] = secrets.token_bytes(KEY_LENGTH)
     return KeySet(terminal_number, keys)
 
@@ -227,7 +256,7 @@ def format_key_file(keyset: KeySet) -> str:
     lines = [_HEADER.rstrip("\n"), f'terminal_number = "{keyset.terminal_number}"']
     for alg in sorted(keyset.algorithms()):
         lines += ["", f"[{TABLE_NAMES[alg]}]"]
-        for name in keyset.names(alg):
+        for name in keyset.all_names(alg):
             value = keyset.keys[(alg, name)]
             lines.append(f'{name.value} = "{value.hex().upper()}"')
     return "\n".join(lines) + "\n"
