@@ -18,6 +18,15 @@ Commands the applet answers while its ADF is selected (docs/card-authentication.
 ``80 FA 00 00 08 X 08``                  CIPHER DATA: leftmost 8 bytes of ``E_SK(X || 00..)``.
                                          ``6985`` no session key delivered, ``6A86`` P1-P2 not
                                          00 00, ``6700`` Lc not 8; Le held to 8 (``6C08``).
+``80 70 00 00 24 <data> 08``            MAC1 (docs/transit.md): purchase key from the ``purchase``
+                                         master (algorithm from the algId byte, diversified by
+                                         issuer id then application serial), serial + 1, session
+                                         key, MAC1; answers serial(4) MAC1(4) and keeps the session.
+                                         ``6A81`` unknown algorithm / no master of it, ``6A88`` no
+                                         purchase key at all, ``6700`` Lc not 36.
+``80 72 00 00 04 MAC2``                  MAC2 check against the newest session (``9000``/``9302``);
+``80 72 00 00 08 serial(4) MAC2``        against the session of that serial (last 16 kept).
+                                         ``6985`` no such session.
 =======================================  ==========================================================
 
 SELECT and READ BINARY (``00 B0 96 00 06`` reads EF16) are interindustry: the card OS answers
@@ -25,8 +34,8 @@ them. Outside the ADF the applet answers nothing and the OS refuses the propriet
 (``6E00``), as a PSAM does before its application is selected.
 
 The session key lives in RAM: power-on (:meth:`PsamApplet.reset`) and every DELIVERY SESSION
-KEY, successful or not, drop it. A later issue adds the e-purse purchase commands ``80 70``
-(MAC1) and ``80 72`` (MAC2 check) to :attr:`PsamApplet.handlers`.
+KEY, successful or not, drop it. The purchase sessions are RAM too; the purchase transaction
+serial is EEPROM (it survives power-off, as a real PSAM's).
 """
 
 from __future__ import annotations
@@ -37,7 +46,8 @@ from firmware_sim.cardos import PROTOCOLS, Applet, CardOS, t0_atr, t1_atr
 from firmware_sim.filesystem import DedicatedFile, TransparentEF
 from terminal.apdu import CommandAPDU, ResponseAPDU
 from terminal.crypto.symmetric import SymmetricAlgorithm, diversify, session_key
-from terminal.secure.keyfile import KeySet
+from terminal.errors import AlgorithmMissingError, KeyMissingError, TransitRecordError
+from terminal.secure.keyfile import KeySet, TransitKeyName
 from terminal.secure.psam import (
     DIVERSIFICATION_LENGTH,
     KEY_USAGE,
@@ -47,6 +57,13 @@ from terminal.secure.psam import (
 )
 from terminal.ssc.auth import CRYPTOGRAM_LENGTH, PROCESS_FACTOR_LENGTH, cryptogram
 from terminal.status import SW
+from terminal.transit.purchase import (
+    MAC1_DATA_LENGTH,
+    SW_MAC_INVALID,
+    Mac1Request,
+    Mac2Verdict,
+    PurchaseMacEngine,
+)
 
 PSAM_ADF_FID = 0x1001  # the FID PBOC-style PSAMs give their application DF
 EF16_FID = 0x0016
@@ -74,11 +91,18 @@ class PsamApplet(Applet):
     def __init__(self, keyset: KeySet) -> None:
         self.keyset = keyset
         self._session: tuple[SymmetricAlgorithm, bytes] | None = None
+        masters = {
+            alg: key
+            for alg in keyset.algorithms()
+            if (key := keyset.key(alg, TransitKeyName.PURCHASE)) is not None
+        }
+        self.purchase = PurchaseMacEngine(masters, bytes.fromhex(keyset.terminal_number))
+        """The purchase MAC computations (serial: EEPROM; sessions: RAM)."""
         self.handlers: dict[tuple[int, int], Handler] = {
             PSAM_COMMANDS.delivery_session_key: self._delivery_session_key,
             PSAM_COMMANDS.cipher_data: self._cipher_data,
-            # PSAM_COMMANDS.mac1 (80 70) and PSAM_COMMANDS.mac2 (80 72): the e-purse purchase
-            # commands, added by the transport issue.
+            PSAM_COMMANDS.mac1: self._mac1,
+            PSAM_COMMANDS.mac2: self._mac2,
         }
         """(CLA, INS) -> handler, consulted while the ADF is selected."""
 
@@ -96,6 +120,7 @@ class PsamApplet(Applet):
 
     def reset(self) -> None:
         self._session = None
+        self.purchase.drop_sessions()
 
     @property
     def has_session(self) -> bool:
@@ -143,6 +168,38 @@ class PsamApplet(Applet):
             return _sw(SW.CONDITIONS_NOT_SATISFIED)  # 6985
         alg, key = self._session
         return card.respond(cmd, cryptogram(alg, key, cmd.data))
+
+    def _mac1(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.WRONG_P1P2)
+        if len(cmd.data) != MAC1_DATA_LENGTH:
+            return _sw(SW.WRONG_LENGTH)
+        if not any(alg for alg, name in self.keyset.keys if name is TransitKeyName.PURCHASE):
+            return _sw(SW.REFERENCE_DATA_NOT_FOUND)  # 6A88: no purchase key at all
+        try:
+            answer = self.purchase.mac1(Mac1Request.from_bytes(cmd.data))
+        except (AlgorithmMissingError, KeyMissingError):
+            return _sw(SW.FUNCTION_NOT_SUPPORTED)  # 6A81: not for this card's algorithm
+        except TransitRecordError:
+            return _sw(SW.WRONG_DATA)
+        return card.respond(cmd, answer.terminal_serial.to_bytes(4, "big") + answer.mac1)
+
+    def _mac2(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.WRONG_P1P2)
+        if len(cmd.data) == 4:
+            verdict = self.purchase.verify_mac2(cmd.data)
+        elif len(cmd.data) == 8:
+            verdict = self.purchase.verify_mac2(cmd.data[4:], int.from_bytes(cmd.data[:4], "big"))
+        else:
+            return _sw(SW.WRONG_LENGTH)
+        return _sw(
+            {
+                Mac2Verdict.VALID: SW.OK,
+                Mac2Verdict.INVALID: SW_MAC_INVALID,
+                Mac2Verdict.UNKNOWN: SW.CONDITIONS_NOT_SATISFIED,
+            }[verdict]
+        )
 
 
 def psam_atr(keyset: KeySet, protocol: str = "T=1") -> bytes:

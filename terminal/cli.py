@@ -359,6 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_journal_commands(sub)
 
+    from terminal.runtime.cli import add_run_commands
+
+    add_run_commands(sub)
+
     from terminal.sync.cli import add_sync_commands
 
     add_sync_commands(sub)

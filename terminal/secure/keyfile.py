@@ -63,7 +63,6 @@ _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _HEADER = "# onecard key file: operator secret, never committed\n"
 
 
-
 class TransitKeyName(enum.Enum):
     """Master keys of the transit e-purse a module may hold besides the SSSE keys."""
 

@@ -17,6 +17,15 @@ on open                    ``00 A4 04 00 06 D15600000590 00`` SELECT the PSAM ap
                            present.
                            ``80 FA 00 00 08 X 08`` CIPHER DATA: the cryptogram of X under the
                            delivered session key (``6985`` if none was delivered).
+``purchase_mac1()``        ``80 70 00 00 24 <36 bytes> 08`` MAC1 of a T-Union purchase
+                           (docs/transit.md): the PSAM derives the card's purchase key from its
+                           ``purchase`` master, increments its transaction serial, derives the
+                           session key and answers serial(4) || MAC1(4); it keeps the session.
+                           ``6A81`` no master for the card's algorithm, ``6A88`` no purchase key.
+``verify_mac2()``          ``80 72 00 00 04 MAC2`` checks MAC2 against the newest session;
+                           ``80 72 00 00 08 serial(4) MAC2`` against the session of that
+                           serial (torn purchase recovery). ``9000`` valid, ``9302`` invalid,
+                           ``6985`` no such session.
 ``algorithms()``           learned once, lazily, with one DELIVERY SESSION KEY per algorithm
                            (``6A81``: absent; ``9000`` or ``6A88``: the table is there)
 =========================  ==================================================================
@@ -53,6 +62,7 @@ from terminal.secure.module import (
 )
 from terminal.ssc.auth import CRYPTOGRAM_LENGTH, PROCESS_FACTOR_LENGTH, KeyName
 from terminal.status import SW, describe
+from terminal.transit.purchase import SW_MAC_INVALID, Mac1Answer, Mac1Request, Mac2Verdict
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +75,7 @@ TERMINAL_NUMBER_LENGTH = 6  # BCD: 12 digits
 KEY_USAGE: dict[KeyName, int] = {KeyName.IRK: 0x01, KeyName.RKSSSE: 0x02, KeyName.UKSSSE: 0x03}
 """P1 of DELIVERY SESSION KEY: which master key to diversify."""
 DIVERSIFICATION_LENGTH = 8
+MAC1_ANSWER_LENGTH = 8  # terminal serial(4) || MAC1(4)
 
 
 @dataclass(frozen=True)
@@ -73,8 +84,8 @@ class PsamCommands:
 
     delivery_session_key: tuple[int, int] = (0xBF, 0xDE)  # CLA INS; P1 usage, P2 algorithm
     cipher_data: tuple[int, int] = (0x80, 0xFA)  # CLA INS; P1 P2 00 00
-    mac1: tuple[int, int] = (0x80, 0x70)  # purchase MAC1: reserved for the e-purse issue
-    mac2: tuple[int, int] = (0x80, 0x72)  # purchase MAC2 check: reserved likewise
+    mac1: tuple[int, int] = (0x80, 0x70)  # purchase MAC1; P1 P2 00 00
+    mac2: tuple[int, int] = (0x80, 0x72)  # purchase MAC2 check; P1 P2 00 00
 
 
 PSAM_COMMANDS = PsamCommands()
@@ -110,6 +121,22 @@ def cipher_data(data: bytes) -> CommandAPDU:
         raise ValueError("CIPHER DATA enciphers 8 bytes")
     cla, ins = PSAM_COMMANDS.cipher_data
     return CommandAPDU(cla, ins, 0x00, 0x00, bytes(data), CRYPTOGRAM_LENGTH)
+
+
+def purchase_mac1_command(request: Mac1Request) -> CommandAPDU:
+    """``80 70 00 00 24 <request> 08``: MAC1 of a purchase; answer serial(4) || MAC1(4)."""
+    cla, ins = PSAM_COMMANDS.mac1
+    return CommandAPDU(cla, ins, 0x00, 0x00, request.to_bytes(), MAC1_ANSWER_LENGTH)
+
+
+def verify_mac2_command(mac2: bytes, terminal_serial: int | None = None) -> CommandAPDU:
+    """``80 72 00 00 04 MAC2`` (newest session) or ``80 72 00 00 08 serial(4) MAC2`` (the
+    session of an earlier MAC1, for recovery): ``9000`` or ``9302``, no data."""
+    if len(mac2) != 4:
+        raise ValueError("MAC2 is 4 bytes")
+    data = bytes(mac2) if terminal_serial is None else terminal_serial.to_bytes(4, "big") + mac2
+    cla, ins = PSAM_COMMANDS.mac2
+    return CommandAPDU(cla, ins, 0x00, 0x00, data)
 
 
 def decode_terminal_number(raw: bytes) -> str:
@@ -202,6 +229,46 @@ class PsamSecureModule:
                     f"not {CRYPTOGRAM_LENGTH}"
                 )
             return response.data
+
+    # --- T-Union purchase (terminal.transit.purchase.PsamPurchase) ----------------------------
+
+    def purchase_mac1(self, request: Mac1Request) -> Mac1Answer:
+        """MAC1 of a purchase, computed in the PSAM (``80 70``). :class:`KeyMissingError`
+        when the PSAM has no purchase master for the card's algorithm."""
+        with self._lock:
+            self._check_open()
+            response = self._channel.transmit(purchase_mac1_command(request))
+            if response.sw in (SW.REFERENCE_DATA_NOT_FOUND, SW.FUNCTION_NOT_SUPPORTED):
+                raise KeyMissingError(
+                    f"PSAM {self.name} holds no purchase master key for algorithm id "
+                    f"{request.algorithm_id:02X} ({describe(response.sw)})",
+                    response.sw,
+                )
+            if response.sw != SW.OK:
+                raise SecureModuleError(
+                    f"PSAM {self.name}: MAC1 failed: {describe(response.sw)}", response.sw
+                )
+            if len(response.data) != MAC1_ANSWER_LENGTH:
+                raise SecureModuleError(
+                    f"PSAM {self.name} answered MAC1 with {len(response.data)} bytes, not 8"
+                )
+            return Mac1Answer(int.from_bytes(response.data[:4], "big"), response.data[4:])
+
+    def verify_mac2(self, mac2: bytes, terminal_serial: int | None = None) -> Mac2Verdict:
+        """The PSAM's word on the card's MAC2 (``80 72``), for the newest session or for the
+        session of ``terminal_serial``."""
+        with self._lock:
+            self._check_open()
+            response = self._channel.transmit(verify_mac2_command(mac2, terminal_serial))
+            if response.sw == SW.OK:
+                return Mac2Verdict.VALID
+            if response.sw == SW_MAC_INVALID:
+                return Mac2Verdict.INVALID
+            if response.sw == SW.CONDITIONS_NOT_SATISFIED:
+                return Mac2Verdict.UNKNOWN
+            raise SecureModuleError(
+                f"PSAM {self.name}: MAC2 check failed: {describe(response.sw)}", response.sw
+            )
 
     def close(self) -> None:
         if self._closed:

@@ -1,0 +1,127 @@
+"""Benchmark: the T-Union composite purchase through pcscd + vpcd (card and PSAM in slots).
+
+Per purchase (connection to the card already open, as a validator holds the card while it is
+in the field): median and p95 terminal time and card APDUs, for
+
+* composite purchase, PSAM in vpcd slot 2 (the validator's configuration);
+* baseline: the same flow with the PSAM in software (no PSAM round trips);
+* baseline: the plain purchase (P1=01, no trip record), PSAM in slot 2.
+
+Terminal time is what our side spends (pcscd + vpcd + both simulated cards included); on a
+real card add 5-20 ms of air time per card APDU. Targets: <= 30 ms median, <= 8 card APDUs.
+
+    .venv/bin/python bench/purchase.py [--purchases 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import time
+from collections.abc import Callable
+
+from drivers.pcsc import (
+    PcscBackend,
+    establish_context,
+    list_readers,
+    release_context,
+    wait_for_card,
+)
+from firmware_sim.profile import load_profile, sample_profile_path
+from firmware_sim.psam_applet import build_psam
+from firmware_sim.ssc_applet import build_card
+from firmware_sim.tunion_applet import add_tunion
+from firmware_sim.vpcd import VpcdBridge, reader_name
+from terminal.crypto.symmetric import SymmetricAlgorithm
+from terminal.reader import CardChannel
+from terminal.secure.keyfile import generate_key_set
+from terminal.secure.psam import PsamSecureModule
+from terminal.transit import PurchaseResult, PurchaseStatus, SoftwarePurchaseModule, purchase
+
+TERMINAL = "500100000042"
+CARD_SLOT, PSAM_SLOT = 0, 2
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run(n: int, one: Callable[[], PurchaseResult]) -> tuple[float, float, int]:
+    times, counts = [], set()
+    for _ in range(n):
+        start = time.perf_counter()
+        result = one()
+        times.append((time.perf_counter() - start) * 1000)
+        if result.status is not PurchaseStatus.DONE:
+            raise SystemExit(f"purchase failed: {result}")
+        counts.add(result.apdu_count)
+    return statistics.median(times), percentile(times, 0.95), max(counts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--purchases", type=int, default=200)
+    parser.add_argument("--algorithm", choices=["des3", "sm4"], default="sm4")
+    args = parser.parse_args()
+    alg = SymmetricAlgorithm.SM4 if args.algorithm == "sm4" else SymmetricAlgorithm.DES3
+
+    context = establish_context()
+    try:
+        names = list_readers(context)
+    finally:
+        release_context(context)
+    card_reader, psam_reader = reader_name(CARD_SLOT, names), reader_name(PSAM_SLOT, names)
+    if card_reader is None or psam_reader is None:
+        raise SystemExit(f"no vpcd readers for slots {CARD_SLOT}/{PSAM_SLOT} in {names}")
+
+    keyset = generate_key_set(TERMINAL, purchase=True)
+    card = build_card(load_profile(sample_profile_path("chongqing-2.0")))
+    applet = add_tunion(card, keyset, algorithm=alg, balance=10**9)
+    bridges = [VpcdBridge(card, CARD_SLOT), VpcdBridge(build_psam(keyset), PSAM_SLOT)]
+    for bridge, reader in zip(bridges, (card_reader, psam_reader), strict=True):
+        bridge.insert()
+        assert wait_for_card(reader, present=True)
+    backend = PcscBackend()
+    psam = PsamSecureModule.open(backend, psam_reader)
+    software = SoftwarePurchaseModule(keyset)
+    connection = backend.connect(card_reader)
+    channel = CardChannel(connection)
+    now = dt.datetime.now()
+    try:
+        purchase(channel, psam, 1, now)  # warm-up
+        rows = [
+            (
+                "composite, PSAM in slot 2",
+                run(args.purchases, lambda: purchase(channel, psam, 1, now)),
+            ),
+            (
+                "baseline: composite, PSAM in software",
+                run(args.purchases, lambda: purchase(channel, software, 1, now)),
+            ),
+            (
+                "baseline: plain purchase, PSAM in slot 2",
+                run(
+                    args.purchases,
+                    lambda: purchase(channel, psam, 1, now, composite=False),
+                ),
+            ),
+        ]
+    finally:
+        connection.close()
+        psam.close()
+        for bridge in bridges:
+            bridge.remove()
+    reference = rows[0][1][0]
+    print(
+        f"T-Union purchase, {alg.name}, card {card.protocol} in {card_reader!r}, "
+        f"{args.purchases} purchases each (card counter now {applet.counter})"
+    )
+    print(f"{'flow':44} {'median ms':>10} {'p95 ms':>8} {'card APDUs':>11} {'ratio':>6}")
+    for name, (median, p95, apdus) in rows:
+        print(f"{name:44} {median:10.2f} {p95:8.2f} {apdus:11d} {median / reference:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

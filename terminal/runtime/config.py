@@ -1,0 +1,369 @@
+"""``terminal.toml``: the runtime's configuration (docs/runtime.md, "Configuration").
+
+:func:`load_config` reads the file, :func:`parse_config` checks an already decoded table.
+Parsing is strict, as the application list's is: an unknown section or key, a wrong type or
+a value out of range is a :class:`ConfigError` naming it, because a misspelt key silently
+falling back to its default (``passback_minuts = 0``) is a terminal doing something other
+than what its operator wrote. Relative paths are taken relative to the file's directory,
+so a configuration travels with the files it names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from terminal.errors import ConfigError
+
+PROFILES = ("gate", "validator", "counter")
+_TERMINAL_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_SERVICE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+@dataclass(frozen=True)
+class TerminalSection:
+    """``[terminal]``: who this terminal is and what it sells."""
+
+    id: str
+    profile: str
+    service: str
+
+
+@dataclass(frozen=True)
+class ReadersSection:
+    """``[readers]``: the PC/SC readers to watch; the PSAM slot is never treated as a
+    holder's reader."""
+
+    backend: str = "pcsc"
+    names: tuple[str, ...] = ()
+    """Empty: every reader (except the PSAM's)."""
+    psam: str = ""
+
+
+@dataclass(frozen=True)
+class ScannerSection:
+    """``[scanner]``: optional code scanners; both may be set."""
+
+    serial: str = ""
+    baudrate: int = 9600
+    camera: str = ""
+
+
+@dataclass(frozen=True)
+class SecuritySection:
+    """``[security]``: how credentials are proven genuine."""
+
+    keys: str = ""
+    """Software secure module key file (TOML), when there is no PSAM."""
+    trust_store: str = ""
+    """3.0 card PKI trust store (JSON)."""
+    ecode_world: str = ""
+    """An e-code world directory (demo/tests): trust list, root key and token key."""
+    trust_list: str = ""
+    root_key: str = ""
+    root_algorithm: str = "sm2"
+    token_key: str = ""
+    """Card token key (hex file) when there are no back office credentials to take it from."""
+    accept_unverified: bool = False
+    """Accept 2.0 cards that nothing here can verify (no secure module): off by default."""
+    skew_seconds: int = 30
+
+
+@dataclass(frozen=True)
+class BackofficeSection:
+    """``[backoffice]``: the journal, the documents and (optionally) the link."""
+
+    credentials: str = ""
+    """Terminal credentials (TOML); empty: offline, no upload and no download."""
+    journal: str = "/var/lib/onecard/journal.db"
+    documents: str = "/var/lib/onecard/documents"
+    replay_cache: str = "/var/lib/onecard/replay.db"
+    publication_key: str = ""
+    """Offline terminals: the back office publication public key (hex file) that verifies
+    documents placed in ``documents`` by hand; taken from the credentials otherwise."""
+    publication_algorithm: str = "sm2"
+    sync_interval: float = 60.0
+    """Seconds between document downloads."""
+
+
+@dataclass(frozen=True)
+class GateSection:
+    passback_minutes: float = 10.0
+
+
+@dataclass(frozen=True)
+class ValidatorSection:
+    repeat_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class CounterSection:
+    api_port: int = 8765
+    pinpad: str = "console"
+    """``console`` (no echo on the terminal's tty) or ``script`` (``pins``, for demos)."""
+    pins: tuple[str, ...] = ()
+    require_pin: bool = True
+
+
+@dataclass(frozen=True)
+class OutputsSection:
+    kind: str = "console"
+    serial: str = ""
+
+
+@dataclass(frozen=True)
+class StatusSection:
+    port: int = 9100
+    """``/health`` and ``/metrics`` on 127.0.0.1; 0 picks a free port, -1 turns it off."""
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The whole ``terminal.toml``, typed, with defaults filled in."""
+
+    terminal: TerminalSection
+    readers: ReadersSection = field(default_factory=ReadersSection)
+    scanner: ScannerSection = field(default_factory=ScannerSection)
+    security: SecuritySection = field(default_factory=SecuritySection)
+    backoffice: BackofficeSection = field(default_factory=BackofficeSection)
+    gate: GateSection = field(default_factory=GateSection)
+    validator: ValidatorSection = field(default_factory=ValidatorSection)
+    counter: CounterSection = field(default_factory=CounterSection)
+    outputs: OutputsSection = field(default_factory=OutputsSection)
+    status: StatusSection = field(default_factory=StatusSection)
+    source: str = "<config>"
+
+    @property
+    def profile(self) -> str:
+        return self.terminal.profile
+
+
+# --- checking values ------------------------------------------------------------------------
+
+_PATH_KEYS = {
+    "scanner": {"serial"},
+    "security": {"keys", "trust_store", "ecode_world", "trust_list", "root_key", "token_key"},
+    "backoffice": {"credentials", "journal", "documents", "replay_cache", "publication_key"},
+    "outputs": {"serial"},
+}
+
+
+class _Section:
+    """Reads one table, recording which keys were used so leftovers can be refused."""
+
+    def __init__(self, name: str, table: object, source: str) -> None:
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        self.name = name
+        self.table = table
+        self.source = source
+        self.used: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return f"{self.source}: [{self.name}] {key}"
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        # bool is an int to Python; a flag written as 1, or a port written as true, is a typo.
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ConfigError(f"{self.where(key)} must be {_type_name(kind)}, not {value!r}")
+        if not isinstance(value, kind):
+            raise ConfigError(f"{self.where(key)} must be {_type_name(kind)}, not {value!r}")
+        return value
+
+    def text(self, key: str, default: str = "") -> str:
+        return str(self.get(key, str, default))
+
+    def number(self, key: str, default: float, low: float, high: float) -> float:
+        value = float(self.get(key, (int, float), default))
+        if not low <= value <= high:
+            raise ConfigError(f"{self.where(key)} must be {low:g}..{high:g}, not {value:g}")
+        return value
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        value = int(self.get(key, int, default))
+        if not low <= value <= high:
+            raise ConfigError(f"{self.where(key)} must be {low}..{high}, not {value}")
+        return value
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.text(key, default)
+        if value not in choices:
+            raise ConfigError(f"{self.where(key)} must be one of {', '.join(choices)}: {value!r}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.get(key, list, [])
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self.where(key)} must be a list of strings")
+        return tuple(value)
+
+    def finish(self) -> None:
+        unknown = set(self.table) - self.used
+        if unknown:
+            raise ConfigError(
+                f"{self.source}: [{self.name}] has unknown keys {', '.join(sorted(unknown))}"
+            )
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _resolve(value: str, base: Path | None) -> str:
+    if not value or base is None or os.path.isabs(value) or value.startswith("/dev/"):
+        return value
+    return str(base / value)
+
+
+def parse_config(
+    table: Mapping[str, Any], source: str = "<config>", base: Path | None = None
+) -> RuntimeConfig:
+    """A :class:`RuntimeConfig` from a decoded TOML table; relative paths are resolved
+    against ``base`` (the file's directory). Raises :class:`ConfigError` with the reason."""
+    known = {
+        "terminal",
+        "readers",
+        "scanner",
+        "security",
+        "backoffice",
+        "gate",
+        "validator",
+        "counter",
+        "outputs",
+        "status",
+    }
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"{source}: unknown sections {', '.join(sorted(unknown))}")
+    if "terminal" not in table:
+        raise ConfigError(f"{source}: [terminal] is required (id, profile, service)")
+
+    def section(name: str) -> _Section:
+        raw = dict(table.get(name, {})) if isinstance(table.get(name, {}), Mapping) else None
+        if raw is None:
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        for key in _PATH_KEYS.get(name, ()):
+            if isinstance(raw.get(key), str):
+                raw[key] = _resolve(raw[key], base)
+        return _Section(name, raw, source)
+
+    s = section("terminal")
+    terminal_id = s.text("id")
+    if not _TERMINAL_ID.fullmatch(terminal_id):
+        raise ConfigError(f"{s.where('id')} must be 1-32 of A-Z a-z 0-9 _ -, not {terminal_id!r}")
+    profile = s.choice("profile", "", PROFILES)
+    service = s.text("service")
+    if not _SERVICE.fullmatch(service):
+        raise ConfigError(f"{s.where('service')} must be a service code, not {service!r}")
+    s.finish()
+    terminal = TerminalSection(terminal_id, profile, service)
+
+    s = section("readers")
+    readers = ReadersSection(s.text("backend", "pcsc"), s.strings("names"), s.text("psam"))
+    s.finish()
+
+    s = section("scanner")
+    scanner = ScannerSection(
+        s.text("serial"), s.integer("baudrate", 9600, 1200, 921600), s.text("camera")
+    )
+    s.finish()
+
+    s = section("security")
+    security = SecuritySection(
+        keys=s.text("keys"),
+        trust_store=s.text("trust_store"),
+        ecode_world=s.text("ecode_world"),
+        trust_list=s.text("trust_list"),
+        root_key=s.text("root_key"),
+        root_algorithm=s.choice("root_algorithm", "sm2", ("sm2", "ecdsa-p256")),
+        token_key=s.text("token_key"),
+        accept_unverified=bool(s.get("accept_unverified", bool, False)),
+        skew_seconds=s.integer("skew_seconds", 30, 0, 300),
+    )
+    s.finish()
+    if security.trust_list and not security.root_key:
+        raise ConfigError(f"{source}: [security] trust_list needs root_key to verify it")
+
+    s = section("backoffice")
+    backoffice = BackofficeSection(
+        credentials=s.text("credentials"),
+        journal=s.text("journal", BackofficeSection.journal),
+        documents=s.text("documents", BackofficeSection.documents),
+        replay_cache=s.text("replay_cache", BackofficeSection.replay_cache),
+        publication_key=s.text("publication_key"),
+        publication_algorithm=s.choice("publication_algorithm", "sm2", ("sm2", "ecdsa-p256")),
+        sync_interval=s.number("sync_interval", 60.0, 1.0, 86400.0),
+    )
+    s.finish()
+    if not backoffice.journal:
+        raise ConfigError(f"{source}: [backoffice] journal must name the journal file")
+
+    s = section("gate")
+    gate = GateSection(s.number("passback_minutes", 10.0, 0.0, 1440.0))
+    s.finish()
+
+    s = section("validator")
+    validator = ValidatorSection(
+        s.number("repeat_seconds", 60.0, 0.0, 3600.0),
+    )
+    s.finish()
+
+    s = section("counter")
+    counter = CounterSection(
+        api_port=s.integer("api_port", 8765, 0, 65535),
+        pinpad=s.choice("pinpad", "console", ("console", "script")),
+        pins=s.strings("pins"),
+        require_pin=bool(s.get("require_pin", bool, True)),
+    )
+    s.finish()
+    if counter.pinpad == "script" and counter.require_pin and not counter.pins:
+        raise ConfigError(f"{source}: [counter] pinpad = 'script' needs pins = [...]")
+
+    s = section("outputs")
+    outputs = OutputsSection(s.choice("kind", "console", ("console", "serial")), s.text("serial"))
+    s.finish()
+    if outputs.kind == "serial" and not outputs.serial:
+        raise ConfigError(f"{source}: [outputs] kind = 'serial' needs serial = PORT")
+
+    s = section("status")
+    status = StatusSection(s.integer("port", 9100, -1, 65535))
+    s.finish()
+
+    return RuntimeConfig(
+        terminal=terminal,
+        readers=readers,
+        scanner=scanner,
+        security=security,
+        backoffice=backoffice,
+        gate=gate,
+        validator=validator,
+        counter=counter,
+        outputs=outputs,
+        status=status,
+        source=source,
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> RuntimeConfig:
+    """Read and check ``terminal.toml`` at ``path``."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse_config(table, str(file), file.resolve().parent)

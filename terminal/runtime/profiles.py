@@ -1,0 +1,281 @@
+"""The three service profiles, thin compositions of the same transaction steps.
+
+* :class:`GateProfile` - museum and library gates: a physical card or an e-code, the
+  policy's region and category rules, anti-passback (the same card within
+  ``passback_minutes`` is refused ``passback``), and the gate opens only on accept, after
+  the journal holds the entry.
+* :class:`ValidatorProfile` - bus validators: the T-Union e-purse purchase through the PSAM
+  (:mod:`terminal.transit.purchase`) for the policy's fare; a repeat tap within
+  ``repeat_seconds`` is refused ``repeat_tap``; e-codes are accepted as pay-later records.
+* :class:`CounterProfile` - hospital counters: contact card read and verified, the holder's
+  PIN, then the holder record handed to the hospital system (:mod:`terminal.counter.api`).
+
+Modules built alongside this one (transit, counter API) are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from terminal.clock import CST, Clock
+from terminal.credential import CredentialKind
+from terminal.errors import ConfigError
+from terminal.policy import Decision
+from terminal.runtime.transaction import Action, Presented
+
+log = logging.getLogger(__name__)
+
+PASSBACK = "passback"
+REPEAT_TAP = "repeat_tap"
+PAY_LATER = "pay_later"
+
+
+def _from_decision(decision: Decision, **more: Any) -> Action:
+    return Action(
+        accepted=decision.accepted,
+        reason=decision.reason,
+        detail=decision.detail,
+        fare=decision.fare,
+        **more,
+    )
+
+
+class _RecentTokens:
+    """Card tokens seen within a window, by the clock's monotonic time. Bounded: entries
+    older than the window are dropped as new ones come."""
+
+    def __init__(self, clock: Clock, window_seconds: float) -> None:
+        self.clock = clock
+        self.window = window_seconds
+        self._seen: dict[bytes, float] = {}
+
+    def recent(self, token: bytes) -> bool:
+        at = self._seen.get(token)
+        return at is not None and self.clock.monotonic() - at < self.window
+
+    def remember(self, token: bytes) -> None:
+        now = self.clock.monotonic()
+        if len(self._seen) > 10_000:
+            self._seen = {t: a for t, a in self._seen.items() if now - a < self.window}
+        self._seen[token] = now
+
+
+class GateProfile:
+    """Entry gates: open on accept only, refuse a card that entered within the passback
+    window (it is being handed back through the gate)."""
+
+    name = "gate"
+    read_holder = False  # a gate needs no name: EF06 is not read
+
+    def __init__(self, clock: Clock, passback_minutes: float) -> None:
+        self._recent = _RecentTokens(clock, passback_minutes * 60.0)
+
+    def admit(self, presented: Presented, decision: Decision) -> Decision:
+        assert presented.credential is not None
+        if self._recent.recent(presented.credential.card_token):
+            return Decision(False, PASSBACK, "this card has just been used to enter")
+        return decision
+
+    def act(self, presented: Presented, decision: Decision) -> Action:
+        return _from_decision(decision, amount=decision.fare or None, open_gate=True)
+
+    def committed(self, presented: Presented, action: Action) -> None:
+        if action.accepted and presented.credential is not None:
+            self._recent.remember(presented.credential.card_token)
+
+
+class ValidatorProfile:
+    """Bus validators: debit the fare from the card's e-purse with the PSAM; e-codes ride
+    now and pay later (the journal entry is the claim)."""
+
+    name = "validator"
+    read_holder = False
+
+    def __init__(
+        self,
+        clock: Clock,
+        repeat_seconds: float,
+        psam: Any,
+        purchase_module: Any | None = None,
+    ) -> None:
+        if purchase_module is None:
+            try:
+                from terminal.transit import purchase as purchase_module
+            except ImportError:
+                raise ConfigError("validator profile needs terminal.transit") from None
+        self._purchase = purchase_module
+        self._psam = psam
+        self._clock = clock
+        self._recent = _RecentTokens(clock, repeat_seconds)
+        self._pending: dict[bytes, Any] = {}
+        """Torn purchases by card token, recovered on the card's next tap."""
+
+    def admit(self, presented: Presented, decision: Decision) -> Decision:
+        assert presented.credential is not None
+        if self._recent.recent(presented.credential.card_token):
+            return Decision(False, REPEAT_TAP, "this card has just paid")
+        return decision
+
+    def act(self, presented: Presented, decision: Decision) -> Action:
+        if not decision.accepted:
+            return _from_decision(decision)
+        fare = decision.fare or 0
+        if presented.kind is CredentialKind.CODE:
+            return Action(True, PAY_LATER, "e-code: fare billed later", amount=fare, fare=fare)
+        assert presented.channel is not None and presented.credential is not None
+        when = dt.datetime.fromtimestamp(self._clock.now(), CST)
+        token = presented.credential.card_token
+        pending = self._pending.pop(token, None)
+        result = None
+        if pending is not None:
+            # The card was pulled after DEBIT last time: settle that first, never charge twice.
+            result = self._purchase.recover(presented.channel, self._psam, pending)
+            if result.status.value == "done":
+                extra = {"counter": result.counter, "tac": result.tac, "recovered": True}
+                return Action(
+                    True,
+                    "torn_purchase_recovered",
+                    "the earlier payment went through: not charged again",
+                    amount=0,
+                    fare=0,
+                    balance=result.balance_after,
+                    extra=extra,
+                )
+        result = self._purchase.purchase(presented.channel, self._psam, fare, when)
+        status = result.status.value
+        extra: dict[str, object] = {"counter": getattr(result, "counter", None)}
+        if getattr(result, "tac", None):
+            extra["tac"] = result.tac
+        if status == "done":
+            return Action(
+                True,
+                "ok",
+                decision.detail,
+                amount=fare,
+                fare=fare,
+                balance=getattr(result, "balance_after", None),
+                extra=extra,
+            )
+        if status == "torn":
+            pending_record = getattr(result, "pending", None)
+            if pending_record is not None:
+                self._pending[token] = pending_record
+            return Action(False, "torn", "card removed during payment: tap again", extra=extra)
+        if status == "insufficient_balance":
+            return Action(
+                False,
+                "insufficient_balance",
+                "balance too low",
+                balance=getattr(result, "balance_before", None),
+                extra=extra,
+            )
+        return Action(False, "purchase_refused", "the card refused the payment", extra=extra)
+
+    def committed(self, presented: Presented, action: Action) -> None:
+        if action.accepted and presented.credential is not None:
+            self._recent.remember(presented.credential.card_token)
+
+
+class CounterProfile:
+    """Hospital counters: the holder proves the card is theirs with the PIN, then the
+    holder record is served to the hospital system for this transaction."""
+
+    name = "counter"
+    read_holder = True  # the hospital needs the holder's identity
+
+    def __init__(self, pinpad: Any, api: Any, require_pin: bool = True) -> None:
+        self._pinpad = pinpad
+        self._api = api
+        self._require_pin = require_pin
+
+    def admit(self, presented: Presented, decision: Decision) -> Decision:
+        return decision
+
+    def act(self, presented: Presented, decision: Decision) -> Action:
+        from terminal.pinpad import PinEntryCancelled
+
+        if not decision.accepted:
+            return _from_decision(decision)
+        if presented.kind is CredentialKind.CARD and self._require_pin:
+            from terminal.ssc.pin import PinOutcome, verify_pin
+
+            assert presented.channel is not None
+            try:
+                pin = self._pinpad.read_pin("PIN: ")
+            except PinEntryCancelled:
+                return Action(False, "pin_cancelled", "PIN entry cancelled")
+            result = verify_pin(presented.channel, pin)
+            del pin
+            if result.outcome is PinOutcome.WRONG:
+                return Action(False, "pin_wrong", f"wrong PIN: {result.tries_left} tries left")
+            if result.outcome is not PinOutcome.OK:
+                return Action(False, "pin_blocked", "PIN blocked")
+        if presented.kind is not CredentialKind.CARD or presented.reading is None:
+            # An e-code names a card, not a holder record: nothing to hand the hospital.
+            return _from_decision(decision)
+        reading, verdict = presented.reading, presented.authenticity.verdict
+        # The hand-off carries personal data: it happens only once the journal holds the
+        # (personal-data-free) entry, so a refused transaction hands nothing over.
+        return _from_decision(
+            decision, after_journal=lambda: self._api.publish(reading, None, verdict)
+        )
+
+    def committed(self, presented: Presented, action: Action) -> None:
+        return None
+
+
+class _ScriptedPinPad:
+    """PINs from the configuration, in turn (demos only: a real counter has a pad)."""
+
+    def __init__(self, pins: tuple[str, ...]) -> None:
+        self._pins = list(pins)
+
+    def read_pin(self, prompt: str) -> str:
+        from terminal.pinpad import PinEntryCancelled
+
+        if not self._pins:
+            raise PinEntryCancelled("the scripted PIN pad has no more PINs")
+        return self._pins.pop(0)
+
+
+def build_profile(config: Any, clock: Clock, backend: Any, closers: list[Any]) -> Any:
+    """The profile ``config`` (a :class:`~terminal.runtime.config.RuntimeConfig`) names,
+    with its devices opened; what must be closed at shutdown is added to ``closers``."""
+    profile = config.profile
+    if profile == "gate":
+        return GateProfile(clock, config.gate.passback_minutes)
+    if profile == "validator":
+        try:
+            from terminal.transit import purchase as purchase_module
+        except ImportError:
+            raise ConfigError("validator profile needs terminal.transit") from None
+        if not config.readers.psam:
+            raise ConfigError("validator profile needs [readers] psam (the purchase PSAM)")
+        from terminal.secure.psam import PsamSecureModule
+
+        psam = PsamSecureModule.open(backend, config.readers.psam)
+        closers.append(psam.close)
+        return ValidatorProfile(
+            clock,
+            config.validator.repeat_seconds,
+            psam,
+            purchase_module,
+        )
+    if profile == "counter":
+        from terminal.pinpad import ConsolePinPad
+
+        pinpad: Any
+        if config.counter.pinpad == "script":
+            pinpad = _ScriptedPinPad(config.counter.pins)
+        else:
+            pinpad = ConsolePinPad()
+        try:
+            from terminal.counter.api import CounterApi
+        except ImportError:
+            raise ConfigError("counter profile needs terminal.counter.api") from None
+        api = CounterApi(host="127.0.0.1", port=config.counter.api_port)
+        closers.append(api.shutdown)
+        return CounterProfile(pinpad, api, config.counter.require_pin)
+    raise ConfigError(f"unknown profile {profile!r}")

@@ -1,0 +1,539 @@
+"""One credential, start to finish: read -> verify -> decide -> act -> journal -> tell.
+
+:class:`TransactionSteps` runs the steps for one presentation (a card in a reader, or a
+scanned code) and returns a typed :class:`TransactionOutcome`. The steps are the same for
+every service profile; a :class:`Profile` (terminal/runtime/profiles.py) adds its own rules
+(anti-passback, repeat taps) and its action (open the gate, debit a fare, hand the holder
+to the hospital system).
+
+The order is the contract of docs/runtime.md: the journal append (durable when it returns)
+happens before the holder is told and before any effect the holder can see or use - the
+gate opening, the counter hand-off. A transaction the journal refuses (full disk, full
+journal) is refused with reason ``journal_full``, and those effects are not taken.
+
+No device is touched here: cards come through a :class:`terminal.reader.ReaderBackend`,
+effects through an outputs object; both are handed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from terminal import ldt33
+from terminal.cardtoken import card_token
+from terminal.clock import Clock
+from terminal.clock import today as local_today
+from terminal.credential import Credential, CredentialKind
+from terminal.errors import JournalError, JournalFullError, OneCardError, ReaderError
+from terminal.journal.entry import TransactionRecord
+from terminal.pki.truststore import TrustStore
+from terminal.policy import ApplicationList, AuthenticityOutcome, Decision, HotListLike, decide
+from terminal.reader import CardChannel, CardConnection, ReaderBackend
+from terminal.secure.module import SecureModule
+
+log = logging.getLogger(__name__)
+
+ACCEPT = "accept"
+REFUSE = "refuse"
+ERROR = "error"
+"""A transaction the terminal could not complete (card pulled, reader gone): not journaled."""
+
+
+class Step(enum.Enum):
+    """The steps, in order; :attr:`TransactionOutcome.timings` is keyed by their values."""
+
+    READ = "read"
+    VERIFY = "verify"
+    DECIDE = "decide"
+    ACT = "act"
+    JOURNAL = "journal"
+    TELL = "tell"
+
+
+# --- what is presented ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardPresented:
+    """A card arrived in ``reader`` (a :class:`terminal.reader.CardInserted`)."""
+
+    reader: str
+    atr: bytes = b""
+
+
+@dataclass(frozen=True)
+class CodePresented:
+    """A code was scanned (a :class:`terminal.scanner.ScanEvent`'s text)."""
+
+    text: str
+    source: str = ""
+
+
+Presentation = CardPresented | CodePresented
+
+
+@dataclass
+class Presented:
+    """What read + verify established about a credential, handed to the profile.
+
+    ``reading`` (cards) and ``payload`` (codes) may hold personal data: they are for the
+    profile's action (the counter hand-off) and never reach the journal.
+    """
+
+    kind: CredentialKind
+    credential: Credential | None
+    authenticity: AuthenticityOutcome
+    channel: CardChannel | None = None
+    reading: Any = None
+    payload: Any = None
+
+
+# --- the profile's part ---------------------------------------------------------------------
+
+
+@dataclass
+class Action:
+    """The profile's action on a decision: possibly a different outcome (a debit refused
+    for balance), the amount to journal, small non-personal ``extra`` for the journal, and
+    the effects to take only once the journal holds the entry."""
+
+    accepted: bool
+    reason: str
+    detail: str
+    amount: int | None = None
+    fare: int | None = None
+    balance: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+    open_gate: bool = False
+    after_journal: Callable[[], None] | None = None
+    """An effect the holder may use (the counter hand-off): run after the append only."""
+
+
+class Profile(Protocol):
+    """A service profile: gate, validator or counter (terminal/runtime/profiles.py)."""
+
+    name: str
+    read_holder: bool
+    """Whether the card read includes holder data (EF06): only where the profile needs it."""
+
+    def admit(self, presented: Presented, decision: Decision) -> Decision:
+        """The profile's own rules on an accepted policy decision (anti-passback...)."""
+        ...
+
+    def act(self, presented: Presented, decision: Decision) -> Action:
+        """Carry out the decision as far as may precede the journal append."""
+        ...
+
+    def committed(self, presented: Presented, action: Action) -> None:
+        """The transaction is journaled: remember it (passback windows, repeat taps)."""
+        ...
+
+
+class JournalLike(Protocol):
+    def append(self, record: TransactionRecord) -> Any: ...
+
+
+class CodeVerifierLike(Protocol):
+    """:class:`terminal.ecode.verify.CodeVerifier` or a fake."""
+
+    def verify(self, text: str | bytes) -> Any: ...
+
+    def card_token_of(self, payload: Any) -> bytes | None: ...
+
+
+class OutputsLike(Protocol):
+    """The Outputs protocol of docs/runtime.md (terminal/outputs.py)."""
+
+    def open_gate(self) -> None: ...
+
+    def indicate(self, outcome: Any) -> None: ...
+
+    def show(self, message: Any) -> None: ...
+
+
+MessageFactory = Callable[[str, str, int | None, int | None], tuple[Any, Any]]
+"""``(decision, reason, fare, balance) -> (Outcome, HolderMessage)``."""
+
+
+def default_messages(
+    decision: str, reason: str, fare: int | None, balance: int | None
+) -> tuple[Any, Any]:
+    """The outcome and holder message from :mod:`terminal.outputs` (imported here, when
+    first needed, because that module is built alongside this one)."""
+    from terminal.outputs import Outcome, message_for
+
+    outcome = {ACCEPT: Outcome.ACCEPTED, REFUSE: Outcome.REFUSED}.get(decision, Outcome.ERROR)
+    return outcome, message_for(outcome, reason, fare, balance)
+
+
+# --- the context: ready objects -------------------------------------------------------------
+
+
+@dataclass
+class TerminalContext:
+    """Everything the steps need, as ready objects (no files, no configuration): the
+    runtime builds it from ``terminal.toml``, tests and the demo build it directly.
+
+    ``applist`` and ``hotlist`` are callables so a document downloaded while the terminal
+    runs is in force for the next transaction.
+    """
+
+    service: str
+    token_key: bytes
+    journal: JournalLike
+    clock: Clock
+    applist: Callable[[], ApplicationList | None]
+    hotlist: Callable[[], HotListLike]
+    reader_backend: ReaderBackend | None = None
+    secure_module: SecureModule | None = None
+    trust_store: TrustStore | None = None
+    code_verifier: CodeVerifierLike | None = None
+    accept_unverified: bool = False
+    offered: frozenset[str] | None = None
+
+
+# --- the outcome ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransactionOutcome:
+    """How one transaction ended. No personal data: safe to log and to count."""
+
+    kind: str
+    """``card`` or ``code``."""
+    decision: str
+    """``accept``, ``refuse``, or ``error`` (not completed, not journaled)."""
+    reason: str
+    detail: str
+    fare: int | None = None
+    amount: int | None = None
+    balance: int | None = None
+    apdu_count: int = 0
+    timings: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    """Milliseconds per :class:`Step` that ran."""
+    journaled: bool = False
+    seq: int | None = None
+    gate_opened: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.decision == ACCEPT
+
+    @property
+    def total_ms(self) -> float:
+        return sum(self.timings.values())
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "decision": self.decision,
+            "reason": self.reason,
+            "detail": self.detail,
+            "fare": self.fare,
+            "amount": self.amount,
+            "apdu_count": self.apdu_count,
+            "journaled": self.journaled,
+            "seq": self.seq,
+            "gate_opened": self.gate_opened,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
+        }
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    def step(self, step: Step) -> _Timed:
+        return _Timed(self.timings, step.value)
+
+
+class _Timed:
+    def __init__(self, timings: dict[str, float], name: str) -> None:
+        self._timings = timings
+        self._name = name
+        self._start = 0.0
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = (time.perf_counter() - self._start) * 1000.0
+        self._timings[self._name] = self._timings.get(self._name, 0.0) + elapsed
+
+
+# --- verdict mapping ------------------------------------------------------------------------
+
+
+def card_authenticity(verdict: str, reason: str, accept_unverified: bool) -> AuthenticityOutcome:
+    """A card verdict as the policy sees it: ``genuine`` passes; ``unverified`` (nothing
+    here could check the card) passes only where the operator allowed it."""
+    ok = verdict == "genuine" or (verdict == "unverified" and accept_unverified)
+    return AuthenticityOutcome(ok=ok, verdict=verdict, reason=reason)
+
+
+def code_authenticity(verdict: str, reason: str) -> AuthenticityOutcome:
+    return AuthenticityOutcome(ok=verdict == "valid", verdict=verdict, reason=reason)
+
+
+# --- the steps ------------------------------------------------------------------------------
+
+
+class TransactionSteps:
+    """Runs the steps for one presentation with one profile.
+
+    ``outputs`` follows the Outputs protocol of docs/runtime.md; ``messages`` turns a
+    decision into the holder's message (default: :func:`default_messages`).
+    """
+
+    def __init__(
+        self,
+        context: TerminalContext,
+        profile: Profile,
+        outputs: OutputsLike,
+        messages: MessageFactory | None = None,
+    ) -> None:
+        self.context = context
+        self.profile = profile
+        self.outputs = outputs
+        self.messages = messages or default_messages
+
+    def run(self, presentation: Presentation) -> TransactionOutcome:
+        """Process ``presentation`` to completion and return how it ended. Never raises for
+        what a credential or a device does; only a programming error escapes."""
+        timer = _Timer()
+        if isinstance(presentation, CardPresented):
+            return self._run_card(presentation, timer)
+        return self._run_code(presentation, timer)
+
+    # --- read + verify --------------------------------------------------------------------
+
+    def _run_card(self, card: CardPresented, timer: _Timer) -> TransactionOutcome:
+        from terminal.ssc.authenticity import verify_card
+
+        ctx = self.context
+        if ctx.reader_backend is None:
+            return self._tell_only("card", ERROR, "no_reader", "no card reader configured", timer)
+        connection: CardConnection | None = None
+        channel: CardChannel | None = None
+        try:
+            with timer.step(Step.READ):
+                connection = ctx.reader_backend.connect(card.reader)
+                channel = CardChannel(connection)
+            with timer.step(Step.VERIFY):
+                verification = verify_card(
+                    channel,
+                    ldt33.historical_bytes(connection.atr),
+                    ctx.secure_module,
+                    ctx.trust_store,
+                    local_today(ctx.clock),
+                    read_holder=self.profile.read_holder,
+                )
+            read = verification.read
+            issuer = read.issuer if read is not None else None
+            if issuer is None or not issuer.card_number or not issuer.region:
+                # Nothing identifies the card (blocked, unreadable, not an SSC): there is no
+                # token to journal it by, so the holder is told and nothing is recorded.
+                return self._tell_only(
+                    "card",
+                    REFUSE,
+                    verification.verdict.value,
+                    "card could not be read",
+                    timer,
+                    channel.apdu_count,
+                )
+            credential = Credential(
+                kind=CredentialKind.CARD,
+                card_token=card_token(ctx.token_key, issuer.card_number),
+                region=issuer.region,
+                category=issuer.category if issuer.category in ("1", "2", "3", "4") else None,
+                expiry=issuer.expiry_date,
+            )
+            reading = None
+            if self.profile.read_holder:
+                from terminal.ssc.reading import CardReading
+
+                reading = CardReading(
+                    reader=card.reader,
+                    interface=connection.interface,
+                    atr=connection.atr,
+                    protocol=connection.protocol,
+                    uid=None,
+                    ssc=read,
+                    apdu_count=channel.apdu_count,
+                )
+            presented = Presented(
+                kind=CredentialKind.CARD,
+                credential=credential,
+                authenticity=card_authenticity(
+                    verification.verdict.value, verification.reason, ctx.accept_unverified
+                ),
+                channel=channel,
+                reading=reading,
+            )
+            return self._complete(presented, timer, channel)
+        except ReaderError as error:
+            # The card left, or the reader or pcscd went away, part-way: nothing was
+            # decided, so nothing is journaled; the holder is asked to present again.
+            log.info("card transaction not completed: %s", error.reason)
+            count = channel.apdu_count if channel is not None else 0
+            return self._tell_only("card", ERROR, error.code, error.reason, timer, count)
+        finally:
+            if connection is not None:
+                try:
+                    connection.close()
+                except OneCardError:
+                    log.debug("closing a card connection failed", exc_info=True)
+
+    def _run_code(self, code: CodePresented, timer: _Timer) -> TransactionOutcome:
+        ctx = self.context
+        verifier = ctx.code_verifier
+        if verifier is None:
+            return self._tell_only("code", REFUSE, "codes_not_accepted", "no code verifier", timer)
+        with timer.step(Step.VERIFY):
+            try:
+                result = verifier.verify(code.text)
+            except OneCardError as error:  # the terminal's own fault (replay cache unwritable)
+                log.error("code verification failed: %s", error.reason)
+                return self._tell_only("code", ERROR, error.code, error.reason, timer)
+        payload = result.payload
+        token = verifier.card_token_of(payload) if payload is not None else None
+        if payload is None or token is None:
+            return self._tell_only("code", REFUSE, result.verdict.value, "code not valid", timer)
+        category = getattr(payload.category, "value", payload.category)
+        credential = Credential(
+            kind=CredentialKind.CODE,
+            card_token=token,
+            region=payload.region,
+            category=category if category in ("1", "2", "3", "4") else None,
+        )
+        presented = Presented(
+            kind=CredentialKind.CODE,
+            credential=credential,
+            authenticity=code_authenticity(result.verdict.value, result.reason),
+            payload=payload,
+        )
+        return self._complete(presented, timer, None)
+
+    # --- decide -> act -> journal -> tell -------------------------------------------------
+
+    def _decide(self, presented: Presented) -> Decision:
+        ctx = self.context
+        applist = ctx.applist()
+        if applist is None:
+            return Decision(False, "no_application_list", "no application list in force")
+        assert presented.credential is not None
+        decision = decide(
+            presented.credential,
+            presented.authenticity,
+            applist,
+            ctx.hotlist(),
+            ctx.service,
+            local_today(ctx.clock),
+            ctx.offered,
+        )
+        if decision.accepted:
+            decision = self.profile.admit(presented, decision)
+        return decision
+
+    def _complete(
+        self, presented: Presented, timer: _Timer, channel: CardChannel | None
+    ) -> TransactionOutcome:
+        credential = presented.credential
+        assert credential is not None
+        kind = credential.kind.value
+        with timer.step(Step.DECIDE):
+            decision = self._decide(presented)
+        with timer.step(Step.ACT):
+            try:
+                action = self.profile.act(presented, decision)
+            except ReaderError:
+                raise  # handled by the card path: not completed
+            except OneCardError as error:
+                log.error("profile action failed: %s", error.reason)
+                action = Action(False, error.code, error.reason)
+        apdus = channel.apdu_count if channel is not None else 0
+        record = TransactionRecord(
+            kind=kind,
+            service=self.context.service,
+            decision=ACCEPT if action.accepted else REFUSE,
+            reason=action.reason,
+            amount=action.amount,
+            card_token=credential.card_token,
+            region=credential.region,
+            category=credential.category,
+            extra=dict(action.extra, verdict=presented.authenticity.verdict),
+        )
+        with timer.step(Step.JOURNAL):
+            try:
+                entry = self.context.journal.append(record)
+            except JournalFullError as error:
+                # Not recorded, so not done: refuse, and take no effect (no gate).
+                log.error("journal full, transaction refused: %s", error.reason)
+                return self._tell_only(
+                    kind, REFUSE, "journal_full", "terminal cannot record", timer, apdus
+                )
+            except JournalError as error:
+                log.error("journal failed, transaction refused: %s", error.reason)
+                return self._tell_only(kind, ERROR, error.code, error.reason, timer, apdus)
+        seq = getattr(entry, "seq", None)
+        self.profile.committed(presented, action)
+        decision_text = ACCEPT if action.accepted else REFUSE
+        gate_opened = False
+        with timer.step(Step.TELL):
+            if action.accepted and action.after_journal is not None:
+                try:
+                    action.after_journal()
+                except OneCardError as error:
+                    log.error("after-journal effect failed: %s", error.reason)
+            if action.accepted and action.open_gate:
+                self.outputs.open_gate()
+                gate_opened = True
+            self._tell(decision_text, action.reason, action.fare, action.balance)
+        return TransactionOutcome(
+            kind=kind,
+            decision=decision_text,
+            reason=action.reason,
+            detail=action.detail,
+            fare=action.fare,
+            amount=action.amount,
+            balance=action.balance,
+            apdu_count=apdus,
+            timings=MappingProxyType(dict(timer.timings)),
+            journaled=True,
+            seq=seq,
+            gate_opened=gate_opened,
+        )
+
+    def _tell(self, decision: str, reason: str, fare: int | None, balance: int | None) -> None:
+        outcome, message = self.messages(decision, reason, fare, balance)
+        try:
+            self.outputs.indicate(outcome)
+            self.outputs.show(message)
+        except OneCardError as error:  # a dead display must not stop the terminal
+            log.error("outputs failed: %s", error.reason)
+
+    def _tell_only(
+        self,
+        kind: str,
+        decision: str,
+        reason: str,
+        detail: str,
+        timer: _Timer,
+        apdu_count: int = 0,
+    ) -> TransactionOutcome:
+        with timer.step(Step.TELL):
+            self._tell(decision, reason, None, None)
+        return TransactionOutcome(
+            kind=kind,
+            decision=decision,
+            reason=reason,
+            detail=detail,
+            apdu_count=apdu_count,
+            timings=MappingProxyType(dict(timer.timings)),
+        )
