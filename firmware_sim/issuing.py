@@ -2,8 +2,9 @@
 
 ``issue_world(out)`` writes, into ``out``:
 
-    keys.toml           master keys (3DES and SM4) - the software secure module's key file,
-                        and what a simulated PSAM is personalised from
+    keys.toml           master keys (3DES and SM4, with the e-purse purchase masters) - the
+                        software secure module's key file, and what a simulated PSAM is
+                        personalised from
     trust.json          the trust store: a root, the Chongqing and Sichuan issuers, and a
                         revoked issuer (listed in revoked_issuers)
     pki/*.key           private keys of the root and issuers (mode 0600)
@@ -99,7 +100,8 @@ def issue_world(
     years = datetime.timedelta(days=365)
     valid = (today - years, today + 10 * years)
 
-    keyset = generate_key_set(terminal_number)
+    # Purchase masters too: the same key file personalises the PSAM of a validator.
+    keyset = generate_key_set(terminal_number, purchase=True)
     write_key_file(keyset, out / "keys.toml")
 
     root_key, root_cert = make_root(algorithm, "onecard test root", *valid)

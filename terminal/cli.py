@@ -236,8 +236,15 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from terminal.demo import run_demo
+    from terminal.demo_morning import run_morning
 
-    return run_demo(print)
+    failures = 0
+    if args.part in ("cards", "all"):
+        failures += run_demo(print)
+        print()
+    if args.part in ("morning", "all"):
+        failures += run_morning(print)
+    return 1 if failures else 0
 
 
 # --- wiring ---------------------------------------------------------------------------------
@@ -346,8 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="insert the sample simulated cards into vpcd and read them through pcscd",
+        help="simulated cards read and verified through pcscd, then a morning of three terminals",
+        description=(
+            "Part 'cards': sample cards read through pcscd, then one card of every verdict "
+            "verified with a PSAM. Part 'morning': a museum gate, a bus validator and a "
+            "hospital counter run with an embedded back office, against simulated cards and "
+            "a pty scanner; a table of what happened and why, then the back office's count."
+        ),
     )
+    p.add_argument("--part", choices=["cards", "morning", "all"], default="all")
     p.set_defaults(func=cmd_demo)
 
     from firmware_sim.cli import add_sim_commands

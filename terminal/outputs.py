@@ -143,6 +143,15 @@ MESSAGES: dict[str, _Text] = {
     "card_error": _text(("读卡失败", "Card could not be read"), _TAP_AGAIN),
     "replayed": _text(("此码已使用", "Code already used"), _REFRESH_CODE),
     "expired_code": _text(("此码已过期", "Code expired"), _REFRESH_CODE),
+    "card_removed": _text(("卡片移开过早", "Card removed too soon"), _TAP_AGAIN),
+    "torn": _text(("支付未完成", "Payment not finished"), _TAP_AGAIN),
+    "pay_later": _text(("请上车", "Please board"), ("车费稍后结算", "Fare charged later")),
+    "purchase_refused": _text(("扣费失败", "Payment refused"), _SERVICE_DESK),
+    "pin_cancelled": _text(("已取消", "Cancelled"), _TAP_AGAIN),
+    "codes_not_accepted": _text(("本机不受理二维码", "Codes not accepted here"), _ASK_STAFF),
+    "no_application_list": _text(("终端暂停服务", "Terminal out of service"), _ASK_STAFF),
+    "no_reader": _text(("终端暂停服务", "Terminal out of service"), _ASK_STAFF),
+    "internal_error": _text(("终端故障", "Terminal fault"), _ASK_STAFF),
 }
 """Holder texts by reason code: the policy's reasons, then the runtime's own."""
 

@@ -201,7 +201,18 @@ class TerminalRuntime:
             self.status.pcsc = "up"
         if presentation is None:
             return None
-        outcome = self.steps.run(presentation)
+        try:
+            outcome = self.steps.run(presentation)
+        except Exception:
+            # A bug in one transaction must not stop the terminal (article 22): log it with
+            # its traceback, count it, and take the next credential.
+            log.exception("transaction failed unexpectedly; the terminal carries on")
+            outcome = TransactionOutcome(
+                kind="code" if isinstance(presentation, CodePresented) else "card",
+                decision="error",
+                reason="internal_error",
+                detail="the terminal could not complete this transaction",
+            )
         log.info(
             "transaction %s %s %s (%d APDUs, %.0f ms)",
             outcome.kind,

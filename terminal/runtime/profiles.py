@@ -16,6 +16,7 @@ Modules built alongside this one (transit, counter API) are imported where they 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 from typing import Any
 
@@ -102,7 +103,7 @@ class ValidatorProfile:
     ) -> None:
         if purchase_module is None:
             try:
-                from terminal.transit import purchase as purchase_module
+                purchase_module = importlib.import_module("terminal.transit.purchase")
             except ImportError:
                 raise ConfigError("validator profile needs terminal.transit") from None
         self._purchase = purchase_module
@@ -127,22 +128,31 @@ class ValidatorProfile:
         assert presented.channel is not None and presented.credential is not None
         when = dt.datetime.fromtimestamp(self._clock.now(), CST)
         token = presented.credential.card_token
-        pending = self._pending.pop(token, None)
+        pending = self._pending.get(token)
         result = None
         if pending is not None:
             # The card was pulled after DEBIT last time: settle that first, never charge twice.
+            # The pending purchase is dropped only once recovery has an answer: a card pulled
+            # again during recovery (ReaderError) keeps it for the tap after.
             result = self._purchase.recover(presented.channel, self._psam, pending)
+            del self._pending[token]
             if result.status.value == "done":
                 extra = {"counter": result.counter, "tac": result.tac, "recovered": True}
+                # The torn tap was journaled refused with no amount, so this entry is the
+                # one that records the money the card gave: the journal sums to the debits.
                 return Action(
                     True,
                     "torn_purchase_recovered",
                     "the earlier payment went through: not charged again",
-                    amount=0,
-                    fare=0,
+                    amount=pending.amount,
+                    fare=pending.amount,
                     balance=result.balance_after,
                     extra=extra,
                 )
+        if fare == 0:
+            # A free ride (e.g. elderly): there is nothing to debit, and a zero-amount
+            # INITIALIZE is refused by the card anyway.
+            return _from_decision(decision, amount=0)
         result = self._purchase.purchase(presented.channel, self._psam, fare, when)
         status = result.status.value
         extra: dict[str, object] = {"counter": getattr(result, "counter", None)}
@@ -248,7 +258,7 @@ def build_profile(config: Any, clock: Clock, backend: Any, closers: list[Any]) -
         return GateProfile(clock, config.gate.passback_minutes)
     if profile == "validator":
         try:
-            from terminal.transit import purchase as purchase_module
+            purchase_module = importlib.import_module("terminal.transit.purchase")
         except ImportError:
             raise ConfigError("validator profile needs terminal.transit") from None
         if not config.readers.psam:

@@ -391,7 +391,7 @@ class Downloader:
             # Whatever the transport raises, the round goes on and the old document stays.
             reason = exc.reason if isinstance(exc, OneCardError) else f"{type(exc).__name__}"
             code = exc.code if isinstance(exc, OneCardError) else "fetch_failed"
-            log.warning("download failed", extra={"document": name, "reason": reason})
+            log.warning("download of %s failed: %s", name, reason)
             return DocumentResult(Outcome.UNAVAILABLE, self._version(name), reason, code)
         try:
             apply(raw)

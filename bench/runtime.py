@@ -1,0 +1,382 @@
+"""Benchmark: tap-to-decision time of the terminal runtime, per service profile, through the
+real stack (pcscd + vpcd, the simulated card and PSAM, the journal on disk).
+
+For each profile the runtime is built from a ``terminal.toml`` with :func:`build_runtime`
+exactly as ``onecard run`` builds it, and a card sits in vpcd slot 0:
+
+* gate - a Chongqing 2.0 card, internal authentication with the software secure module;
+* validator - the same card with the T-Union e-purse, the fare debited through the PSAM in
+  slot 2 (which also authenticates the card);
+* counter - a Sichuan 3.0 card: read, external + internal authentication, PKI (SM2
+  signature), the PIN from a pad that answers at once (PIN entry excluded, VERIFY included).
+
+Tap-to-decision is the time of one transaction from the card event to the holder being
+told (connect, read, verify, decide, act, journal append with its fsync, tell): median and
+p95 over ``--rounds`` transactions, with the card APDUs of each. Sustained taps per minute per
+reader come from the running event loop: insert, pcscd notices, the transaction runs, remove,
+pcscd notices - ``--taps`` times. Baselines in the same run: the gate and the validator with
+the per-tag read (``ReadMode.PER_TAG_SELECT``, what a card refusing the multi-record read
+costs), the counter with the pure-Python SM2 back-end. Targets: gate <= 20 ms, validator
+<= 30 ms, counter <= 25 ms (median).
+
+    .venv/bin/python bench/runtime.py [--rounds 50] [--taps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import terminal.ssc.authenticity as authenticity
+from drivers.pcsc import establish_context, list_readers, release_context, wait_for_card
+from firmware_sim.issuing import issue_world
+from firmware_sim.profile import load_profile
+from firmware_sim.psam_applet import build_psam
+from firmware_sim.ssc_applet import build_card
+from firmware_sim.tunion_applet import add_tunion
+from firmware_sim.vpcd import VpcdBridge, reader_name
+from terminal.crypto.signing import (
+    BACKEND_ENV,
+    Algorithm,
+    generate_private_key,
+    public_key_bytes,
+    sm2_backend,
+)
+from terminal.runtime.config import load_config
+from terminal.runtime.loop import TerminalRuntime, build_runtime
+from terminal.runtime.transaction import CardPresented
+from terminal.secure.keyfile import load_key_file
+from terminal.signed_document import sign_document
+from terminal.ssc.session import ReadMode
+
+CARD_SLOT, PSAM_SLOT = 0, 2
+TARGETS_MS = {"gate": 20.0, "validator": 30.0, "counter": 25.0}
+TARGET_APDUS = {"validator": 8}
+"""The validator's APDU target is the purchase's (docs/transit.md); the table shows the
+whole tap (read + authenticate + purchase) and the purchase alone."""
+SERVICES = {"gate": "museum-entry", "validator": "bus-ride", "counter": "hospital-registration"}
+CARDS = {"gate": "genuine-cq-2.0", "validator": "genuine-cq-2.0", "counter": "genuine-sc-3.0"}
+PIN = "123456"
+
+
+class NullOutputs:
+    """No display, no lamp: the bench measures the terminal, not a console."""
+
+    def open_gate(self) -> None:
+        pass
+
+    def indicate(self, outcome: object) -> None:
+        pass
+
+    def show(self, message: object) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class InstantPad:
+    """A PIN pad whose holder types at infinite speed."""
+
+    def read_pin(self, prompt: str) -> str:
+        return PIN
+
+
+class CountingPurchase:
+    """The transit purchase module, remembering the card APDUs of the last purchase."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+        self.last_apdus = 0
+
+    def purchase(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._module.purchase(*args, **kwargs)
+        self.last_apdus = result.apdu_count
+        return result
+
+    def recover(self, *args: Any, **kwargs: Any) -> Any:
+        return self._module.recover(*args, **kwargs)
+
+
+@dataclass
+class Row:
+    profile: str
+    flow: str
+    median: float
+    p95: float
+    apdus: int
+    purchase_apdus: int | None
+    taps_per_minute: float | None
+    decisions: str
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def write_world(out: Path) -> dict[str, Any]:
+    """Keys (with purchase masters), trust store, cards, and a signed application list
+    carrying the three services."""
+    world = issue_world(out / "world")
+    documents = out / "documents"
+    documents.mkdir()
+    publisher = generate_private_key(Algorithm.SM2)
+    (out / "publication.pub").write_text(public_key_bytes(publisher).hex() + "\n")
+    (out / "token.key").write_text(os.urandom(16).hex() + "\n")
+    services = [
+        {"code": code, "name": code, "scope": "national", "valid_from": "2020-01-01"}
+        for code in SERVICES.values()
+    ]
+    services[1]["fare"] = 1  # the validator's fare: one fen, so the purse lasts
+    applist = {"kind": "applist", "version": 1, "services": services}
+    (documents / "applist.json").write_bytes(sign_document(applist, publisher, Algorithm.SM2))
+    return world
+
+
+def write_config(out: Path, profile: str, card_reader: str, psam_reader: str) -> Path:
+    security = 'keys = "world/keys.toml"' if profile != "validator" else ""
+    psam = f'psam = "{psam_reader}"' if profile == "validator" else ""
+    path = out / f"{profile}.toml"
+    path.write_text(
+        f"""
+[terminal]
+id = "BENCH-{profile.upper()}"
+profile = "{profile}"
+service = "{SERVICES[profile]}"
+
+[readers]
+names = ["{card_reader}"]
+{psam}
+
+[security]
+{security}
+trust_store = "world/trust.json"
+token_key = "token.key"
+
+[backoffice]
+journal = "{profile}-journal.db"
+documents = "documents"
+replay_cache = "replay.db"
+publication_key = "publication.pub"
+
+[gate]
+passback_minutes = 0
+
+[validator]
+repeat_seconds = 0
+
+[counter]
+api_port = 0
+pinpad = "script"
+pins = ["{PIN}"]
+
+[status]
+port = -1
+"""
+    )
+    return path
+
+
+@contextlib.contextmanager
+def per_tag_reads() -> Iterator[None]:
+    """Card reads tag by tag with a SELECT (the slowest read mode) while inside."""
+    original = authenticity.verify_card
+    authenticity.verify_card = functools.partial(original, mode=ReadMode.PER_TAG_SELECT)
+    try:
+        yield
+    finally:
+        authenticity.verify_card = original
+
+
+@contextlib.contextmanager
+def pure_sm2() -> Iterator[None]:
+    """The pure-Python SM2 back-end while inside (it is chosen per call from the env)."""
+    before = os.environ.get(BACKEND_ENV)
+    os.environ[BACKEND_ENV] = "pure"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[BACKEND_ENV]
+        else:
+            os.environ[BACKEND_ENV] = before
+
+
+def latency(
+    runtime: TerminalRuntime,
+    reader: str,
+    atr: bytes,
+    rounds: int,
+    purchases: CountingPurchase | None,
+) -> tuple[float, float, int, int | None, str]:
+    """Median and p95 ms of ``runtime.handle`` for a card already in ``reader``."""
+    presented = CardPresented(reader, atr)
+    runtime.handle(presented)  # warm-up: imports, first connection
+    times: list[float] = []
+    apdus: set[int] = set()
+    purchase_apdus: set[int] = set()
+    decisions: set[str] = set()
+    for _ in range(rounds):
+        start = time.perf_counter()
+        outcome = runtime.handle(presented)
+        times.append((time.perf_counter() - start) * 1000.0)
+        assert outcome is not None
+        decisions.add(f"{outcome.decision}/{outcome.reason}")
+        apdus.add(outcome.apdu_count)
+        if purchases is not None:
+            purchase_apdus.add(purchases.last_apdus)
+    return (
+        statistics.median(times),
+        percentile(times, 0.95),
+        max(apdus),
+        max(purchase_apdus) if purchase_apdus else None,
+        ",".join(sorted(decisions)),
+    )
+
+
+def sustained(runtime: TerminalRuntime, bridge: VpcdBridge, reader: str, taps: int) -> float:
+    """Taps per minute through the running loop: insert, transaction, remove, each waited
+    for as pcscd reports it."""
+    thread = threading.Thread(target=runtime.run, daemon=True)
+    runtime.start_sources()
+    thread.start()
+    done = len(runtime.outcomes)
+    start = time.perf_counter()
+    for _ in range(taps):
+        bridge.insert()
+        if not runtime.wait_for_outcomes(done + 1, timeout=30):
+            raise SystemExit("the runtime did not complete a tap within 30 s")
+        done += 1
+        bridge.remove()
+        if not wait_for_card(reader, present=False):
+            raise SystemExit("pcscd did not report the removal")
+    elapsed = time.perf_counter() - start
+    runtime.request_stop()
+    thread.join(timeout=15)
+    return taps * 60.0 / elapsed
+
+
+def bench_profile(
+    profile: str,
+    out: Path,
+    world: dict[str, Any],
+    readers: tuple[str, str],
+    args: argparse.Namespace,
+) -> list[Row]:
+    card_reader, psam_reader = readers
+    keyset = load_key_file(world["keys"])
+    card = build_card(load_profile(world["cards"][CARDS[profile]]["file"]))
+    if profile == "validator":
+        add_tunion(card, keyset, balance=10**9)
+    bridges: list[tuple[VpcdBridge, str]] = [(VpcdBridge(card, CARD_SLOT), card_reader)]
+    if profile == "validator":
+        bridges.append((VpcdBridge(build_psam(keyset), PSAM_SLOT), psam_reader))
+    for bridge, reader in bridges:
+        bridge.insert()
+        if not wait_for_card(reader, present=True):
+            raise SystemExit(f"pcscd did not see the card in {reader}")
+    card_bridge = bridges[0][0]
+    runtime = build_runtime(
+        load_config(write_config(out, profile, card_reader, psam_reader)), outputs=NullOutputs()
+    )
+    purchases: CountingPurchase | None = None
+    if profile == "validator":
+        purchases = CountingPurchase(runtime.steps.profile._purchase)
+        runtime.steps.profile._purchase = purchases
+    if profile == "counter":
+        runtime.steps.profile._pinpad = InstantPad()
+    rows: list[Row] = []
+    try:
+        atr = card.atr
+        flow = {
+            "gate": "card, multi-record read",
+            "validator": "card + purchase (PSAM)",
+            "counter": f"read + auth, SM2 {sm2_backend()}",
+        }[profile]
+        measured = latency(runtime, card_reader, atr, args.rounds, purchases)
+        rows.append(Row(profile, flow, *measured[:4], None, measured[4]))
+        baseline_context = pure_sm2 if profile == "counter" else per_tag_reads
+        baseline_flow = (
+            "baseline: SM2 pure" if profile == "counter" else "baseline: PER_TAG_SELECT read"
+        )
+        with baseline_context():
+            measured = latency(runtime, card_reader, atr, args.rounds, purchases)
+        rows.append(Row(profile, baseline_flow, *measured[:4], None, measured[4]))
+        card_bridge.remove()
+        if not wait_for_card(card_reader, present=False):
+            raise SystemExit("pcscd did not report the removal")
+        rows[0].taps_per_minute = sustained(runtime, card_bridge, card_reader, args.taps)
+    finally:
+        runtime.shutdown()
+        for bridge, _reader in bridges:
+            if bridge.inserted:
+                bridge.remove()
+        for _bridge, reader in bridges:
+            wait_for_card(reader, present=False, timeout=5)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=50, help="transactions per latency run")
+    parser.add_argument("--taps", type=int, default=20, help="taps for the taps-per-minute run")
+    parser.add_argument("--profiles", default="gate,validator,counter")
+    args = parser.parse_args()
+
+    context = establish_context()
+    try:
+        names = list_readers(context)
+    finally:
+        release_context(context)
+    card_reader, psam_reader = reader_name(CARD_SLOT, names), reader_name(PSAM_SLOT, names)
+    if card_reader is None or psam_reader is None:
+        raise SystemExit(f"no vpcd readers for slots {CARD_SLOT}/{PSAM_SLOT} in {names}")
+
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="onecard-bench-") as tmp:
+        out = Path(tmp)
+        world = write_world(out)
+        for profile in args.profiles.split(","):
+            rows += bench_profile(profile, out, world, (card_reader, psam_reader), args)
+
+    print(
+        f"tap-to-decision through pcscd + vpcd, {args.rounds} transactions per row, "
+        f"{args.taps} taps for taps/min (one reader, {card_reader!r})"
+    )
+    header = (
+        f"{'profile':10} {'flow':30} {'median ms':>9} {'p95 ms':>7} {'APDUs':>5} "
+        f"{'purch.':>6} {'taps/min':>8} {'ratio':>6} {'target':>14}  decisions"
+    )
+    print(header)
+    reference: dict[str, float] = {}
+    for row in rows:
+        reference.setdefault(row.profile, row.median)
+        ratio = row.median / reference[row.profile]
+        target = ""
+        if not row.flow.startswith("baseline"):
+            ok = row.median <= TARGETS_MS[row.profile]
+            target = f"<={TARGETS_MS[row.profile]:.0f}ms {'ok' if ok else 'MISS'}"
+            if row.profile in TARGET_APDUS and row.purchase_apdus is not None:
+                ok_apdus = row.purchase_apdus <= TARGET_APDUS[row.profile]
+                target += f", APDU {'ok' if ok_apdus else 'MISS'}"
+        purchase = "" if row.purchase_apdus is None else str(row.purchase_apdus)
+        taps = "" if row.taps_per_minute is None else f"{row.taps_per_minute:.0f}"
+        print(
+            f"{row.profile:10} {row.flow:30} {row.median:9.2f} {row.p95:7.2f} {row.apdus:5d} "
+            f"{purchase:>6} {taps:>8} {ratio:6.2f} {target:>14}  {row.decisions}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""kill -9 the validator mid-purchase, restart it, let it sync: the card, the journal and the
+back office agree.
+
+The validator runs as ``onecard run --profile validator`` in a child process, with a PSAM
+in vpcd slot 2 and a back office (the real server, SQLite) configured for sync. Each round
+starts the child, presents the e-purse card in slot 0 and kills the child with SIGKILL at a
+point chosen at random: just before or just after the card answers one of its APDUs (the
+DEBIT among them), or once the child has told the rider. The card lives in this process, so
+every debit it commits is seen here, with the counter it ran under.
+
+At the end the journal is synced to the back office and:
+
+* no purchase is charged twice: one debit per tap at most, each journaled once at most;
+* no journal entry without a debit: every accepted fare names a counter the card debited;
+* the back office stores exactly the journal (every seq once, the same hashes);
+* the card's balance is its start minus the fares of all debits.
+
+A debit whose journal entry is missing is the known window: the child was killed after the
+card committed DEBIT and before the journal append. The runtime does not close it (see
+:data:`KNOWN_WINDOW`); the test asserts that only such kills leave one, and reports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from backoffice_storage import storage_for
+from pcscd_service import wait_for_service
+from test_runtime_validator import ADULT_FARE, SERVICE, TERMINAL_ID, epurse_card, write_world
+
+from backoffice.cli import format_credentials
+from backoffice.keys import new_token_key
+from backoffice.publish import generate_publication_key
+from backoffice.server import BackOffice
+from drivers.pcsc import PcscBackend, wait_for_card
+from firmware_sim.psam_applet import build_psam
+from firmware_sim.vpcd import reader_name
+from terminal.clock import SystemClock
+from terminal.journal.store import Journal
+from terminal.reader import CardChannel
+from terminal.sync.auth import load_credentials
+from terminal.sync.uploader import Uploader
+from terminal.transit.purchase import read_balance
+
+pytestmark = pytest.mark.integration
+
+log = logging.getLogger(__name__)
+
+ROUNDS = 10
+SEED = 20261127
+START_BALANCE = 100_000
+PSAM_SLOT = 2
+CARD_SLOT = 0
+INS_DEBIT = 0x54
+CALIBRATION = 10**6
+"""A kill point no tap reaches: the calibration tap runs to the end."""
+ONECARD = (sys.executable, "-m", "terminal.cli")
+CHILD_TIMEOUT = 60.0
+"""Seconds to wait for the child to start or to tell the rider (a hang, not a timing)."""
+KNOWN_WINDOW = (
+    "card debited, journal append not reached: the validator was killed between the card's "
+    "DEBIT and the journal append; the runtime keeps no write-ahead record of the purchase, "
+    "so the debit is on the card (purchase log 0x18, TAC) but in no journal"
+)
+
+# The applist the back office publishes: the same fare rules as the validator test.
+APPLIST = {
+    "services": [
+        {
+            "code": SERVICE,
+            "name": "Bus line 1",
+            "scope": "sichuan-chongqing",
+            "fare": ADULT_FARE,
+            "category_fares": {"4": 0},
+            "valid_from": "2020-01-01",
+        }
+    ]
+}
+
+
+class KnownWindow(UserWarning):
+    """The test's report of debits in the known window (shown in pytest's summary)."""
+
+
+@dataclass
+class KillPoint:
+    """Where a round kills the child: at the card's ``apdu``-th APDU of the tap - as the card
+    receives it (``before``: the command is in flight, the card still carries it out) or once
+    the card has answered it - or, with ``apdu`` None, once the rider was told."""
+
+    apdu: int | None
+    before: bool = False
+
+    def __str__(self) -> str:
+        if self.apdu == CALIBRATION:
+            return "calibration, not killed"
+        if self.apdu is None:
+            return "after told"
+        return f"{'before' if self.before else 'after'} APDU {self.apdu}"
+
+
+@dataclass
+class Round:
+    point: KillPoint
+    debits: list[int] = field(default_factory=list)
+    """Counters the card debited under during this round."""
+    killed_after_debit: bool = False
+    """The switch killed the child after this round's DEBIT was committed on the card."""
+    killed_at: str = ""
+
+
+class KillSwitch:
+    """Wraps the simulated card's ``process``: counts the APDUs of the current tap, records
+    each committed debit (the counter moves), and kills the child at the chosen APDU."""
+
+    def __init__(self, card: object, applet: object) -> None:
+        self._applet = applet
+        self._process: Callable[[bytes], bytes] = card.process
+        card.process = self.process  # the vpcd bridge calls card.process for every APDU
+        self._lock = threading.Lock()
+        self.round: Round | None = None
+        self.pid: int | None = None
+        self.count = 0
+        self.killed = threading.Event()
+
+    def arm(self, round_: Round, pid: int) -> None:
+        with self._lock:
+            self.round, self.pid, self.count = round_, pid, 0
+            self.killed.clear()
+
+    def disarm(self) -> None:
+        with self._lock:
+            self.pid = None
+
+    def kill(self, where: str) -> None:
+        # Called with the lock held.
+        if self.pid is not None and not self.killed.is_set():
+            os.kill(self.pid, signal.SIGKILL)
+            self.killed.set()
+            assert self.round is not None
+            self.round.killed_at = where
+
+    def process(self, apdu: bytes) -> bytes:
+        with self._lock:
+            self.count += 1
+            point = self.round.point if self.round is not None else None
+            hit = point is not None and point.apdu == self.count
+            if hit and point.before:
+                self.kill(f"before APDU {self.count} ({apdu[:2].hex()})")
+            counter = self._applet.counter
+            answer = self._process(apdu)
+            debited = self._applet.counter != counter
+            if debited and self.round is not None:
+                self.round.debits.append(counter)
+            if hit and not point.before:
+                self.kill(f"after APDU {self.count} ({apdu[:2].hex()})")
+            if hit and self.round is not None:
+                # The card has debited in this tap (DEBIT itself - a command already in flight
+                # is carried out whether its sender lives or not - or the T=0 GET RESPONSE
+                # that would fetch DEBIT's answer): the child died before its journal append.
+                self.round.killed_after_debit = bool(self.round.debits)
+            return answer
+
+
+class Child:
+    """``onecard run --profile validator`` with its output lines on a queue."""
+
+    def __init__(self, config: Path) -> None:
+        self.process = subprocess.Popen(
+            [*ONECARD, "run", "--profile", "validator", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path.cwd())},
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.stderr: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._pump, daemon=True),
+            threading.Thread(target=self._drain, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _drain(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.stderr.append(line)
+
+    def wait_for(self, predicate: Callable[[str], bool]) -> str | None:
+        """The first output line that satisfies ``predicate``; None if the child ended."""
+        while True:
+            try:
+                line = self.lines.get(timeout=CHILD_TIMEOUT)
+            except queue.Empty:
+                pytest.fail(f"the validator said nothing: {''.join(self.stderr)[-2000:]}")
+            if line is None:
+                return None
+            if predicate(line):
+                return line
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+def told(line: str) -> bool:
+    return line.startswith(("[ACCEPTED]", "[REFUSED]", "[ERROR]"))
+
+
+@pytest.fixture
+def office(tmp_path: Path):
+    key = generate_publication_key()
+    with storage_for("sqlite", tmp_path) as storage:
+        backoffice = BackOffice(storage, key)
+        backoffice.publish("applist", APPLIST)
+        server = backoffice.serve()
+        secret = os.urandom(32)
+        storage.enrol(TERMINAL_ID, secret, SystemClock().now())
+        credentials = tmp_path / "creds.toml"
+        credentials.write_text(
+            format_credentials(TERMINAL_ID, secret, server.url, key, new_token_key(), None)
+        )
+        credentials.chmod(0o600)
+        try:
+            yield storage, credentials
+        finally:
+            server.shutdown()
+
+
+def write_config(tmp: Path, psam: str, card_reader: str) -> Path:
+    path = tmp / "terminal.toml"
+    path.write_text(
+        f"""
+[terminal]
+id = "{TERMINAL_ID}"
+profile = "validator"
+service = "{SERVICE}"
+
+[readers]
+names = ["{card_reader}"]
+psam = "{psam}"
+
+[backoffice]
+credentials = "creds.toml"
+journal = "journal.db"
+documents = "documents"
+replay_cache = "replay.db"
+
+[validator]
+repeat_seconds = 60
+
+[status]
+port = 0
+"""
+    )
+    return path
+
+
+def kill_points(rng: random.Random, debit_apdu: int, apdus: int) -> list[KillPoint]:
+    """One kill point per round: the first rounds hit the known window (right after DEBIT),
+    the moment before it, and after the rider was told; the rest are random."""
+    points = [KillPoint(debit_apdu), KillPoint(debit_apdu, before=True), KillPoint(None)]
+    while len(points) < ROUNDS:
+        if rng.random() < 0.2:
+            points.append(KillPoint(None))
+        else:
+            points.append(KillPoint(rng.randint(1, apdus), before=rng.random() < 0.5))
+    return points
+
+
+def test_kill9_mid_purchase(tmp_path: Path, insert_card, office) -> None:
+    storage, credentials = office
+    world = write_world(tmp_path)
+    # This terminal's documents come from the back office, not from the world's publisher.
+    (tmp_path / "documents" / "applist.json").unlink()
+    (tmp_path / "creds.toml").write_bytes(credentials.read_bytes())
+    (tmp_path / "creds.toml").chmod(0o600)
+    names = wait_for_service()
+    card_reader = reader_name(CARD_SLOT, names)
+    assert card_reader is not None
+    psam = insert_card(card=build_psam(world["keyset"]), slot=PSAM_SLOT)
+    config = write_config(tmp_path, psam.reader, card_reader)
+    # The application list, downloaded before the first tap (the runtime downloads in the
+    # background, so without it the very first tap could meet no list).
+    sync = subprocess.run(
+        [
+            *(*ONECARD, "sync", "--once", "--credentials", str(tmp_path / "creds.toml")),
+            *("--journal", str(tmp_path / "journal.db")),
+            *("--documents", str(tmp_path / "documents")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # (Exit 14: the back office has published no hotlist or trust list; not needed here.)
+    summary = json.loads(sync.stdout)
+    assert summary["documents"]["applist"]["outcome"] == "applied", sync.stdout + sync.stderr
+
+    card, applet = epurse_card(world, "genuine-cq-2.0", balance=START_BALANCE, serial=9)
+    switch = KillSwitch(card, applet)
+    inserted = insert_card(card=card, slot=CARD_SLOT)
+    inserted.remove()
+
+    # A first, unkilled tap measures where the DEBIT falls among the tap's card APDUs.
+    calibration = Round(KillPoint(CALIBRATION))
+    child = Child(config)
+    try:
+        assert child.wait_for(lambda line: '"started"' in line), "".join(child.stderr)
+        switch.arm(calibration, child.process.pid)
+        debit_at: list[int] = []
+        original = switch._process
+
+        def spy(apdu: bytes) -> bytes:
+            if len(apdu) > 1 and apdu[1] == INS_DEBIT:
+                debit_at.append(switch.count)
+            return original(apdu)
+
+        switch._process = spy
+        inserted.bridge.insert()
+        assert wait_for_card(inserted.reader, present=True)
+        assert child.wait_for(told), "".join(child.stderr)
+        switch._process = original
+        apdus = switch.count
+        switch.disarm()
+    finally:
+        child.kill()
+    inserted.remove()
+    assert calibration.debits == [0] and len(debit_at) == 1, (calibration, debit_at)
+
+    rng = random.Random(SEED)
+    rounds = [calibration]
+    for point in kill_points(rng, debit_at[0], apdus):
+        round_ = Round(point)
+        rounds.append(round_)
+        child = Child(config)
+        try:
+            assert child.wait_for(lambda line: '"started"' in line), "".join(child.stderr)
+            switch.arm(round_, child.process.pid)
+            inserted.bridge.insert()
+            assert wait_for_card(inserted.reader, present=True)
+            if point.apdu is None or point.apdu > apdus:
+                child.wait_for(told)
+                round_.killed_at = "after told"
+            else:
+                # The switch kills it in the card's APDU handler; the output ends with it.
+                child.wait_for(lambda line: False)
+                assert switch.killed.is_set(), f"{point}: the child ended by itself"
+        finally:
+            switch.disarm()
+            child.kill()
+        inserted.remove()
+
+    # Restarted once more, the terminal syncs what it journaled (here in-process, to the end).
+    clock = SystemClock()
+    with Journal.open(tmp_path / "journal.db", TERMINAL_ID, clock) as journal:
+        assert journal.verify().ok
+        uploader = Uploader(journal, load_credentials(tmp_path / "creds.toml"), clock)
+        for _ in range(100):
+            if uploader.run_once().pending == 0:
+                break
+        entries = list(journal.entries())
+        last_seq = journal.stats().last_seq
+
+    # The card's balance, read through pcscd, is the object's.
+    inserted.bridge.insert()
+    assert wait_for_card(inserted.reader, present=True)
+    connection = PcscBackend().connect(inserted.reader)
+    try:
+        balance = read_balance(CardChannel(connection))
+    finally:
+        connection.close()
+    inserted.remove()
+    assert balance == applet.balance
+
+    debits = [counter for r in rounds for counter in r.debits]
+    accepted = [e for e in entries if e.decision == "accept" and e.kind == "card"]
+    journaled = [int(e.extra["counter"]) for e in accepted]
+    # Never charged twice: one debit per tap, each counter once, each journaled once.
+    assert all(len(r.debits) <= 1 for r in rounds), rounds
+    assert len(debits) == len(set(debits)) == applet.counter
+    assert len(journaled) == len(set(journaled)), "a purchase journaled twice"
+    # No fare journaled without a debit on the card.
+    assert set(journaled) <= set(debits)
+    assert all(e.amount == ADULT_FARE and e.extra.get("tac") for e in accepted)
+    assert START_BALANCE - balance == ADULT_FARE * len(debits)
+    # The back office holds exactly the journal.
+    stored = storage.entries(TERMINAL_ID, 0, last_seq + 10)
+    assert [s["seq"] for s in stored] == [e.seq for e in entries] == list(range(1, last_seq + 1))
+    assert [s["hash"] for s in stored] == [e.hash for e in entries]
+    assert sum(s["amount"] or 0 for s in stored if s["decision"] == "accept") == sum(
+        e.amount or 0 for e in accepted
+    )
+    # The known window: debits with no journal entry, only where the kill fell between the
+    # card's DEBIT and the journal append (here: a kill in the card's APDUs after DEBIT).
+    missing = sorted(set(debits) - set(journaled))
+    windows = [r for r in rounds if r.killed_after_debit]
+    assert [c for r in windows for c in r.debits] == missing, "\n".join(map(str, rounds))
+    assert missing, "the first round kills right after DEBIT: the window must show"
+    report = {
+        "rounds": [f"{r.point} -> {r.killed_at or '-'}; debits {r.debits}" for r in rounds],
+        "debits": len(debits),
+        "journaled": len(journaled),
+        "known_window": missing,
+        "balance": balance,
+    }
+    log.warning("%s: %s", KNOWN_WINDOW, json.dumps(report))
+    warnings.warn(KnownWindow(f"{len(missing)} debit(s) in the window: {report}"), stacklevel=1)
