@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
+from pathlib import Path
 from typing import Any
 
 from terminal.clock import CST, Clock
@@ -100,6 +101,7 @@ class ValidatorProfile:
         repeat_seconds: float,
         psam: Any,
         purchase_module: Any | None = None,
+        pending: Any | None = None,
     ) -> None:
         if purchase_module is None:
             try:
@@ -110,8 +112,13 @@ class ValidatorProfile:
         self._psam = psam
         self._clock = clock
         self._recent = _RecentTokens(clock, repeat_seconds)
-        self._pending: dict[bytes, Any] = {}
-        """Torn purchases by card token, recovered on the card's next tap."""
+        if pending is None:
+            from terminal.transit.pending import PendingPurchases
+
+            pending = PendingPurchases(None)
+        self._pending = pending
+        """Purchases that may have charged a card but are not journaled yet, by card token
+        (durable in production: :class:`terminal.transit.pending.PendingPurchases`)."""
 
     def admit(self, presented: Presented, decision: Decision) -> Decision:
         assert presented.credential is not None
@@ -131,12 +138,15 @@ class ValidatorProfile:
         pending = self._pending.get(token)
         result = None
         if pending is not None:
-            # The card was pulled after DEBIT last time: settle that first, never charge twice.
-            # The pending purchase is dropped only once recovery has an answer: a card pulled
-            # again during recovery (ReaderError) keeps it for the tap after.
+            # The card may have been charged last time without the journal learning of it
+            # (pulled after DEBIT, or the terminal died): settle that first, never charge
+            # twice. The record goes only once the journal holds the outcome (committed), or
+            # here when the card proves it was not charged; a card pulled again during
+            # recovery (ReaderError) keeps it for the tap after.
             result = self._purchase.recover(presented.channel, self._psam, pending)
-            del self._pending[token]
-            if result.status.value == "done":
+            if result.status.value != "done":
+                self._pending.remove(token)
+            else:
                 extra = {"counter": result.counter, "tac": result.tac, "recovered": True}
                 # The torn tap was journaled refused with no amount, so this entry is the
                 # one that records the money the card gave: the journal sums to the debits.
@@ -153,7 +163,13 @@ class ValidatorProfile:
             # A free ride (e.g. elderly): there is nothing to debit, and a zero-amount
             # INITIALIZE is refused by the card anyway.
             return _from_decision(decision, amount=0)
-        result = self._purchase.purchase(presented.channel, self._psam, fare, when)
+        result = self._purchase.purchase(
+            presented.channel,
+            self._psam,
+            fare,
+            when,
+            before_debit=lambda record: self._pending.put(token, record, self._clock.now()),
+        )
         status = result.status.value
         extra: dict[str, object] = {"counter": getattr(result, "counter", None)}
         if getattr(result, "tac", None):
@@ -169,10 +185,10 @@ class ValidatorProfile:
                 extra=extra,
             )
         if status == "torn":
-            pending_record = getattr(result, "pending", None)
-            if pending_record is not None:
-                self._pending[token] = pending_record
+            # The pending record written before DEBIT stays: the next tap settles it.
             return Action(False, "torn", "card removed during payment: tap again", extra=extra)
+        # No charge happened (refused before or by DEBIT): nothing to settle later.
+        self._pending.remove(token)
         if status == "insufficient_balance":
             return Action(
                 False,
@@ -184,8 +200,13 @@ class ValidatorProfile:
         return Action(False, "purchase_refused", "the card refused the payment", extra=extra)
 
     def committed(self, presented: Presented, action: Action) -> None:
-        if action.accepted and presented.credential is not None:
+        if presented.credential is None:
+            return
+        if action.accepted:
             self._recent.remember(presented.credential.card_token)
+        if action.reason in ("ok", "torn_purchase_recovered"):
+            # The journal now holds the charge: the pending record has done its job.
+            self._pending.remove(presented.credential.card_token)
 
 
 class CounterProfile:
@@ -264,14 +285,20 @@ def build_profile(config: Any, clock: Clock, backend: Any, closers: list[Any]) -
         if not config.readers.psam:
             raise ConfigError("validator profile needs [readers] psam (the purchase PSAM)")
         from terminal.secure.psam import PsamSecureModule
+        from terminal.transit.pending import PendingPurchases
 
         psam = PsamSecureModule.open(backend, config.readers.psam)
         closers.append(psam.close)
+        # Beside the journal: the two must survive together.
+        journal_path = Path(config.backoffice.journal)
+        pending = PendingPurchases(journal_path.with_name(journal_path.stem + "-pending.db"))
+        closers.append(pending.close)
         return ValidatorProfile(
             clock,
             config.validator.repeat_seconds,
             psam,
             purchase_module,
+            pending,
         )
     if profile == "counter":
         from terminal.pinpad import ConsolePinPad

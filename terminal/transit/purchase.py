@@ -34,7 +34,7 @@ import enum
 import hmac
 import logging
 from collections import OrderedDict
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -471,6 +471,8 @@ class CardStep:
     command: CommandAPDU
     name: str
     may_tear: bool = False  # the card leaving during this step is a torn purchase
+    pending: PendingPurchase | None = None
+    """Set on DEBIT: what must be on record before the command leaves (see run_session)."""
 
 
 @dataclass(frozen=True)
@@ -702,6 +704,7 @@ class PurchaseSession(_Session):
             debit_for_purchase(mac1.terminal_serial, date, time, mac1.mac1),
             "DEBIT FOR PURCHASE",
             may_tear=True,
+            pending=pending,
         )
         if isinstance(answer, _CardGone):
             log.warning("card %s left during DEBIT: purchase pending", serial_hex)
@@ -764,6 +767,11 @@ class PurchaseSession(_Session):
             app_serial=serial_hex,
             reason=reason,
         )
+
+
+def _same_second(logged: dt.datetime, when: dt.datetime) -> bool:
+    """The log keeps local date and time to the second, without a zone: compare at that."""
+    return logged.replace(microsecond=0, tzinfo=None) == when.replace(microsecond=0, tzinfo=None)
 
 
 class RecoverySession(_Session):
@@ -834,7 +842,7 @@ class RecoverySession(_Session):
                 entry.counter == p.counter
                 and entry.amount == p.amount
                 and entry.terminal_number == p.terminal_number
-                and entry.when == p.when
+                and _same_second(entry.when, p.when)
             ):
                 return done
         return PurchaseResult(
@@ -873,13 +881,25 @@ class BalanceSession(_Session):
 _GONE = (CardRemovedError, CardUnresponsiveError, NoCardError)
 
 
-def run_session(session: _Session, card: CardChannel, psam: PsamPurchase | None) -> PurchaseResult:
-    """Drive ``session`` over ``card`` and ``psam``; ``apdu_count`` = card APDUs sent."""
+def run_session(
+    session: _Session,
+    card: CardChannel,
+    psam: PsamPurchase | None,
+    before_debit: Callable[[PendingPurchase], None] | None = None,
+) -> PurchaseResult:
+    """Drive ``session`` over ``card`` and ``psam``; ``apdu_count`` = card APDUs sent.
+
+    ``before_debit`` is called with the pending purchase just before DEBIT FOR PURCHASE
+    leaves: once it has, the card may be charged even if this process dies the next moment,
+    so the caller records the purchase durably there and settles it on the card's next tap.
+    """
     start = card.apdu_count
     step = session.next_step()
     while step is not None:
         answer: Answer
         if isinstance(step, CardStep):
+            if step.pending is not None and before_debit is not None:
+                before_debit(step.pending)
             try:
                 answer = card.transmit(step.command)
             except _GONE:
@@ -906,9 +926,11 @@ def purchase(
     *,
     composite: bool = True,
     trip: TripInfo | None = None,
+    before_debit: Callable[[PendingPurchase], None] | None = None,
 ) -> PurchaseResult:
     """Charge ``amount`` fen (composite purchase, docs/transit.md). Typed errors for a card
-    without the e-purse or an answer that ends the purchase; statuses for the rest."""
+    without the e-purse or an answer that ends the purchase; statuses for the rest.
+    ``before_debit``: see :func:`run_session`."""
     session = PurchaseSession(
         amount,
         psam.terminal_number,
@@ -916,7 +938,7 @@ def purchase(
         composite=composite,
         trip=trip,
     )
-    return run_session(session, card, psam)
+    return run_session(session, card, psam, before_debit)
 
 
 def recover(card: CardChannel, psam: PsamPurchase, pending: PendingPurchase) -> PurchaseResult:
