@@ -66,6 +66,7 @@ TARGET_APDUS = {"validator": 8}
 whole tap (read + authenticate + purchase) and the purchase alone."""
 SERVICES = {"gate": "museum-entry", "validator": "bus-ride", "counter": "hospital-registration"}
 CARDS = {"gate": "genuine-cq-2.0", "validator": "genuine-cq-2.0", "counter": "genuine-sc-3.0"}
+CONTACTLESS = {"gate", "validator"}
 PIN = "123456"
 
 
@@ -276,7 +277,12 @@ def bench_profile(
 ) -> list[Row]:
     card_reader, psam_reader = readers
     keyset = load_key_file(world["keys"])
-    card = build_card(load_profile(world["cards"][CARDS[profile]]["file"]))
+    # Gates and bus validators take the card contactless (T=1); a counter takes it in the
+    # contact slot (T=0), where the PIN is entered.
+    card = build_card(
+        load_profile(world["cards"][CARDS[profile]]["file"]),
+        contactless=profile in CONTACTLESS,
+    )
     if profile == "validator":
         add_tunion(card, keyset, balance=10**9)
     bridges: list[tuple[VpcdBridge, str]] = [(VpcdBridge(card, CARD_SLOT), card_reader)]
