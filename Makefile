@@ -24,6 +24,10 @@ lint: setup
 bench: setup
 	.venv/bin/python bench/read_card.py
 	.venv/bin/python bench/verify_card.py
+	.venv/bin/python bench/ecode.py
+	.venv/bin/python bench/journal_sync.py
+	.venv/bin/python bench/purchase.py
+	.venv/bin/python bench/runtime.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis
