@@ -96,7 +96,8 @@ def issue_world(
 ) -> dict[str, object]:
     """Make the whole test world under ``out``; returns the manifest (also world.json)."""
     today = today or datetime.date.today()
-    out.mkdir(parents=True, exist_ok=True)
+    for directory in (out, out / "pki", out / "cards"):
+        directory.mkdir(parents=True, exist_ok=True)
     years = datetime.timedelta(days=365)
     valid = (today - years, today + 10 * years)
 

@@ -22,7 +22,6 @@ def write_secret_file(path: str | os.PathLike[str], text: str, *, overwrite: boo
     path = Path(path)
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: already exists; not replacing it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=".onecard-", dir=path.parent)
     except OSError as exc:

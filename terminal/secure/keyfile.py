@@ -29,13 +29,11 @@ by its place (``[sm4] irk``) and what is wrong with it, never by its content.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 import os
 import secrets
 import stat
-import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,13 +42,13 @@ from types import MappingProxyType
 
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.errors import ConfigError
+from terminal.secretfile import write_secret_file
 from terminal.secure.module import is_terminal_number
 from terminal.ssc.auth import KeyName
 
 log = logging.getLogger(__name__)
 
 KEY_LENGTH = 16
-FILE_MODE = 0o600
 
 TABLES: dict[str, SymmetricAlgorithm] = {
     "des3": SymmetricAlgorithm.DES3,
@@ -272,20 +270,4 @@ def write_key_file(keyset: KeySet, path: str | os.PathLike[str], *, overwrite: b
     path = Path(path)
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: a key file is already there; not replacing it")
-    text = format_key_file(keyset)
-    try:
-        # mkstemp creates the file 0600 whatever the umask.
-        fd, tmp_name = tempfile.mkstemp(prefix=".onecard-keys-", dir=path.parent)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write the key file: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, FILE_MODE)
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise ConfigError(f"{path}: cannot write the key file: {exc.strerror or exc}") from None
+    write_secret_file(path, format_key_file(keyset))
