@@ -37,24 +37,6 @@ _HASH_RE = re.compile(r"[0-9a-fA-F]{64}")
 _TOKEN_RE = re.compile(r"[0-9a-fA-F]{32}")
 _REGION_RE = re.compile(r"[0-9]{6}")
 
-ENTRY_FIELDS = frozenset(
-    {
-        "terminal_id",
-        "seq",
-        "time",
-        "kind",
-        "service",
-        "decision",
-        "reason",
-        "amount",
-        "card_token",
-        "region",
-        "category",
-        "extra",
-        "prev_hash",
-        "hash",
-    }
-)
 KINDS = frozenset({"card", "code"})
 DECISIONS = frozenset({"accept", "refuse"})
 CATEGORIES = frozenset({"1", "2", "3", "4"})
@@ -109,6 +91,8 @@ ENTRY_COLUMNS = (
     "hash",
     "body",
 )
+ENTRY_FIELDS = frozenset(ENTRY_COLUMNS) - {"body"}
+"""The fields of an uploaded entry (docs/sync.md): the stored columns but our ``body``."""
 
 
 @dataclass(frozen=True, slots=True)
