@@ -18,28 +18,12 @@ from firmware_sim.scanner import PtyScanner
 from firmware_sim.ssc_applet import build_card
 from terminal.crypto.signing import Algorithm, generate_private_key, public_key_bytes
 from terminal.journal.store import Journal
+from terminal.outputs import RecordingOutputs
 from terminal.runtime.config import load_config
 from terminal.runtime.loop import build_runtime
 from terminal.signed_document import sign_document
 
 pytestmark = pytest.mark.integration
-
-
-class RecordingOutputs:
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def open_gate(self) -> None:
-        self.events.append(("gate",))
-
-    def indicate(self, outcome) -> None:
-        self.events.append(("indicate", outcome))
-
-    def show(self, message) -> None:
-        self.events.append(("show", message))
-
-    def close(self) -> None:
-        pass
 
 
 def messages(decision, reason, fare, balance):
@@ -157,7 +141,7 @@ def test_gate_end_to_end(world: dict, insert_card) -> None:
         # A Sichuan card at a Chongqing-only service.
         sichuan = present("genuine-sc-3.0", 3)
         assert sichuan.reason == "region_not_accepted", sichuan
-        assert outputs.events.count(("gate",)) == 1
+        assert outputs.gate_openings == 1
 
         # An e-code through the pty scanner: accepted once, then refused as replayed.
         text = code_for(world)

@@ -26,6 +26,7 @@ from firmware_sim.tunion_applet import TUnionApplet, add_tunion
 from firmware_sim.vpcd import reader_name
 from terminal.crypto.signing import Algorithm, generate_private_key, public_key_bytes
 from terminal.journal.store import Journal
+from terminal.outputs import RecordingOutputs
 from terminal.runtime.config import load_config
 from terminal.runtime.loop import TerminalRuntime, build_runtime
 from terminal.runtime.transaction import TransactionOutcome
@@ -53,25 +54,6 @@ APPLIST = {
     ],
 }
 MAX_PURCHASE_APDUS = 8
-
-
-class RecordingOutputs:
-    """Outputs that remember what the holder was shown."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def open_gate(self) -> None:
-        self.events.append(("gate",))
-
-    def indicate(self, outcome: object) -> None:
-        self.events.append(("indicate", outcome))
-
-    def show(self, message: object) -> None:
-        self.events.append(("show", message))
-
-    def close(self) -> None:
-        pass
 
 
 class CountingPurchase:
