@@ -7,7 +7,6 @@ error the server answers with (401 unknown/bad/stale, 403 revoked).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import secrets
@@ -16,12 +15,20 @@ from dataclasses import dataclass
 
 from backoffice.errors import AuthenticationError, ClockSkewError, TerminalRevokedError
 from backoffice.ingest import TERMINAL_ID_RE
+from terminal.sync.auth import (
+    HEADER_SIGNATURE,
+    HEADER_TERMINAL,
+    HEADER_TIME,
+    sign_request,
+    string_to_sign,
+)
+from terminal.sync.auth import request_headers as request_headers  # for clients and tests
 
 SECRET_LENGTH = 32
 MAX_SKEW_SECONDS = 300.0
-HEADER_TERMINAL = "X-Onecard-Terminal"
-HEADER_TIME = "X-Onecard-Time"
-HEADER_SIGNATURE = "X-Onecard-Signature"
+
+# One definition of the request signature for both ends: the terminal's.
+signing_string = string_to_sign
 
 
 @dataclass(frozen=True, repr=False)
@@ -42,30 +49,6 @@ class TerminalKey:
 def new_secret() -> bytes:
     """A fresh terminal secret from the OS CSPRNG."""
     return secrets.token_bytes(SECRET_LENGTH)
-
-
-def signing_string(method: str, path_with_query: str, time: str, body: bytes) -> bytes:
-    """``METHOD "\\n" PATH_WITH_QUERY "\\n" TIME "\\n" hex(SHA-256(body))``, UTF-8."""
-    digest = hashlib.sha256(body).hexdigest()
-    return f"{method}\n{path_with_query}\n{time}\n{digest}".encode()
-
-
-def sign_request(secret: bytes, method: str, path_with_query: str, time: str, body: bytes) -> str:
-    """The ``X-Onecard-Signature`` value: hex HMAC-SHA256 of :func:`signing_string`."""
-    message = signing_string(method, path_with_query, time, body)
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
-
-
-def request_headers(
-    terminal_id: str, secret: bytes, method: str, path_with_query: str, body: bytes, now: float
-) -> dict[str, str]:
-    """The three authentication headers for a request made at ``now`` (a client helper)."""
-    time = str(int(now))
-    return {
-        HEADER_TERMINAL: terminal_id,
-        HEADER_TIME: time,
-        HEADER_SIGNATURE: sign_request(secret, method, path_with_query, time, body),
-    }
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:
