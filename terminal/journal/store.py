@@ -492,48 +492,54 @@ class Journal:
             raise JournalCorruptError(f"meta table damaged: {exc!r}", str(self.path)) from None
         return head_seq, head_hash, anchor_seq
 
+    @contextlib.contextmanager
+    def _write_transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on the writing connection, under the lock,
+        rolled back on any failure (SQLite's raised as a :class:`JournalError` saying
+        ``doing``). IMMEDIATE takes the write lock before anything is read, so two processes
+        sharing the file can never hand out the same seq; with synchronous=FULL the WAL is
+        fsynced before the commit returns."""
+        with self._lock:
+            conn = self._connection(writing=True)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(conn)
+                raise _sqlite_failure(exc, str(self.path), doing) from None
+            except BaseException:
+                self._rollback(conn)
+                raise
+
     def _write(self, records: Sequence[TransactionRecord]) -> list[JournalEntry]:
         for record in records:
             if not isinstance(record, TransactionRecord):
                 # Only a TransactionRecord has been checked for personal data.
                 raise JournalEntryError(f"not a TransactionRecord: {type(record).__name__}")
         self._check_free_space()
-        with self._lock:
-            conn = self._connection(writing=True)
-            try:
-                # IMMEDIATE: take the write lock before reading the head, so two processes
-                # sharing the file can never hand out the same seq.
-                conn.execute("BEGIN IMMEDIATE")
-                head_seq, head_hash, anchor_seq = self._head(conn)
-                retained = head_seq - anchor_seq
-                if retained + len(records) > self.max_entries:
-                    raise JournalFullError(
-                        f"the journal holds {retained} entries, its limit is {self.max_entries}"
-                        " (upload and purge to make room)"
-                    )
-                now = self._clock.now()
-                seq, prev_hash = head_seq, head_hash
-                entries: list[JournalEntry] = []
-                rows = []
-                for record in records:
-                    seq += 1
-                    entry, body = make_entry_and_body(self.terminal_id, seq, now, record, prev_hash)
-                    rows.append((seq, entry.time, body.decode(), entry.hash))
-                    entries.append(entry)
-                    prev_hash = entry.hash
-                conn.executemany(
-                    "INSERT INTO entries (seq, time, body, hash) VALUES (?, ?, ?, ?)", rows
+        with self._write_transaction("cannot record") as conn:
+            head_seq, head_hash, anchor_seq = self._head(conn)
+            retained = head_seq - anchor_seq
+            if retained + len(records) > self.max_entries:
+                raise JournalFullError(
+                    f"the journal holds {retained} entries, its limit is {self.max_entries}"
+                    " (upload and purge to make room)"
                 )
-                conn.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'head'", (f"{seq} {prev_hash}",)
-                )
-                conn.execute("COMMIT")  # synchronous=FULL: the WAL is fsynced before this returns
-            except sqlite3.Error as exc:
-                self._rollback(conn)
-                raise _sqlite_failure(exc, str(self.path), "cannot record") from None
-            except BaseException:
-                self._rollback(conn)
-                raise
+            now = self._clock.now()
+            seq, prev_hash = head_seq, head_hash
+            entries: list[JournalEntry] = []
+            rows = []
+            for record in records:
+                seq += 1
+                entry, body = make_entry_and_body(self.terminal_id, seq, now, record, prev_hash)
+                rows.append((seq, entry.time, body.decode(), entry.hash))
+                entries.append(entry)
+                prev_hash = entry.hash
+            conn.executemany(
+                "INSERT INTO entries (seq, time, body, hash) VALUES (?, ?, ?, ?)", rows
+            )
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (f"{seq} {prev_hash}",))
         return entries
 
     # --- writing ---------------------------------------------------------------------------
@@ -556,27 +562,15 @@ class Journal:
         """Mark entries up to ``up_to_seq`` as held by the back office; returns the new
         ``acked_up_to``. Never moves backwards; acknowledging beyond the last entry is a
         :class:`JournalError` (the back office holds entries this journal never wrote)."""
-        with self._lock:
-            conn = self._connection(writing=True)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                meta = self._meta(conn)
-                if up_to_seq > meta.head_seq:
-                    raise JournalError(
-                        f"acknowledgement up to {up_to_seq} but the last entry is {meta.head_seq}"
-                    )
-                acked = max(meta.acked_up_to, up_to_seq)
-                if acked != meta.acked_up_to:
-                    conn.execute(
-                        "UPDATE meta SET value = ? WHERE key = 'acked_up_to'", (str(acked),)
-                    )
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(conn)
-                raise _sqlite_failure(exc, str(self.path), "cannot record the ack") from None
-            except BaseException:
-                self._rollback(conn)
-                raise
+        with self._write_transaction("cannot record the ack") as conn:
+            meta = self._meta(conn)
+            if up_to_seq > meta.head_seq:
+                raise JournalError(
+                    f"acknowledgement up to {up_to_seq} but the last entry is {meta.head_seq}"
+                )
+            acked = max(meta.acked_up_to, up_to_seq)
+            if acked != meta.acked_up_to:
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'acked_up_to'", (str(acked),))
         return acked
 
     def purge(self, retention_seconds: float) -> int:
@@ -586,35 +580,25 @@ class Journal:
         cutoff = self._clock.now() - retention_seconds
         deleted = 0
         while True:
-            with self._lock:
-                conn = self._connection(writing=True)
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    meta = self._meta(conn)
-                    last: tuple[int, str] | None = None
-                    rows = conn.execute(
-                        "SELECT seq, time, hash FROM entries WHERE seq > ? AND seq <= ? "
-                        "ORDER BY seq LIMIT ?",
-                        (meta.anchor_seq, meta.acked_up_to, PURGE_CHUNK),
-                    ).fetchall()
-                    for seq, time, hash_hex in rows:
-                        if time >= cutoff:
-                            break  # keep the chain whole: only ever drop a prefix
-                        last = (seq, hash_hex)
-                    if last is not None:
-                        conn.execute("DELETE FROM entries WHERE seq <= ?", (last[0],))
-                        conn.execute(
-                            "UPDATE meta SET value = ? WHERE key = 'anchor'",
-                            (f"{last[0]} {last[1]}",),
-                        )
-                        deleted += last[0] - meta.anchor_seq
-                    conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    self._rollback(conn)
-                    raise _sqlite_failure(exc, str(self.path), "cannot purge") from None
-                except BaseException:
-                    self._rollback(conn)
-                    raise
+            with self._write_transaction("cannot purge") as conn:
+                meta = self._meta(conn)
+                last: tuple[int, str] | None = None
+                rows = conn.execute(
+                    "SELECT seq, time, hash FROM entries WHERE seq > ? AND seq <= ? "
+                    "ORDER BY seq LIMIT ?",
+                    (meta.anchor_seq, meta.acked_up_to, PURGE_CHUNK),
+                ).fetchall()
+                for seq, time, hash_hex in rows:
+                    if time >= cutoff:
+                        break  # keep the chain whole: only ever drop a prefix
+                    last = (seq, hash_hex)
+                if last is not None:
+                    conn.execute("DELETE FROM entries WHERE seq <= ?", (last[0],))
+                    conn.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'anchor'",
+                        (f"{last[0]} {last[1]}",),
+                    )
+                    deleted += last[0] - meta.anchor_seq
             if last is None or len(rows) < PURGE_CHUNK or last[0] != rows[-1][0]:
                 break
         if deleted:
