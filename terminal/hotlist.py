@@ -38,7 +38,6 @@ import hashlib
 import logging
 import os
 import struct
-import tempfile
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
@@ -46,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from terminal.atomicfile import write_atomically
 from terminal.cardtoken import hotlist_key
 from terminal.errors import OneCardError
 
@@ -261,36 +261,13 @@ class HotList:
         or the new one, whole; an error leaves the old file and raises :class:`HotlistError`.
         """
         target = Path(path)
-        directory = target.parent if str(target.parent) else Path(".")
         header = _HEADER.pack(MAGIC, FORMAT_VERSION, 0, self._version, self._n)
         checksum = _checksum(header, self._keys)
-        tmp: str | None = None
+        chunks = [header, checksum, memoryview(self._keys)] if self._n else [header, checksum]
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}-", suffix=".tmp", dir=directory)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(header)
-                fh.write(checksum)
-                if self._n:
-                    fh.write(memoryview(self._keys))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-            tmp = None
-            _fsync_directory(directory)
+            write_atomically(target, chunks)
         except OSError as exc:
             raise HotlistError(f"cannot save hotlist to {target}: {exc.strerror or exc}") from exc
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _merge(old: np.ndarray, add: np.ndarray, rem: np.ndarray) -> np.ndarray:

@@ -1,16 +1,15 @@
 """Writing an operator secret (a key file, credentials) so it is never readable by others.
 
-The file is created 0600 by ``mkstemp`` in the target directory, written, fsynced and
-renamed over the target: at no moment does a partial or world-readable secret exist.
+The file is written by :func:`terminal.atomicfile.write_atomically` with mode 0600: at no
+moment does a partial or world-readable secret exist.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
+from terminal.atomicfile import write_atomically
 from terminal.errors import ConfigError
 
 FILE_MODE = 0o600
@@ -23,17 +22,6 @@ def write_secret_file(path: str | os.PathLike[str], text: str, *, overwrite: boo
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: already exists; not replacing it")
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=".onecard-", dir=path.parent)
+        write_atomically(path, text.encode("utf-8"), mode=FILE_MODE)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp_name, FILE_MODE)
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
         raise ConfigError(f"{path}: cannot write: {exc.strerror or exc}") from None

@@ -26,12 +26,12 @@ import enum
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from terminal.atomicfile import write_atomically
 from terminal.errors import CertificateError, ConfigError
 from terminal.masking import mask_middle
 from terminal.pki.certificate import (
@@ -236,17 +236,7 @@ def write_trust_store(
     :func:`parse_trust_store` first, so a tool can never write a store that does not load."""
     text = dump_trust_store(roots, issuers, revoked_issuers)
     parse_trust_store(text)
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".truststore-", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text.encode("utf-8"))
 
 
 # --- chain check ----------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from terminal.atomicfile import write_atomically
 from terminal.clock import Clock
 from terminal.crypto import signing
 from terminal.crypto.signing import Algorithm
@@ -83,25 +83,6 @@ def _hex_keys(value: object, what: str) -> np.ndarray:
     if len(raw) != 8 * len(value):
         raise DocumentError(f"hotlist delta {what} holds a non-hex entry")
     return np.frombuffer(raw, dtype=">u8").astype("<u8")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # The rename is durable only once the directory entry is on disk.
-    dir_fd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass(frozen=True)
@@ -305,7 +286,7 @@ class DocumentStore:
                     identical,
                 )
             try:
-                _write_atomic(self._dir / name, bytes(raw))
+                write_atomically(self._dir / name, bytes(raw))
             except OSError as exc:
                 raise DocumentError(f"cannot store {kind}: {exc.strerror or exc}") from exc
             doc = _Signed(MappingProxyType(body), bytes(raw))
