@@ -2,13 +2,16 @@
 
 ``init`` makes the key files, ``serve`` runs the HTTP(S) service, ``enrol``/``revoke``
 manage terminals, ``hotlist add|remove`` change the hotlist, ``publish-trustlist`` and
-``publish-applist`` sign and store a new document version. Output is one JSON object on
-standard output (no secrets in it); errors are onecard errors, reported by the main CLI.
+``publish-applist`` sign and store a new document version, ``events`` lists the events
+terminals sent (a holder's "call staff"...). Output is one JSON object on standard output
+(no secrets in it) - but ``events``, a table or JSON lines; errors are onecard errors,
+reported by the main CLI.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import signal
@@ -22,8 +25,9 @@ from backoffice.auth import new_secret
 from backoffice.errors import PublicationError
 from backoffice.ingest import TERMINAL_ID_RE
 from backoffice.storage import open_storage
-from terminal.clock import SystemClock
+from terminal.clock import CST, SystemClock
 from terminal.crypto import signing
+from terminal.sync.events import EVENT_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,23 @@ def add_backoffice_commands(sub: argparse._SubParsersAction) -> None:  # type: i
         storage_option(p)
         p.add_argument("--publication-key", required=True, help="publication key file")
         p.set_defaults(func=cmd_publish, kind=kind)
+
+    p = bo_sub.add_parser(
+        "events",
+        help="list the events terminals sent (a holder's call for staff...), newest first",
+    )
+    storage_option(p)
+    p.add_argument("--terminal", help="only this terminal's events")
+    p.add_argument("--kind", choices=sorted(EVENT_KINDS), help="only events of this kind")
+    p.add_argument(
+        "--since",
+        type=_event_time,
+        help="only events at or after this time: Unix seconds, or ISO 8601 (local time, "
+        "China Standard Time, unless it has an offset)",
+    )
+    p.add_argument("--limit", type=_positive, default=50, help="at most this many (default 50)")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.set_defaults(func=cmd_events)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -282,4 +303,51 @@ def cmd_publish(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     _out({"published": args.kind, "version": document["version"], "key_id": key.key_id})
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _event_time(text: str) -> float:
+    """``--since``: Unix seconds, or an ISO 8601 date/time (naive: China Standard Time)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    when = dt.datetime.fromisoformat(text)
+    return (when if when.tzinfo else when.replace(tzinfo=CST)).timestamp()
+
+
+def format_event_row(event: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Time (local, China Standard Time), terminal, kind and detail (``key=value``) of a
+    stored event, for the table of ``backoffice events``."""
+    when = dt.datetime.fromtimestamp(event["at"], CST).strftime("%Y-%m-%d %H:%M:%S")
+    detail = " ".join(
+        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in event["detail"].items()
+    )
+    return when, event["terminal_id"], event["kind"], detail
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    if args.terminal is not None and not TERMINAL_ID_RE.fullmatch(args.terminal):
+        raise PublicationError("terminal id must match [A-Za-z0-9_-]{1,32}")
+    storage = open_storage(args.storage)
+    try:
+        events = storage.events(args.terminal, args.kind, args.since, args.limit)
+    finally:
+        storage.close()
+    if args.json:
+        for event in events:
+            sys.stdout.write(json.dumps(event, ensure_ascii=False, sort_keys=True) + "\n")
+        return 0
+    rows = [("TIME", "TERMINAL", "KIND", "DETAIL"), *map(format_event_row, events)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        sys.stdout.write(f"{line}  {row[3]}".rstrip() + "\n")
     return 0

@@ -231,20 +231,28 @@ def parse_entry(raw: object, index: int = 0) -> Entry:
     )
 
 
-def parse_ingest_request(obj: object, max_entries: int = MAX_ENTRIES) -> IngestBatch:
-    """Validate a decoded ``{"terminal_id", "entries"}`` object (see :func:`parse_ingest_body`)."""
+def batch_envelope(obj: object, field: str, max_items: int) -> tuple[str, list[Any]]:
+    """The ``terminal_id`` and the ``field`` array of a decoded ``{"terminal_id", field}``
+    request body - an upload (``entries``) or a batch of terminal events (``events``) -
+    checked for shape and size. Raises :class:`BadRequestError`."""
     if not isinstance(obj, dict):
         raise BadRequestError("body must be a JSON object")
-    if obj.keys() != {"terminal_id", "entries"}:
-        raise BadRequestError("body must have exactly the fields terminal_id and entries")
+    if obj.keys() != {"terminal_id", field}:
+        raise BadRequestError(f"body must have exactly the fields terminal_id and {field}")
     terminal_id = obj["terminal_id"]
     if not isinstance(terminal_id, str) or not TERMINAL_ID_RE.fullmatch(terminal_id):
         raise BadRequestError("terminal_id must match [A-Za-z0-9_-]{1,32}")
-    raw_entries = obj["entries"]
-    if not isinstance(raw_entries, list):
-        raise BadRequestError("entries must be a JSON array")
-    if len(raw_entries) > max_entries:
-        raise BadRequestError(f"at most {max_entries} entries per request")
+    items = obj[field]
+    if not isinstance(items, list):
+        raise BadRequestError(f"{field} must be a JSON array")
+    if len(items) > max_items:
+        raise BadRequestError(f"at most {max_items} {field} per request")
+    return terminal_id, items
+
+
+def parse_ingest_request(obj: object, max_entries: int = MAX_ENTRIES) -> IngestBatch:
+    """Validate a decoded ``{"terminal_id", "entries"}`` object (see :func:`parse_ingest_body`)."""
+    terminal_id, raw_entries = batch_envelope(obj, "entries", max_entries)
     entries = tuple(parse_entry(raw, i) for i, raw in enumerate(raw_entries))
     previous = 0
     for i, entry in enumerate(entries):

@@ -1,8 +1,16 @@
-"""The back office over HTTP(S): ``POST /v1/ingest``, ``GET /v1/hotlist?since=V``,
-``GET /v1/trustlist``, ``GET /v1/applist``, ``GET /health`` (docs/sync.md).
+"""The back office over HTTP(S) (docs/sync.md):
+
+* ``POST /v1/ingest`` - a terminal's journal entries;
+* ``POST /v1/events`` - a terminal's events (a holder's "call staff" request...);
+* ``GET /v1/hotlist?since=V``, ``GET /v1/trustlist``, ``GET /v1/applist`` - the signed
+  documents;
+* ``GET /health`` - unauthenticated liveness.
+
+Every ``/v1/`` request is authenticated by the same code path (the terminal's HMAC
+signature; 401 unknown/bad/stale, 403 revoked).
 
 Two layers: :class:`BackOffice` answers a request given as (method, path, headers, body) -
-routing, authentication, the ingest and publication endpoints - and knows nothing of
+routing, authentication, the ingest, event and publication endpoints - and knows nothing of
 sockets; :func:`serve` puts it behind a ``ThreadingHTTPServer`` on a socket, optionally TLS.
 Every failure becomes a JSON ``{"error", "reason"}`` answer with its status; an unexpected
 exception is logged here and answered 500 without details, and never stops the server.
@@ -35,8 +43,9 @@ from backoffice.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
+from backoffice.events import MAX_EVENTS, parse_events_body
 from backoffice.ingest import MAX_ENTRIES, MAX_SEQ, parse_ingest_body
-from backoffice.storage import Storage
+from backoffice.storage import EventsResult, IngestResult, Storage
 from terminal.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -67,6 +76,19 @@ def error_response(error: BackOfficeError, close: bool = False) -> Response:
     if error.http_status >= 500:
         body = {"error": error.code, "reason": "internal error; try again later"}
     return Response(error.http_status, body, close=close)
+
+
+def _stored(what: str, terminal_id: str, result: IngestResult | EventsResult) -> Response:
+    """The answer to a stored upload or events batch, ``{"acked_up_to": N}``, logged."""
+    log.info(
+        "%s %s: %d stored, %d already there, acked_up_to %d",
+        what,
+        terminal_id,
+        result.stored,
+        result.skipped,
+        result.acked_up_to,
+    )
+    return Response(200, {"acked_up_to": result.acked_up_to})
 
 
 def parse_since(query: str) -> int:
@@ -103,6 +125,7 @@ class BackOffice:
         max_body: int = MAX_BODY_BYTES,
         max_skew: float = MAX_SKEW_SECONDS,
         max_entries: int = MAX_ENTRIES,
+        max_events: int = MAX_EVENTS,
     ) -> None:
         self.storage = storage
         self.publication_key = publication_key
@@ -110,10 +133,12 @@ class BackOffice:
         self.max_body = max_body
         self.max_skew = max_skew
         self.max_entries = max_entries
+        self.max_events = max_events
         self._signed: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
         self._signed_lock = threading.Lock()
         self._routes = {
             "/v1/ingest": ("POST", self._ingest),
+            "/v1/events": ("POST", self._events),
             "/v1/hotlist": ("GET", self._hotlist),
             "/v1/trustlist": ("GET", self._trustlist),
             "/v1/applist": ("GET", self._applist),
@@ -163,15 +188,16 @@ class BackOffice:
         batch = parse_ingest_body(body, self.max_entries)
         if batch.terminal_id != terminal_id:
             raise ForbiddenError("a terminal uploads its own journal only")
-        result = self.storage.ingest(terminal_id, batch.entries)
-        log.info(
-            "ingest %s: %d stored, %d already there, acked_up_to %d",
-            terminal_id,
-            result.stored,
-            result.skipped,
-            result.acked_up_to,
-        )
-        return Response(200, {"acked_up_to": result.acked_up_to})
+        return _stored("ingest", terminal_id, self.storage.ingest(terminal_id, batch.entries))
+
+    def _events(self, terminal_id: str, query: str, body: bytes) -> Response:
+        if query:
+            raise BadRequestError("/v1/events takes no query")
+        batch = parse_events_body(body, self.max_events)
+        if batch.terminal_id != terminal_id:
+            raise ForbiddenError("a terminal sends its own events only")
+        result = self.storage.store_events(terminal_id, batch.events, self.clock.now())
+        return _stored("events", terminal_id, result)
 
     def _hotlist(self, terminal_id: str, query: str, body: bytes) -> Response:
         since = parse_since(query)

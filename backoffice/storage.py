@@ -28,7 +28,13 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from backoffice.auth import TerminalKey
-from backoffice.errors import BadRequestError, EnrolmentError, StorageError
+from backoffice.canonical import canonical_text
+from backoffice.errors import (
+    BadRequestError,
+    DuplicateConflictError,
+    EnrolmentError,
+    StorageError,
+)
 from backoffice.ingest import (
     ENTRY_COLUMNS,
     Entry,
@@ -42,6 +48,7 @@ from backoffice.publish import (
     HotlistSnapshot,
     can_delta,
 )
+from terminal.sync.events import TerminalEvent
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,16 @@ DEFAULT_HOTLIST_HISTORY = 10_000
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     """The outcome of one stored batch."""
+
+    acked_up_to: int
+    stored: int
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventsResult:
+    """The outcome of one stored batch of terminal events: ``acked_up_to`` is the highest
+    event id stored for the terminal."""
 
     acked_up_to: int
     stored: int
@@ -76,6 +93,20 @@ class Storage(Protocol):
 
     def entries(
         self, terminal_id: str, after: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]: ...
+
+    def store_events(
+        self, terminal_id: str, events: Sequence[TerminalEvent], now: float
+    ) -> EventsResult:
+        """Store a batch of terminal events (a repeat is ignored); raises ConflictError."""
+        ...
+
+    def events(
+        self,
+        terminal_id: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
     ) -> list[dict[str, Any]]: ...
 
     def hotlist_change(self, entry: str, added: bool) -> int: ...
@@ -166,6 +197,16 @@ CREATE TABLE IF NOT EXISTS entries (
     body TEXT NOT NULL,
     PRIMARY KEY (terminal_id, seq)
 ){entries_suffix};
+CREATE TABLE IF NOT EXISTS terminal_events (
+    terminal_id TEXT NOT NULL,
+    event_id BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    detail TEXT NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (terminal_id, event_id)
+){entries_suffix};
+CREATE INDEX IF NOT EXISTS terminal_events_at ON terminal_events (at);
 CREATE TABLE IF NOT EXISTS hotlist_changes (
     version BIGINT PRIMARY KEY,
     entry TEXT NOT NULL,
@@ -375,6 +416,99 @@ class _SqlStorage:
             )
             rows = cur.fetchall()
         return [{**json.loads(body), "hash": hash_} for body, hash_ in rows]
+
+    # --- terminal events --------------------------------------------------------------------
+
+    def store_events(
+        self, terminal_id: str, events: Sequence[TerminalEvent], now: float
+    ) -> EventsResult:
+        """Store ``terminal_id``'s events (strictly increasing ids) in one transaction,
+        received at ``now``. An id already stored with the same content is skipped; with
+        other content it is a :class:`DuplicateConflictError` and nothing is stored - the
+        terminal's outbox was replaced, and acknowledging would drop its new events."""
+        rows = [
+            (terminal_id, e.id, e.kind, e.at, canonical_text(dict(e.detail)), now) for e in events
+        ]
+        with self._tx() as cur:
+            # Locks the terminal's row: its concurrent requests are decided one at a time.
+            cur.execute(
+                self._q("SELECT 1 FROM terminals WHERE terminal_id = ?" + self.for_update),
+                (terminal_id,),
+            )
+            if cur.fetchone() is None:
+                raise EnrolmentError(f"terminal {terminal_id} is not enrolled")
+            stored: dict[int, tuple[Any, ...]] = {}
+            if rows:
+                cur.execute(
+                    self._q(
+                        "SELECT event_id, kind, at, detail FROM terminal_events "
+                        "WHERE terminal_id = ? AND event_id BETWEEN ? AND ?"
+                    ),
+                    (terminal_id, rows[0][1], rows[-1][1]),
+                )
+                stored = {int(row[0]): tuple(row[1:]) for row in cur.fetchall()}
+            new = []
+            for row in rows:
+                have = stored.get(row[1])
+                if have is None:
+                    new.append(row)
+                elif have != row[2:5]:
+                    raise DuplicateConflictError(
+                        f"event {row[1]}: already stored with other content (outbox replaced?)"
+                    )
+            if new:
+                cur.executemany(
+                    self._q(
+                        "INSERT INTO terminal_events (terminal_id, event_id, kind, at, detail, "
+                        "received_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                    ),
+                    new,
+                )
+            cur.execute(
+                self._q("SELECT max(event_id) FROM terminal_events WHERE terminal_id = ?"),
+                (terminal_id,),
+            )
+            row = cur.fetchone()
+        acked = int(row[0]) if row and row[0] is not None else 0
+        return EventsResult(acked, len(new), len(rows) - len(new))
+
+    def events(
+        self,
+        terminal_id: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Stored terminal events, newest first (by event time, then id), at most ``limit``;
+        only ``terminal_id``'s, of ``kind``, at or after ``since`` (Unix seconds) when given.
+        Each is ``{"terminal_id", "id", "kind", "at", "detail", "received_at"}``."""
+        where, params = [], []
+        for clause, value in (
+            ("terminal_id = ?", terminal_id),
+            ("kind = ?", kind),
+            ("at >= ?", since),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = "SELECT terminal_id, event_id, kind, at, detail, received_at FROM terminal_events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY at DESC, terminal_id, event_id DESC LIMIT ?"
+        with self._tx(write=False) as cur:
+            cur.execute(self._q(sql), (*params, max(0, limit)))
+            rows = cur.fetchall()
+        return [
+            {
+                "terminal_id": tid,
+                "id": int(event_id),
+                "kind": kind_,
+                "at": float(at),
+                "detail": json.loads(detail),
+                "received_at": float(received_at),
+            }
+            for tid, event_id, kind_, at, detail, received_at in rows
+        ]
 
     # --- hotlist ----------------------------------------------------------------------------
 
