@@ -28,6 +28,7 @@ bench: setup
 	.venv/bin/python bench/journal_sync.py
 	.venv/bin/python bench/purchase.py
 	.venv/bin/python bench/runtime.py
+	.venv/bin/python bench/screen.py
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache .hypothesis

@@ -10,7 +10,10 @@ PY=${PYTHON:-python3}
 
 log() { printf '[setup] %s\n' "$*"; }
 
-SYSTEM_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig postgresql)
+# chromium: the browser tests and the demo's screenshots of the holder screen (driven by
+# Playwright with the system browser: nothing is downloaded); espeak-ng: spoken prompts;
+# fonts-wqy-microhei: a CJK font, without which Chinese renders as empty boxes.
+SYSTEM_PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev swig postgresql chromium espeak-ng fonts-wqy-microhei)
 
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do

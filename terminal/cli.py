@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from terminal import ldt33
 from terminal.errors import (
@@ -243,7 +244,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         failures += run_demo(print)
         print()
     if args.part in ("morning", "all"):
-        failures += run_morning(print)
+        failures += run_morning(print, Path(args.screens) if args.screens else None)
     return 1 if failures else 0
 
 
@@ -364,10 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
             "Part 'cards': sample cards read through pcscd, then one card of every verdict "
             "verified with a PSAM. Part 'morning': a museum gate, a bus validator and a "
             "hospital counter run with an embedded back office, against simulated cards and "
-            "a pty scanner; a table of what happened and why, then the back office's count."
+            "a pty scanner; a table of what happened and why, then the back office's count. "
+            "Each terminal serves its holder screen; the gate's and the counter's are "
+            "photographed after every transaction in headless Chromium (--screens)."
         ),
     )
     p.add_argument("--part", choices=["cards", "morning", "all"], default="all")
+    p.add_argument(
+        "--screens",
+        metavar="DIR",
+        default="demo-screens",
+        help="where the holder screen's screenshots go (default: demo-screens; '' for none)",
+    )
     p.set_defaults(func=cmd_demo)
 
     from firmware_sim.cli import add_sim_commands
@@ -386,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     from terminal.sync.cli import add_sync_commands
 
     add_sync_commands(sub)
+
+    from terminal.screen.cli import add_screen_commands
+
+    add_screen_commands(sub)
 
     from backoffice.cli import add_backoffice_commands
 

@@ -46,6 +46,7 @@ from terminal.ssc.cardnumber import check_character
 from terminal.sync.auth import load_credentials
 from terminal.sync.cli import open_document_store
 from terminal.sync.downloads import Downloader
+from terminal.sync.events import EventOutbox, EventSender
 from terminal.sync.uploader import IngestClient, Uploader
 
 APPLIST = {
@@ -152,7 +153,14 @@ pinpad = "script"
 pins = ["123456", "000000"]
 
 [status]
-port = -1
+port = 0
+
+[screen]
+port = 0
+result_seconds = 60
+show_holder = "{"masked_name" if profile == "counter" else "none"}"
+complaint_phone = "12345"
+complaint_url = "https://12345.cq.gov.cn/"
 """
 
 
@@ -170,7 +178,8 @@ def running(config: Path, outputs: object | None = None) -> Iterator[TerminalRun
         runtime.shutdown()
 
 
-def run_morning(out: Callable[[str], None]) -> int:
+def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
+    """The scripted morning; with ``screens``, screenshots of the holder screens go there."""
     context = establish_context()
     try:
         names = list_readers(context)
@@ -244,10 +253,11 @@ def run_morning(out: Callable[[str], None]) -> int:
             psam = VpcdBridge(build_psam(keyset), slot=PSAM_SLOT)
             psam.insert()
             wait_for_card(slots[PSAM_SLOT])
+            shots = Screenshots(screens, out)
             try:
-                rows += gate_morning(tmp, slots, world, ecode, scanner, hotlisted, expired)
+                rows += gate_morning(tmp, slots, world, ecode, scanner, hotlisted, expired, shots)
                 rows += bus_morning(tmp, slots, world, ecode, scanner, keyset, cq, poor, torn)
-                rows += counter_morning(tmp, slots, world)
+                rows += counter_morning(tmp, slots, world, shots)
             finally:
                 psam.remove()
                 scanner.close()
@@ -264,6 +274,7 @@ def run_morning(out: Callable[[str], None]) -> int:
                     f"{r.place:<9} {r.credential:<34} {r.decision:<8} {r.reason:<30} "
                     f"{r.fare:>6} {r.apdus:>5} {r.ms:>6}"
                 )
+            shots.report()
             return report_backoffice(out, tmp, storage, server.url)
         finally:
             server.shutdown()
@@ -331,7 +342,83 @@ def ecode_text(ecode: dict) -> str:
     )
 
 
-def gate_morning(tmp, slots, world, ecode, scanner, hotlisted, expired) -> list[Row]:
+class Screenshots:
+    """The holder screens as a holder saw them: one PNG per layout after each transaction
+    (nothing when ``out_dir`` is None or the machine has no Chromium)."""
+
+    def __init__(self, out_dir: Path | None, out: Callable[[str], None]) -> None:
+        self.out_dir = out_dir
+        self.out = out
+        self.camera: object | None = None
+        self.files: list[Path] = []
+        self.missing = ""
+
+    @contextlib.contextmanager
+    def watching(self, runtime: TerminalRuntime) -> Iterator[None]:
+        if self.out_dir is None or runtime.screen_server is None:
+            yield
+            return
+        from terminal.screen.browser import BrowserUnavailable
+        from terminal.screen.snapshots import ScreenCamera
+
+        try:
+            self.camera = ScreenCamera(runtime.screen_server.url, self.out_dir)
+        except BrowserUnavailable as error:
+            self.missing = error.reason
+            yield
+            return
+        try:
+            yield
+        finally:
+            self.files += self.camera.files
+            self.camera.close()
+            self.camera = None
+
+    def take(self, runtime: TerminalRuntime, name: str) -> None:
+        if self.camera is not None:
+            self.camera.capture(name, runtime.screen.state.seq)
+
+    def report(self) -> None:
+        if self.missing:
+            self.out(f"\nHolder screens: no screenshots ({self.missing}).")
+        elif self.files:
+            self.out(
+                f"\nHolder screens: {len(self.files)} screenshots (1920x1080 kiosk, 800x480 "
+                f"validator) in {self.out_dir}/"
+            )
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def call_staff(runtime: TerminalRuntime, shots: Screenshots) -> None:
+    """A holder presses "call staff" on the screen; the operator acknowledges on the
+    status page - both through their pages, as people would."""
+    import urllib.request
+
+    if shots.camera is None:
+        call = runtime.screen.call_staff()
+    else:
+        shots.camera.page("kiosk").click("#btn-call")
+        deadline = time.monotonic() + 10
+        while runtime.screen.state.call is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        call = runtime.screen.state.call.id
+    shots.take(runtime, "gate-staff-called")
+    port = runtime.status_server.port
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/calls/{call}/ack",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+    shots.take(runtime, "gate-staff-on-the-way")
+
+
+def gate_morning(tmp, slots, world, ecode, scanner, hotlisted, expired, shots) -> list[Row]:
     cards = world["cards"]
     story = [
         ("valid Chongqing card", load_profile(cards["genuine-cq-2.0"]["file"])),
@@ -343,14 +430,19 @@ def gate_morning(tmp, slots, world, ecode, scanner, hotlisted, expired) -> list[
     ]
     rows = []
     reader = slots[0]
-    with running(tmp / "GATE-01.terminal.toml") as runtime:
+    with running(tmp / "GATE-01.terminal.toml") as runtime, shots.watching(runtime):
+        shots.take(runtime, "gate-0-waiting")
         for n, (label, profile) in enumerate(story, start=1):
             # Gates read the card contactless, as they do in the field.
             outcome = present(runtime, 0, reader, build_card(profile, contactless=True), n)
             rows.append(row("gate", label, outcome))
+            shots.take(runtime, f"gate-{n}-{slug(label)}")
         code = ecode_text(ecode)
         rows.append(row("gate", "e-code", scan(runtime, scanner, code, len(story) + 1)))
+        shots.take(runtime, f"gate-{len(story) + 1}-e-code")
         rows.append(row("gate", "same e-code again", scan(runtime, scanner, code, len(story) + 2)))
+        shots.take(runtime, f"gate-{len(story) + 2}-same-e-code-again")
+        call_staff(runtime, shots)
     return rows
 
 
@@ -384,15 +476,17 @@ def bus_morning(tmp, slots, world, ecode, scanner, keyset, cq, poor, torn) -> li
     return rows
 
 
-def counter_morning(tmp, slots, world) -> list[Row]:
+def counter_morning(tmp, slots, world, shots) -> list[Row]:
     reader = slots[3]
     cards = world["cards"]
     rows = []
-    with running(tmp / "DESK-01.terminal.toml") as runtime:
+    with running(tmp / "DESK-01.terminal.toml") as runtime, shots.watching(runtime):
         card = build_card(load_profile(cards["genuine-sc-3.0"]["file"]))
         rows.append(row("hospital", "3.0 card, right PIN", present(runtime, 3, reader, card, 1)))
+        shots.take(runtime, "counter-1-right-pin")
         card = build_card(load_profile(cards["genuine-cq-2.0"]["file"]))
         rows.append(row("hospital", "2.0 card, wrong PIN", present(runtime, 3, reader, card, 2)))
+        shots.take(runtime, "counter-2-wrong-pin")
     return rows
 
 
@@ -406,12 +500,19 @@ def report_backoffice(out: Callable[[str], None], tmp: Path, storage, url: str) 
             Uploader(journal, credentials, clock).run_once()
             journaled = journal.stats().last_seq
             chain = journal.verify()
+        with EventOutbox.open(
+            tmp / f"{terminal_id}-journal-events.db", terminal_id, clock
+        ) as outbox:
+            EventSender(outbox, credentials, clock).run_once()
+            raised = outbox.last_id
         stored = len(storage.entries(terminal_id, 0, 100000))
-        ok = stored == journaled and chain.ok
+        events = storage.events(terminal_id)
+        ok = stored == journaled and chain.ok and len(events) == raised
         failures += not ok
+        kinds = ", ".join(e["kind"] for e in reversed(events))
         out(
             f"  {terminal_id:<8} journal {journaled:>3} transactions (chain "
             f"{'intact' if chain.ok else 'BROKEN'}), back office {stored:>3} "
-            f"{'- all received' if ok else '- MISMATCH'}"
+            f"{'- all received' if ok else '- MISMATCH'}" + (f"; events: {kinds}" if kinds else "")
         )
     return 1 if failures else 0

@@ -8,7 +8,8 @@ several at once. :func:`message_for` turns a decision's reason code into the sho
 text the holder sees, with what to do next.
 
 Nothing here carries personal data: a :class:`HolderMessage` is built from reason codes and
-amounts only.
+amounts only - except ``holder``, the masked name a counter may greet the holder with, which
+only a display configured to show it does.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class HolderMessage:
     """Fen, when a fare was charged."""
     balance: int | None = None
     """Fen, the e-purse balance after the purchase."""
+    reason: str = ""
+    """The reason code the texts were made from (:data:`MESSAGES`), for displays that
+    render the message in another language."""
+    holder: str | None = None
+    """The holder's masked name (``张*``), set only by profiles that may show it (counter)."""
 
 
 class Outputs(Protocol):
@@ -124,6 +130,9 @@ MESSAGES: dict[str, _Text] = {
         ("此卡已过期", "Card expired"), ("请到服务窗口换卡", "Please renew it at the service desk")
     ),
     # Runtime codes.
+    "card_read": _text(
+        ("读卡成功", "Card read"), ("请等候工作人员办理", "The desk will now serve you")
+    ),
     "passback": _text(("已通行，请勿重复刷卡", "Already passed - do not tap again"), _ASK_STAFF),
     "repeat_tap": _text(
         ("已扣费，请勿重复刷卡", "Already paid - do not tap again"), ("请上车", "Please board")
@@ -148,6 +157,21 @@ MESSAGES: dict[str, _Text] = {
     "pay_later": _text(("请上车", "Please board"), ("车费稍后结算", "Fare charged later")),
     "purchase_refused": _text(("扣费失败", "Payment refused"), _SERVICE_DESK),
     "pin_cancelled": _text(("已取消", "Cancelled"), _TAP_AGAIN),
+    # Code verdicts (terminal.ecode.verify.CodeVerdict): a holder with a bad code can act on
+    # what is wrong with it, unlike a card (docs/screen.md).
+    "expired": _text(("此码已过期", "Code expired"), _REFRESH_CODE),
+    "not_yet_valid": _text(
+        ("此码尚未生效", "Code not valid yet"),
+        ("请检查手机时间后刷新", "Check the phone's clock, then refresh the code"),
+    ),
+    "bad_signature": _text(("二维码验证未通过", "Code could not be verified"), _REFRESH_CODE),
+    "unknown_issuer": _text(("此码不适用", "Code not accepted here"), _ASK_STAFF),
+    "issuer_revoked": _text(("此码不适用", "Code not accepted here"), _ASK_STAFF),
+    "malformed": _text(("二维码无法识别", "Code could not be read"), _REFRESH_CODE),
+    "not_our_code": _text(
+        ("不是电子社保卡二维码", "Not an e-card code"),
+        ("请出示电子社保卡二维码", "Please show your e-card code"),
+    ),
     "codes_not_accepted": _text(("本机不受理二维码", "Codes not accepted here"), _ASK_STAFF),
     "no_application_list": _text(("终端暂停服务", "Terminal out of service"), _ASK_STAFF),
     "no_reader": _text(("终端暂停服务", "Terminal out of service"), _ASK_STAFF),
@@ -226,6 +250,7 @@ def message_for(
         detail=_pick(detail_zh, detail_en, lang),
         fare=fare,
         balance=balance,
+        reason=reason_code,
     )
 
 

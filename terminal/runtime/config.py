@@ -10,6 +10,7 @@ so a configuration travels with the files it names.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -83,6 +84,9 @@ class BackofficeSection:
     journal: str = "/var/lib/onecard/journal.db"
     documents: str = "/var/lib/onecard/documents"
     replay_cache: str = "/var/lib/onecard/replay.db"
+    events: str = ""
+    """Terminal events (staff calls) waiting for the back office; empty: ``<journal
+    name>-events.db`` beside the journal."""
     publication_key: str = ""
     """Offline terminals: the back office publication public key (hex file) that verifies
     documents placed in ``documents`` by hand; taken from the credentials otherwise."""
@@ -123,6 +127,31 @@ class StatusSection:
 
 
 @dataclass(frozen=True)
+class ScreenSection:
+    """``[screen]``: the holder screen (docs/screen.md) on 127.0.0.1."""
+
+    port: int = 9180
+    """0 picks a free port, -1 turns the screen off."""
+    lang: str = "zh"
+    large_print: bool = False
+    voice: bool = True
+    voice_dir: str = ""
+    """Pre-rendered prompts (``onecard screen voices``) and clips rendered since; empty:
+    ``voice/`` beside the journal."""
+    voice_zh: str = "cmn"
+    voice_en: str = "en-us"
+    voice_speed: int = 150
+    result_seconds: float = 4.0
+    assist_factor: float = 3.0
+    reset_seconds: float = 30.0
+    assist_idle_seconds: float = 120.0
+    show_holder: str = "none"
+    """``none``, or ``masked_name`` (counter only): the family name, the rest starred."""
+    complaint_phone: str = ""
+    complaint_url: str = ""
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """The whole ``terminal.toml``, typed, with defaults filled in."""
 
@@ -136,6 +165,7 @@ class RuntimeConfig:
     counter: CounterSection = field(default_factory=CounterSection)
     outputs: OutputsSection = field(default_factory=OutputsSection)
     status: StatusSection = field(default_factory=StatusSection)
+    screen: ScreenSection = field(default_factory=ScreenSection)
     source: str = "<config>"
 
     @property
@@ -148,7 +178,15 @@ class RuntimeConfig:
 _PATH_KEYS = {
     "scanner": {"serial"},
     "security": {"keys", "trust_store", "ecode_world", "trust_list", "root_key", "token_key"},
-    "backoffice": {"credentials", "journal", "documents", "replay_cache", "publication_key"},
+    "backoffice": {
+        "credentials",
+        "journal",
+        "documents",
+        "replay_cache",
+        "events",
+        "publication_key",
+    },
+    "screen": {"voice_dir"},
     "outputs": {"serial"},
 }
 
@@ -242,6 +280,7 @@ def parse_config(
         "counter",
         "outputs",
         "status",
+        "screen",
     }
     unknown = set(table) - known
     if unknown:
@@ -301,6 +340,7 @@ def parse_config(
         journal=s.text("journal", BackofficeSection.journal),
         documents=s.text("documents", BackofficeSection.documents),
         replay_cache=s.text("replay_cache", BackofficeSection.replay_cache),
+        events=s.text("events", BackofficeSection.events),
         publication_key=s.text("publication_key"),
         publication_algorithm=s.choice("publication_algorithm", "sm2", ("sm2", "ecdsa-p256")),
         sync_interval=s.number("sync_interval", 60.0, 1.0, 86400.0),
@@ -308,6 +348,10 @@ def parse_config(
     s.finish()
     if not backoffice.journal:
         raise ConfigError(f"{source}: [backoffice] journal must name the journal file")
+    journal_path = Path(backoffice.journal)
+    if not backoffice.events:
+        events = str(journal_path.with_name(journal_path.stem + "-events.db"))
+        backoffice = dataclasses.replace(backoffice, events=events)
 
     s = section("gate")
     gate = GateSection(s.number("passback_minutes", 10.0, 0.0, 1440.0))
@@ -340,6 +384,42 @@ def parse_config(
     status = StatusSection(s.integer("port", 9100, -1, 65535))
     s.finish()
 
+    s = section("screen")
+    screen = ScreenSection(
+        port=s.integer("port", ScreenSection.port, -1, 65535),
+        lang=s.choice("lang", "zh", ("zh", "en")),
+        large_print=bool(s.get("large_print", bool, False)),
+        voice=bool(s.get("voice", bool, True)),
+        voice_dir=s.text("voice_dir") or str(journal_path.parent / "voice"),
+        voice_zh=s.text("voice_zh", "cmn"),
+        voice_en=s.text("voice_en", "en-us"),
+        voice_speed=s.integer("voice_speed", 150, 80, 450),
+        result_seconds=s.number("result_seconds", 4.0, 1.0, 60.0),
+        assist_factor=s.number("assist_factor", 3.0, 1.0, 10.0),
+        reset_seconds=s.number("reset_seconds", 30.0, 5.0, 3600.0),
+        assist_idle_seconds=s.number("assist_idle_seconds", 120.0, 10.0, 3600.0),
+        show_holder=s.choice("show_holder", "none", ("none", "masked_name")),
+        complaint_phone=s.text("complaint_phone"),
+        complaint_url=s.text("complaint_url"),
+    )
+    s.finish()
+    if screen.show_holder != "none" and profile != "counter":
+        raise ConfigError(
+            f"{s.where('show_holder')}: only a counter may show the holder's masked name"
+        )
+    if not re.fullmatch(r"[0-9+() -]{0,32}", screen.complaint_phone):
+        raise ConfigError(f"{s.where('complaint_phone')} must be a phone number")
+    from terminal.screen.complaint import check_complaint_url
+
+    try:
+        check_complaint_url(screen.complaint_url)
+    except ConfigError as exc:
+        raise ConfigError(f"{s.where('complaint_url')}: {exc.reason}") from None
+    if screen.voice_zh and not re.fullmatch(r"[A-Za-z0-9_+-]{1,40}", screen.voice_zh):
+        raise ConfigError(f"{s.where('voice_zh')} must be an espeak-ng voice name")
+    if screen.voice_en and not re.fullmatch(r"[A-Za-z0-9_+-]{1,40}", screen.voice_en):
+        raise ConfigError(f"{s.where('voice_en')} must be an espeak-ng voice name")
+
     return RuntimeConfig(
         terminal=terminal,
         readers=readers,
@@ -351,6 +431,7 @@ def parse_config(
         counter=counter,
         outputs=outputs,
         status=status,
+        screen=screen,
         source=source,
     )
 

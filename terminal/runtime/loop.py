@@ -88,6 +88,13 @@ class TerminalRuntime:
     closers: list[Callable[[], None]] = field(default_factory=list)
     background: list[Callable[[threading.Event], None]] = field(default_factory=list)
     """Functions run in their own threads until the stop event is set (document downloads)."""
+    screen: Any = None
+    """The holder screen's :class:`terminal.screen.hub.ScreenHub` (also among the outputs),
+    told when a credential arrives so the holder sees the terminal is working."""
+    screen_port: int | None = None
+    """Serve the holder screen on 127.0.0.1 at this port (0: a free one; None: not served)."""
+    voice_clips: Any = None
+    """The :class:`terminal.screen.clips.ClipIndex` the screen server hands clips from."""
 
     def __post_init__(self) -> None:
         self._queue: queue.Queue[object] = queue.Queue()
@@ -95,6 +102,7 @@ class TerminalRuntime:
         self._done = threading.Condition()
         self.outcomes: list[TransactionOutcome] = []
         self.status_server: StatusServer | None = None
+        self.screen_server: Any = None
         self._threads: list[threading.Thread] = []
         self._watcher: Any = None
         self._started = False
@@ -133,6 +141,19 @@ class TerminalRuntime:
         if self._started:
             return
         self._started = True
+        if self.status.recent_errors is None:
+            from terminal.runtime.recent_errors import RecentErrors
+
+            self.status.recent_errors = RecentErrors()
+            self.status.recent_errors.install()
+        if self.screen is not None and self.screen_port is not None and self.screen_port >= 0:
+            from terminal.screen.server import ScreenServer
+
+            self.screen_server = ScreenServer(self.screen, self.screen_port, clips=self.voice_clips)
+            self.status.screen_url = self.screen_server.url
+            self.status.assistance = self.screen.assistance
+            self.status.acknowledge_call = self.screen.acknowledge_call
+            log.info("holder screen at %s", self.screen_server.url)
         if self.status_port is not None and self.status_port >= 0 and self.status_server is None:
             self.status_server = StatusServer(self.status, self.status_port)
         if self.watcher_factory is not None:
@@ -201,6 +222,8 @@ class TerminalRuntime:
             self.status.pcsc = "up"
         if presentation is None:
             return None
+        if self.screen is not None:
+            self.screen.presenting("code" if isinstance(presentation, CodePresented) else "card")
         try:
             outcome = self.steps.run(presentation)
         except Exception:
@@ -257,6 +280,11 @@ class TerminalRuntime:
         if self.status_server is not None:
             self.status_server.close()
             self.status_server = None
+        if self.screen_server is not None:
+            self.screen_server.close()
+            self.screen_server = None
+        if self.status.recent_errors is not None:
+            self.status.recent_errors.remove()
         while self.closers:
             closer = self.closers.pop()
             try:
@@ -391,13 +419,31 @@ def build_runtime(
         if store is not None:
             status.versions = store.current_versions
 
+        from terminal.sync.events import EventOutbox
+
+        events = EventOutbox.open(bo.events, config.terminal.id, clock)
+        closers.append(events.close)
+        status.events_unsent = events.unsent
+        wake_sender: list[Callable[[], None]] = []
+        screen, clips = _open_screen(config, clock, events, wake_sender, closers)
+        if screen is not None:
+            from terminal.outputs import MultiOutputs
+
+            outputs = MultiOutputs(outputs, screen)
+
         from terminal.runtime.profiles import build_profile
 
         profile = build_profile(config, clock, backend, closers)
+        if screen is not None and hasattr(profile, "before_pin"):
+            profile.before_pin = lambda: screen.presenting("pin")
         steps = TransactionSteps(context, profile, outputs)
 
         if credentials is not None and store is not None:
-            background.append(_sync_work(journal, credentials, store, clock, bo.sync_interval))
+            background.append(
+                _sync_work(
+                    journal, events, wake_sender, credentials, store, clock, bo.sync_interval
+                )
+            )
 
         scanners: list[Any] = []
         if config.scanner.serial:
@@ -431,6 +477,9 @@ def build_runtime(
             clock=clock,
             closers=closers,
             background=background,
+            screen=screen,
+            screen_port=config.screen.port if screen is not None else None,
+            voice_clips=clips,
         )
     except BaseException:
         for closer in reversed(closers):
@@ -496,20 +545,89 @@ def _open_outputs(config: RuntimeConfig) -> Any:
         raise ConfigError(f"outputs {config.outputs.kind!r} not available: {exc}") from None
 
 
+def _open_screen(
+    config: RuntimeConfig,
+    clock: Clock,
+    events: Any,
+    wake_sender: list[Callable[[], None]],
+    closers: list[Callable[[], None]],
+) -> tuple[Any, Any]:
+    """The holder screen's hub and voice clips as ``[screen]`` says; (None, None) when the
+    screen is off. A terminal without espeak-ng shows the screen without sound. Staff
+    calls go to the ``events`` outbox, then ``wake_sender`` (the event sender, once the
+    back office link runs) so the back office hears at once."""
+    sc = config.screen
+    if sc.port < 0:
+        return None, None
+    from terminal.screen.hub import ScreenHub
+    from terminal.screen.model import Prefs, ScreenSettings
+
+    settings = ScreenSettings(
+        profile=config.profile,
+        contactless=config.profile in ("gate", "validator"),
+        contact=config.profile == "counter",
+        code=bool(config.scanner.serial or config.scanner.camera),
+        defaults=Prefs(lang=sc.lang, large=sc.large_print, voice=sc.voice),
+        result_seconds=sc.result_seconds,
+        assist_factor=sc.assist_factor,
+        reset_seconds=sc.reset_seconds,
+        assist_idle_seconds=sc.assist_idle_seconds,
+        show_holder=sc.show_holder == "masked_name",
+        complaint_phone=sc.complaint_phone,
+        complaint_url=sc.complaint_url,
+    )
+    clips = None
+    from terminal.screen.clips import ClipIndex
+    from terminal.screen.voice import VoiceCatalog
+
+    catalog = VoiceCatalog(
+        Path(sc.voice_dir), {"zh": sc.voice_zh, "en": sc.voice_en}, speed=sc.voice_speed
+    )
+    if catalog.available():
+        clips = ClipIndex(catalog)
+        closers.append(clips.close)
+    else:
+        log.warning("espeak-ng or its voices are missing: the holder screen has no sound")
+
+    def record(kind: str, detail: dict[str, object]) -> None:
+        events.add(kind, detail)
+        for wake in wake_sender:
+            wake()
+
+    hub = ScreenHub(
+        settings,
+        clock,
+        on_event=record,
+        voice_url=clips.url if clips is not None else None,
+    )
+    closers.append(hub.close)
+    return hub, clips
+
+
 def _sync_work(
-    journal: Any, credentials: Any, store: Any, clock: Clock, interval: float
+    journal: Any,
+    events: Any,
+    wake_sender: list[Callable[[], None]],
+    credentials: Any,
+    store: Any,
+    clock: Clock,
+    interval: float,
 ) -> Callable[[threading.Event], None]:
-    """The back office link: the uploader's own thread (it retries with back-off through
-    outages) and periodic document downloads, until the stop event."""
+    """The back office link: the uploader's and the event sender's own threads (they retry
+    with back-off through outages) and periodic document downloads, until the stop event."""
 
     def sync(stop: threading.Event) -> None:
         from terminal.sync.downloads import Downloader
+        from terminal.sync.events import EventSender
         from terminal.sync.uploader import IngestClient, Uploader
 
         uploader = Uploader(journal, credentials, clock)
+        sender = EventSender(events, credentials, clock)
+        wake_sender.append(sender.notify)
         client = IngestClient(credentials, clock)
         downloader = Downloader(store, client.fetch, clock)
         uploader.start()
+        sender.start()
         try:
             while not stop.is_set():
                 try:
@@ -518,7 +636,9 @@ def _sync_work(
                     log.warning("document download failed: %s", error.reason)
                 stop.wait(interval)
         finally:
+            wake_sender.clear()
             uploader.stop()
+            sender.stop()
             client.close()
 
     return sync

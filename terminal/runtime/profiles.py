@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,8 @@ class CounterProfile:
         self._pinpad = pinpad
         self._api = api
         self._require_pin = require_pin
+        self.before_pin: Callable[[], None] | None = None
+        """Called just before the PIN is asked for (the holder screen says where to type)."""
 
     def admit(self, presented: Presented, decision: Decision) -> Decision:
         return decision
@@ -233,6 +236,8 @@ class CounterProfile:
             from terminal.ssc.pin import PinOutcome, verify_pin
 
             assert presented.channel is not None
+            if self.before_pin is not None:
+                self.before_pin()
             try:
                 pin = self._pinpad.read_pin("PIN: ")
             except PinEntryCancelled:
@@ -250,11 +255,22 @@ class CounterProfile:
         # The hand-off carries personal data: it happens only once the journal holds the
         # (personal-data-free) entry, so a refused transaction hands nothing over.
         return _from_decision(
-            decision, after_journal=lambda: self._api.publish(reading, None, verdict)
+            decision,
+            after_journal=lambda: self._api.publish(reading, None, verdict),
+            holder=_masked_name(reading),
         )
 
     def committed(self, presented: Presented, action: Action) -> None:
         return None
+
+
+def _masked_name(reading: Any) -> str | None:
+    """The greeting name a counter screen may show: the family name and two stars, whatever
+    the name's length (the length would say more than the screen needs to)."""
+    holder = getattr(getattr(reading, "ssc", None), "holder", None)
+    name = getattr(holder, "name", None)
+    name = name.strip() if isinstance(name, str) else ""
+    return name[0] + "**" if name else None
 
 
 class _ScriptedPinPad:

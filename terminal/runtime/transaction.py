@@ -17,6 +17,7 @@ effects through an outputs object; both are handed in.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import time
@@ -113,6 +114,8 @@ class Action:
     open_gate: bool = False
     after_journal: Callable[[], None] | None = None
     """An effect the holder may use (the counter hand-off): run after the append only."""
+    holder: str | None = None
+    """The holder's masked name for the screen (counter only; never journaled)."""
 
 
 class Profile(Protocol):
@@ -275,6 +278,18 @@ def card_authenticity(verdict: str, reason: str, accept_unverified: bool) -> Aut
     here could check the card) passes only where the operator allowed it."""
     ok = verdict == "genuine" or (verdict == "unverified" and accept_unverified)
     return AuthenticityOutcome(ok=ok, verdict=verdict, reason=reason)
+
+
+def _holder_reason(profile: str, presented: Presented, reason: str) -> str:
+    """The reason the holder is told: for a code that failed its checks, the code's own
+    verdict (``replayed``: refresh the code), which the holder can act on; a card's is kept
+    general (``not_authentic``: go to the desk) so a forger learns nothing. At a counter an
+    accepted card is not "please pass" but "card read"."""
+    if reason == "ok" and profile == "counter":
+        return "card_read"
+    if reason == "not_authentic" and presented.kind is CredentialKind.CODE:
+        return presented.authenticity.verdict
+    return reason
 
 
 def code_authenticity(verdict: str, reason: str) -> AuthenticityOutcome:
@@ -494,7 +509,8 @@ class TransactionSteps:
             if action.accepted and action.open_gate:
                 self.outputs.open_gate()
                 gate_opened = True
-            self._tell(decision_text, action.reason, action.fare, action.balance)
+            told = _holder_reason(self.profile.name, presented, action.reason)
+            self._tell(decision_text, told, action.fare, action.balance, action.holder)
         return TransactionOutcome(
             kind=kind,
             decision=decision_text,
@@ -510,8 +526,17 @@ class TransactionSteps:
             gate_opened=gate_opened,
         )
 
-    def _tell(self, decision: str, reason: str, fare: int | None, balance: int | None) -> None:
+    def _tell(
+        self,
+        decision: str,
+        reason: str,
+        fare: int | None,
+        balance: int | None,
+        holder: str | None = None,
+    ) -> None:
         outcome, message = self.messages(decision, reason, fare, balance)
+        if holder is not None and hasattr(message, "holder"):
+            message = dataclasses.replace(message, holder=holder)
         try:
             self.outputs.indicate(outcome)
             self.outputs.show(message)

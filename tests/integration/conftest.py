@@ -7,9 +7,11 @@ SCardGetStatusChange until pcscd reports the card.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from pcscd_service import start_pcscd, wait_for_service
@@ -76,3 +78,26 @@ def insert_card(pcscd: list[str]) -> Iterator[CardFactory]:
 @pytest.fixture
 def backend(pcscd: list[str]) -> PcscBackend:
     return PcscBackend()
+
+
+# --- the system's headless Chromium (holder screen tests) ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[object]:
+    """Debian's Chromium under Playwright, one per session (no browser is downloaded)."""
+    from terminal.screen.browser import launch, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where browser tests leave screenshots: ``$ONECARD_ARTIFACTS`` or build/artifacts."""
+    root = Path(os.environ.get("ONECARD_ARTIFACTS", Path(__file__).parents[2] / "build"))
+    path = root / "artifacts" / "screens"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
