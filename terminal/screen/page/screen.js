@@ -111,7 +111,8 @@
         if (probe.renders.length > 1000) probe.renders.shift();
       });
     }
-    speak(s, lang);
+    // Speech starts after this state's frame, so it never delays the words on screen.
+    requestAnimationFrame(() => setTimeout(() => speak(s, lang), 0));
   }
 
   function speak(s, lang) {
@@ -123,8 +124,14 @@
     if (!wanted || key === lastSpoken) { lastSpoken = key; return; }
     lastSpoken = key;
     const audio = $("audio");
+    // Release the previous clip's media pipeline before the next: switching src alone lets
+    // a never-reloaded kiosk page's renderer grow with every outcome.
+    audio.pause();
+    audio.removeAttribute("src");
+    audio.load();
     audio.src = s.voice[lang];
     probe.spoken.push(s.voice[lang]);
+    if (probe.spoken.length > 100) probe.spoken.shift();
     const playing = audio.play();
     if (playing) playing.catch(() => undefined); // autoplay refused: the words are on screen
   }
