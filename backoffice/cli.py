@@ -115,10 +115,18 @@ def add_backoffice_commands(sub: argparse._SubParsersAction) -> None:  # type: i
     for action in ("add", "remove"):
         hp = hot_sub.add_parser(
             action,
-            help=f"{action} a card number (with --token-key) or a raw token (--token)",
+            help=(
+                f"{action} a card number or a T-Union e-purse (--tunion-serial), both with "
+                "--token-key, or a raw token (--token)"
+            ),
         )
         hp.add_argument("card_number", nargs="?", help="card number to tokenise")
-        hp.add_argument("--token-key", help="card-token key file (with a card number)")
+        hp.add_argument(
+            "--tunion-serial",
+            metavar="HEX",
+            help="a T-Union card known by its e-purse: application serial, 20 hex (file 0x15)",
+        )
+        hp.add_argument("--token-key", help="card-token key file (with a card number or serial)")
         hp.add_argument("--token", help="a card token (32 hex) or hotlist entry (16 hex)")
         storage_option(hp)
         hp.set_defaults(func=cmd_hotlist, added=action == "add")
@@ -262,14 +270,17 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_hotlist(args: argparse.Namespace) -> int:
-    if (args.card_number is None) == (args.token is None):
-        raise PublicationError("give a card number (with --token-key) or --token, not both")
-    if args.card_number is not None:
+    given = [x for x in (args.card_number, args.tunion_serial, args.token) if x is not None]
+    if len(given) != 1:
+        raise PublicationError("give one of a card number, --tunion-serial or --token")
+    if args.card_number is not None or args.tunion_serial is not None:
         if not args.token_key:
-            raise PublicationError("a card number needs --token-key to be tokenised")
-        entry = publish.hotlist_entry_for_card(
-            keys.load_token_key(args.token_key), args.card_number
-        )
+            raise PublicationError("a card number or serial needs --token-key to be tokenised")
+        key = keys.load_token_key(args.token_key)
+        if args.card_number is not None:
+            entry = publish.hotlist_entry_for_card(key, args.card_number)
+        else:
+            entry = publish.hotlist_entry_for_tunion(key, args.tunion_serial)
     else:
         entry = publish.hotlist_entry_for_token(args.token)
     storage = open_storage(args.storage)

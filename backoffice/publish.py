@@ -18,7 +18,7 @@ from typing import Any
 
 from backoffice.canonical import canonical_json
 from backoffice.errors import PublicationError
-from terminal.cardtoken import card_token
+from terminal.cardtoken import card_token, tunion_card_token
 from terminal.crypto import signing
 from terminal.crypto.sm2 import sm3
 from terminal.errors import OneCardError
@@ -32,6 +32,7 @@ HOTLIST_ENTRY_HEX = 16
 
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_HEX20 = re.compile(r"[0-9a-fA-F]{20}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -137,6 +138,15 @@ def hotlist_entry_for_card(token_key: bytes, card_number: str) -> str:
     if not card_number:
         raise PublicationError("empty card number")
     return card_token(token_key, card_number)[:8].hex()
+
+
+def hotlist_entry_for_tunion(token_key: bytes, app_serial_hex: str) -> str:
+    """The hotlist entry of a T-Union e-purse by its application serial (20 hex digits, file
+    0x15 bytes 10-19): the same token a validator computes for a card known by its e-purse."""
+    serial = app_serial_hex.strip()
+    if not _HEX20.fullmatch(serial):
+        raise PublicationError("a T-Union application serial is 20 hex digits")
+    return tunion_card_token(token_key, bytes.fromhex(serial))[:8].hex()
 
 
 def hotlist_entry_for_token(token: str) -> str:

@@ -1,10 +1,15 @@
 """Benchmark: a full basic read (EF05 + EF06) through pcscd + vpcd, ours vs the per-tag baseline.
 
 The baseline is what most reader SDKs do: SELECT each EF, then one READ RECORD per tag with
-Le=00 and a re-send on 6Cxx. Ours is :func:`terminal.ssc.session.read_ssc` in AUTO mode.
-Both run in the same process, on the same simulated card, interleaved, so machine noise hits
-both alike. Per read: SCardConnect, the read, SCardDisconnect (what one card tap costs the
-terminal). Needs pcscd running with the vpcd driver (`make setup`).
+Le=00 and a re-send on 6Cxx. Ours is :func:`terminal.ssc.session.read_ssc` in AUTO mode
+(multi-record, falling back to per tag), and "ours (learned)" is what the runtime does from
+the second card of a kind on (:class:`terminal.ssc.session.ReadModeMemo`: a card kind without
+the multi-record mode is not probed again). Cards: the classic samples and the field's shapes
+(a T=0 2.0 card without template or tag 4E, a Zhejiang county card, a contactless 3.0 card
+whose EF06 is locked). All paths run in the same process, on the same simulated card,
+interleaved, so machine noise hits them alike. Per read: SCardConnect, the read,
+SCardDisconnect (what one card tap costs the terminal). Needs pcscd running with the vpcd
+driver (`make setup`).
 
     .venv/bin/python bench/read_card.py [--reads 200] [--rounds 5]
 """
@@ -26,11 +31,12 @@ from drivers.pcsc import (
 from firmware_sim.profile import load_profile, sample_profile_path
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.vpcd import VpcdBridge, reader_name
+from terminal import ldt33
 from terminal.apdu import CommandAPDU
 from terminal.reader import CardChannel
 from terminal.ssc import layout
-from terminal.ssc.records import decode_holder_data, decode_issuer_data
-from terminal.ssc.session import read_ssc
+from terminal.ssc.records import HolderData, decode_holder_data, decode_issuer_data
+from terminal.ssc.session import ReadModeMemo, read_ssc
 from terminal.tlv import records_by_tag
 
 AIR_MS_PER_APDU = 10.0  # mid-range of the 5-20 ms a real card costs per APDU over the air
@@ -53,7 +59,19 @@ def baseline_read(channel: CardChannel) -> tuple[object, object]:
 
 def ours_read(channel: CardChannel) -> tuple[object, object]:
     result = read_ssc(channel)
-    return result.issuer, result.holder
+    return result.issuer, result.holder or HolderData()
+
+
+def learned_read(memo: ReadModeMemo) -> Callable[[CardChannel], tuple[object, object]]:
+    """The runtime's read: the mode its memo learned for this kind of card."""
+
+    def read(channel: CardChannel) -> tuple[object, object]:
+        historical = ldt33.historical_bytes(channel.connection.atr)
+        result = read_ssc(channel, memo.mode_for(historical))
+        memo.learn(historical, result.mode)
+        return result.issuer, result.holder or HolderData()
+
+    return read
 
 
 def one_tap(backend: PcscBackend, reader: str, read: Callable[[CardChannel], object]):
@@ -72,19 +90,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_profile(profile: str, slot: int, reads: int, rounds: int) -> list[dict[str, object]]:
+def bench_profile(
+    profile: str, slot: int, reads: int, rounds: int, contactless: bool = False
+) -> list[dict[str, object]]:
     context = establish_context()
     try:
         name = reader_name(slot, list_readers(context))
     finally:
         release_context(context)
     assert name is not None, f"vpcd slot {slot} not registered (run make setup)"
-    bridge = VpcdBridge(build_card(load_profile(sample_profile_path(profile))), slot=slot)
+    card = build_card(load_profile(sample_profile_path(profile)), contactless=contactless)
+    bridge = VpcdBridge(card, slot=slot)
     bridge.insert()
     try:
         wait_for_card(name)
         backend = PcscBackend()
-        paths = {"ours (auto)": ours_read, "baseline (per tag)": baseline_read}
+        paths = {
+            "ours (auto)": ours_read,
+            "ours (learned)": learned_read(ReadModeMemo()),
+            "baseline (per tag)": baseline_read,
+        }
         times: dict[str, list[float]] = {label: [] for label in paths}
         round_medians: dict[str, list[float]] = {label: [] for label in paths}
         apdus: dict[str, int] = {}
@@ -105,7 +130,8 @@ def bench_profile(profile: str, slot: int, reads: int, rounds: int) -> list[dict
         for label in paths:
             rows.append(
                 {
-                    "card": profile,
+                    "card": profile + (" (CL)" if contactless else ""),
+                    "protocol": card.protocol,
                     "path": label,
                     "median_ms": statistics.median(times[label]),
                     "p95_ms": percentile(times[label], 0.95),
@@ -124,16 +150,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds (medians reported)")
     args = parser.parse_args()
 
+    cards = (
+        ("chongqing-2.0", 0, False),
+        ("chongqing-1.0", 2, False),
+        ("chongqing-2.0-t0", 0, False),
+        ("zhejiang-2.0", 2, False),
+        ("sichuan-3.0-transit", 0, True),
+    )
     rows = []
-    for profile, slot in (("chongqing-2.0", 0), ("chongqing-1.0", 2)):
-        rows += bench_profile(profile, slot, args.reads, args.rounds)
+    for profile, slot, contactless in cards:
+        rows += bench_profile(profile, slot, args.reads, args.rounds, contactless)
 
     print(
         f"\nbasic read EF05+EF06 through pcscd + vpcd: {args.rounds} rounds x {args.reads} reads "
         f"per path; connect + read + disconnect per read"
     )
     header = (
-        f"{'card':<14} {'path':<20} {'APDUs':>5} {'median ms':>9} {'p95 ms':>7} "
+        f"{'card':<24} {'T':<3} {'path':<20} {'APDUs':>5} {'median ms':>9} {'p95 ms':>7} "
         f"{'round medians ms':<30} {'on air @10ms/APDU':>17}"
     )
     print(header)
@@ -141,15 +174,18 @@ def main() -> None:
     for row in rows:
         spread = " ".join(f"{m:.2f}" for m in row["round_medians"])
         print(
-            f"{row['card']:<14} {row['path']:<20} {row['apdus']:>5} {row['median_ms']:>9.2f} "
-            f"{row['p95_ms']:>7.2f} {spread:<30} {row['apdus'] * AIR_MS_PER_APDU:>15.0f} ms"
+            f"{row['card']:<24} {row['protocol'][2:]:<3} {row['path']:<20} {row['apdus']:>5} "
+            f"{row['median_ms']:>9.2f} {row['p95_ms']:>7.2f} {spread:<30} "
+            f"{row['apdus'] * AIR_MS_PER_APDU:>15.0f} ms"
         )
     print()
-    for i in range(0, len(rows), 2):
-        ours, base = rows[i], rows[i + 1]
+    per_card = len(rows) // len(cards)
+    for i in range(0, len(rows), per_card):
+        ours, learned, base = rows[i : i + per_card]
         print(
-            f"{ours['card']}: baseline/ours  time x{base['median_ms'] / ours['median_ms']:.2f}, "
-            f"APDUs x{base['apdus'] / ours['apdus']:.2f} ({base['apdus']} -> {ours['apdus']})"
+            f"{ours['card']}: baseline/ours time x{base['median_ms'] / ours['median_ms']:.2f}, "
+            f"APDUs x{base['apdus'] / ours['apdus']:.2f} ({base['apdus']} -> {ours['apdus']}; "
+            f"learned {learned['apdus']})"
         )
 
 

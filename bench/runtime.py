@@ -15,7 +15,7 @@ told (connect, read, verify, decide, act, journal append with its fsync, tell): 
 p95 over ``--rounds`` transactions, with the card APDUs of each. Sustained taps per minute per
 reader come from the running event loop: insert, pcscd notices, the transaction runs, remove,
 pcscd notices - ``--taps`` times. Baselines in the same run: the gate and the validator with
-the per-tag read (``ReadMode.PER_TAG_SELECT``, what a card refusing the multi-record read
+the per-tag read (``ReadMode.PER_TAG``, what a card refusing the multi-record read
 costs), the counter with the pure-Python SM2 back-end. Targets: gate <= 20 ms, validator
 <= 30 ms, counter <= 25 ms (median).
 
@@ -193,7 +193,7 @@ port = -1
 def per_tag_reads() -> Iterator[None]:
     """Card reads tag by tag with a SELECT (the slowest read mode) while inside."""
     original = authenticity.verify_card
-    authenticity.verify_card = functools.partial(original, mode=ReadMode.PER_TAG_SELECT)
+    authenticity.verify_card = functools.partial(original, mode=ReadMode.PER_TAG)
     try:
         yield
     finally:
@@ -313,9 +313,7 @@ def bench_profile(
         measured = latency(runtime, card_reader, atr, args.rounds, purchases)
         rows.append(Row(profile, flow, *measured[:4], None, measured[4]))
         baseline_context = pure_sm2 if profile == "counter" else per_tag_reads
-        baseline_flow = (
-            "baseline: SM2 pure" if profile == "counter" else "baseline: PER_TAG_SELECT read"
-        )
+        baseline_flow = "baseline: SM2 pure" if profile == "counter" else "baseline: PER_TAG read"
         with baseline_context():
             measured = latency(runtime, card_reader, atr, args.rounds, purchases)
         rows.append(Row(profile, baseline_flow, *measured[:4], None, measured[4]))

@@ -3,14 +3,20 @@
 :class:`CardOS` is what a reader talks to: :meth:`CardOS.power_on` gives the ATR and
 :meth:`CardOS.process` turns command APDU bytes into response APDU bytes, never raising -
 whatever arrives, a card answers with a status word. The OS itself implements the
-interindustry commands every application needs:
+interindustry commands every application needs, as the social security card specification
+restricts them (strict by default: a parameter the specification does not list is refused):
 
 ========================  ===================================================================
-``00 A4`` SELECT          by FID (P1 00), child DF (01), EF (02), parent (03), DF name (04);
-                          P2 00 answers a DF's FCI, P2 0C answers nothing
+``00 A4`` SELECT          P1 00 by FID (none or ``3F00``: the MF), 01 child DF, 02 EF under
+                          the current DF, 03 parent, 04 DF name. P2 00 (first occurrence,
+                          FCI of a DF) or 02 (next occurrence of a DF name); P2 0C only on a
+                          card with ``select_p2_0c``. Else ``6A86``.
 ``00 B0`` READ BINARY     transparent EF, offset in P1-P2 or SFI in P1 + offset in P2
-``00 B2`` READ RECORD     record EF: record P1 (P2 mode 4), first record whose identifier is
-                          P1 (mode 0), records P1 to last concatenated (mode 5)
+``00 B2`` READ RECORD     P2 04: record P1 of the current EF; P2 00: the record whose
+                          identifier (SIMPLE-TLV tag) is P1 in the current EF; P2 SFI<<3|4:
+                          record P1 of the EF with that SFI. With capabilities:
+                          SFI<<3|0 (``sfi_record_id``) and mode 101, records P1 to the last
+                          (``multi_record``). Else ``6A86``.
 ``00 84`` GET CHALLENGE   4, 8 or 16 random bytes, kept as :attr:`CardOS.last_challenge`
 ``00 C0`` GET RESPONSE    the data a ``61xx`` announced
 ``FF CA`` GET DATA (UID)  PC/SC part 3 pseudo-APDU, contactless cards only
@@ -18,11 +24,12 @@ interindustry commands every application needs:
 
 Everything else goes to the installed :class:`Applet` objects first (as applets in jCardSim
 or a Java Card), so an application can add proprietary commands (``80 50``, ``80 54``, ...)
-or take over an interindustry one (``00 88``, ``00 82``).
+or take over an interindustry one (``00 88``, ``00 82``). What nobody answers is an unknown
+class (``6E00``) or, in class 00, an unknown instruction (``6D00``).
 
 Length rules are those of the card being imitated, see :meth:`CardOS.respond`: social
-security cards are strict about Le (``6Cxx`` unless Le is exactly the data length) and T=0
-cards announce case-4 responses with ``61xx`` for GET RESPONSE.
+security cards are exact about Le (``6Cxx`` unless Le is exactly the data length, Le 00
+included) and T=0 cards announce case-4 answers with ``61xx`` for GET RESPONSE.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import logging
 import secrets
 from typing import TypeVar
 
+from firmware_sim.apdu import Command, Response, parse_command, status
 from firmware_sim.filesystem import (
     DedicatedFile,
     ElementaryFile,
@@ -39,40 +47,16 @@ from firmware_sim.filesystem import (
     RecordEF,
     TransparentEF,
 )
-from terminal.apdu import SHORT_MAX_LE, CommandAPDU, ResponseAPDU
+from firmware_sim.spec import iso7816
+from firmware_sim.spec.iso7816 import Ins, SelectBy, SelectOccurrence
+from firmware_sim.spec.status import SW, bytes_available, wrong_le
 from terminal.errors import ApduError
-from terminal.status import SW
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("T=0", "T=1")
-CHALLENGE_LENGTHS = frozenset({4, 8, 16})
 MAX_HISTORICAL = 15  # the low nibble of T0 counts them
-
-
-class Ins(enum.IntEnum):
-    """Instruction bytes the OS implements itself."""
-
-    SELECT = 0xA4
-    READ_BINARY = 0xB0
-    READ_RECORD = 0xB2
-    GET_CHALLENGE = 0x84
-    GET_RESPONSE = 0xC0
-    GET_DATA = 0xCA  # with CLA FF: the PC/SC part 3 pseudo-APDU
-
-
-CLA_ISO = 0x00
-CLA_PCSC = 0xFF  # PC/SC part 3 pseudo-APDUs, answered by the (contactless) reader
-
-SELECT_P2_FCI = 0x00
-SELECT_P2_NO_DATA = 0x0C
-
-# READ RECORD P2 bits 3..1
-RECORD_BY_ID_FIRST = 0b000
-RECORD_BY_NUMBER = 0b100
-RECORD_FROM_NUMBER_TO_LAST = 0b101
-SFI_CURRENT_EF = 0
-SFI_RFU = 0b11111
+SHORT_LE_MAX = iso7816.SHORT_LE_MAX
 
 
 class LeMode(enum.StrEnum):
@@ -82,15 +66,6 @@ class LeMode(enum.StrEnum):
     """Le must equal the data length, else ``6Cxx`` (real social security cards)."""
     LENIENT = "lenient"
     """Le 00 or any Le at least the data length gets all data; a smaller Le gets ``6Cxx``."""
-
-
-def _sw(sw: int) -> ResponseAPDU:
-    return ResponseAPDU(b"", sw)
-
-
-def _sw_with_length(sw1: int, length: int) -> ResponseAPDU:
-    """``61xx`` / ``6Cxx``: SW2 is a length, 00 standing for 256 (or more)."""
-    return _sw(sw1 << 8 | (min(length, SHORT_MAX_LE) & 0xFF))
 
 
 class Applet:
@@ -109,7 +84,7 @@ class Applet:
     def install(self, card: CardOS) -> None:
         """Create the applet's files under ``card.mf``. Called once by :meth:`CardOS.install`."""
 
-    def process(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU | None:
+    def process(self, card: CardOS, cmd: Command) -> Response | None:
         """Answer ``cmd``, or return None to let the next applet or the OS answer it.
 
         Use :meth:`CardOS.respond` to return data, so the card's Le and T=0 rules apply.
@@ -132,8 +107,13 @@ class CardOS:
 
     ``protocol`` is the transmission protocol the reader uses with the card ("T=0" or
     "T=1"); it decides whether case-4 answers go through ``61xx`` / GET RESPONSE. ``uid``
-    is set for a contactless card and answers ``FF CA``. ``le_mode`` and ``multi_record``
-    (READ RECORD 'from P1 to last', P2 mode 5) imitate the card generation's quirks.
+    is set for a contactless card and answers ``FF CA``. The keyword options imitate card
+    shapes; each defaults to what the sample cards do:
+
+    * ``le_mode`` exact (``6Cxx`` unless Le is the length) or lenient;
+    * ``multi_record``: READ RECORD mode 101, records P1 to the last;
+    * ``sfi_record_id``: READ RECORD by record identifier with an SFI (P2 SFI<<3|0);
+    * ``select_p2_0c``: SELECT with ISO's P2 0C (no answer data), not defined on SSC cards.
     """
 
     def __init__(
@@ -144,6 +124,8 @@ class CardOS:
         *,
         le_mode: LeMode | str = LeMode.EXACT,
         multi_record: bool = True,
+        sfi_record_id: bool = True,
+        select_p2_0c: bool = False,
     ) -> None:
         if not atr or atr[0] not in (0x3B, 0x3F):
             raise ValueError("an ATR starts with TS 3B (direct) or 3F (inverse convention)")
@@ -156,6 +138,8 @@ class CardOS:
         self.uid = uid
         self.le_mode = LeMode(le_mode)
         self.multi_record = multi_record
+        self.sfi_record_id = sfi_record_id
+        self.select_p2_0c = select_p2_0c
         self.fs = FileSystem()
         self.applets: list[Applet] = []
         self.powered = False
@@ -221,6 +205,11 @@ class CardOS:
         """True when the read access condition of ``ef`` is met."""
         return ef.read_access is None or ef.read_access in self._rights
 
+    def take_challenge(self) -> bytes | None:
+        """The last GET CHALLENGE answer, consumed: a challenge serves one authentication."""
+        challenge, self.last_challenge = self.last_challenge, None
+        return challenge
+
     # --- the wire -------------------------------------------------------------------------
 
     def process(self, apdu: bytes) -> bytes:
@@ -230,18 +219,18 @@ class CardOS:
         (and is logged), as a real card answers rather than falls silent.
         """
         try:
-            cmd = CommandAPDU.from_bytes(bytes(apdu))
+            cmd = parse_command(bytes(apdu))
         except (ApduError, TypeError, ValueError):
             self._pending = None
-            return _sw(SW.WRONG_LENGTH).to_bytes()
+            return status(SW.WRONG_LENGTH).to_bytes()
         try:
             return self._dispatch(cmd).to_bytes()
         except Exception:
             log.exception("card fault on %s", cmd)
             self._pending = None
-            return _sw(SW.NO_PRECISE_DIAGNOSIS).to_bytes()
+            return status(SW.NO_PRECISE_DIAGNOSIS).to_bytes()
 
-    def respond(self, cmd: CommandAPDU, data: bytes) -> ResponseAPDU:
+    def respond(self, cmd: Command, data: bytes) -> Response:
         """The card's answer when ``cmd`` produced ``data`` (call once per command).
 
         * T=0 and ``cmd`` carried command data (cases 3 and 4): the card cannot send data
@@ -253,18 +242,18 @@ class CardOS:
           as Le 256, as the T=0 P3 byte 00 it travels as.
         """
         if not data:
-            return _sw(SW.OK)
+            return status(SW.NORMAL_PROCESSING)
         if self.protocol == "T=0" and cmd.data:
             self._pending = data
-            return _sw_with_length(0x61, len(data))
-        if cmd.data and cmd.le in (None, SHORT_MAX_LE):
-            want = min(len(data), SHORT_MAX_LE)
+            return status(bytes_available(len(data)))
+        if cmd.data and cmd.le in (None, SHORT_LE_MAX):
+            want = min(len(data), SHORT_LE_MAX)
         else:
-            want = cmd.le or SHORT_MAX_LE
+            want = cmd.le or SHORT_LE_MAX
         response, self._pending = self._fit(data, want)
         return response
 
-    def _fit(self, data: bytes, want: int) -> tuple[ResponseAPDU, bytes | None]:
+    def _fit(self, data: bytes, want: int) -> tuple[Response, bytes | None]:
         """Hand out ``data`` to a request for ``want`` bytes; returns (answer, data left).
 
         * More data than one short response holds and Le 256: 256 bytes and ``61xx``, the
@@ -273,27 +262,27 @@ class CardOS:
         * Lenient mode: Le at least the length gets the data; a smaller Le gets ``6Cxx``.
         """
         n = len(data)
-        if n > SHORT_MAX_LE and want == SHORT_MAX_LE:
-            rest = data[SHORT_MAX_LE:]
-            return ResponseAPDU(data[:SHORT_MAX_LE], _sw_with_length(0x61, len(rest)).sw), rest
+        if n > SHORT_LE_MAX and want == SHORT_LE_MAX:
+            rest = data[SHORT_LE_MAX:]
+            return Response(data[:SHORT_LE_MAX], bytes_available(len(rest))), rest
         if want == n or (want > n and self.le_mode is LeMode.LENIENT):
-            return ResponseAPDU(data, SW.OK), None
-        return _sw_with_length(0x6C, n), None
+            return Response(data, SW.NORMAL_PROCESSING), None
+        return status(wrong_le(n)), None
 
-    def _dispatch(self, cmd: CommandAPDU) -> ResponseAPDU:
+    def _dispatch(self, cmd: Command) -> Response:
         # GET RESPONSE must follow the command that announced the data: anything else
         # in between drops it (ISO 7816-3 10.3.4).
         pending, self._pending = self._pending, None
-        if cmd.cla == CLA_ISO and cmd.ins == Ins.GET_RESPONSE:
+        if cmd.cla == iso7816.CLA_INTERINDUSTRY and cmd.ins == Ins.GET_RESPONSE:
             return self._get_response(cmd, pending)
         for applet in self.applets:
             response = applet.process(self, cmd)
             if response is not None:
                 return response
-        if cmd.cla == CLA_PCSC:
+        if cmd.cla == iso7816.CLA_PCSC:
             return self._pcsc(cmd)
-        if cmd.cla != CLA_ISO:
-            return _sw(SW.CLA_NOT_SUPPORTED)
+        if cmd.cla != iso7816.CLA_INTERINDUSTRY:
+            return status(SW.CLA_NOT_SUPPORTED)
         handler = {
             Ins.SELECT: self._select,
             Ins.READ_BINARY: self._read_binary,
@@ -301,171 +290,183 @@ class CardOS:
             Ins.GET_CHALLENGE: self._get_challenge,
         }.get(cmd.ins)
         if handler is None:
-            return _sw(SW.INS_NOT_SUPPORTED)
+            return status(SW.INS_NOT_SUPPORTED)
         return handler(cmd)
 
     # --- commands -------------------------------------------------------------------------
 
-    def _get_response(self, cmd: CommandAPDU, pending: bytes | None) -> ResponseAPDU:
+    def _get_response(self, cmd: Command, pending: bytes | None) -> Response:
         """``00 C0 00 00 Le``: the data a ``61xx`` announced. A wrong Le gets ``6Cxx`` and
         the data stays available; with nothing pending the answer is ``6985``."""
         if cmd.data:
-            return _sw(SW.WRONG_LENGTH)
+            return status(SW.WRONG_LENGTH)
         if cmd.p1 or cmd.p2:
-            return _sw(SW.WRONG_P1P2)
+            return status(SW.INCORRECT_P1_P2)
         if pending is None:
-            return _sw(SW.CONDITIONS_NOT_SATISFIED)
-        response, rest = self._fit(pending, cmd.le or SHORT_MAX_LE)
+            return status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)
+        response, rest = self._fit(pending, cmd.le or SHORT_LE_MAX)
         self._pending = pending if response.sw >> 8 == 0x6C else rest
         return response
 
-    def _select(self, cmd: CommandAPDU) -> ResponseAPDU:
+    def _select(self, cmd: Command) -> Response:
         """``00 A4 P1 P2 [Lc FID|name]``: make a file current.
 
         P1 00 FID (none or ``3F00``: the MF), 01 child DF, 02 EF of the current DF,
         03 parent DF (no data), 04 DF name. P2 00 answers the FCI of a DF (nothing for an
-        EF), P2 0C answers nothing. Not found: ``6A82``, current file unchanged.
+        EF); P2 02 (P1 04 only) selects the next DF with that name; P2 0C, on cards that
+        take it, answers nothing. Not found: ``6A82``, current file unchanged.
         """
-        if cmd.p2 not in (SELECT_P2_FCI, SELECT_P2_NO_DATA):
-            return _sw(SW.WRONG_P1P2)
+        no_answer = self.select_p2_0c and cmd.p2 == iso7816.SELECT_NO_RESPONSE_DATA
+        next_occurrence = cmd.p2 == SelectOccurrence.NEXT
+        if not (no_answer or cmd.p2 == SelectOccurrence.FIRST or next_occurrence):
+            return status(SW.INCORRECT_P1_P2)
+        if next_occurrence and cmd.p1 != SelectBy.DF_NAME:
+            return status(SW.INCORRECT_P1_P2)
         data, fs = cmd.data, self.fs
         target: DedicatedFile | ElementaryFile | None
-        if cmd.p1 == 0x00:
+        if cmd.p1 == SelectBy.FID:
             if len(data) not in (0, 2):
-                return _sw(SW.WRONG_LENGTH)
+                return status(SW.WRONG_LENGTH)
             target = fs.select_fid(int.from_bytes(data, "big")) if data else fs.select_fid(0x3F00)
-        elif cmd.p1 in (0x01, 0x02):
+        elif cmd.p1 in (SelectBy.CHILD_DF, SelectBy.EF_UNDER_CURRENT_DF):
             if len(data) != 2:
-                return _sw(SW.WRONG_LENGTH)
+                return status(SW.WRONG_LENGTH)
             fid = int.from_bytes(data, "big")
-            target = fs.select_child_df(fid) if cmd.p1 == 0x01 else fs.select_child_ef(fid)
-        elif cmd.p1 == 0x03:
+            if cmd.p1 == SelectBy.CHILD_DF:
+                target = fs.select_child_df(fid)
+            else:
+                target = fs.select_child_ef(fid)
+        elif cmd.p1 == SelectBy.PARENT_DF:
             if data:
-                return _sw(SW.WRONG_LENGTH)
+                return status(SW.WRONG_LENGTH)
             target = fs.select_parent()
-        elif cmd.p1 == 0x04:
+        elif cmd.p1 == SelectBy.DF_NAME:
             if not 1 <= len(data) <= 16:
-                return _sw(SW.WRONG_LENGTH)
-            target = fs.select_name(data)
+                return status(SW.WRONG_LENGTH)
+            target = fs.select_name(data, next_occurrence=next_occurrence)
         else:
-            return _sw(SW.WRONG_P1P2)
+            return status(SW.INCORRECT_P1_P2)
         if target is None:
-            return _sw(SW.FILE_NOT_FOUND)
-        if cmd.p2 == SELECT_P2_NO_DATA or not isinstance(target, DedicatedFile):
-            return _sw(SW.OK)
+            return status(SW.FILE_NOT_FOUND)
+        if no_answer or not isinstance(target, DedicatedFile):
+            return status(SW.NORMAL_PROCESSING)
         return self.respond(cmd, target.fci)
 
-    def _ef_for_read(self, sfi: int) -> ElementaryFile | ResponseAPDU:
+    def _ef_for_read(self, sfi: int) -> ElementaryFile | Response:
         """The EF a READ names: by SFI in the current DF (and it becomes current), or the
         current EF when ``sfi`` is 0. A status word when there is none."""
-        if sfi == SFI_CURRENT_EF:
+        if sfi == iso7816.SFI_CURRENT_EF:
             if self.fs.current_ef is None:
-                return _sw(SW.COMMAND_NOT_ALLOWED)
+                return status(SW.COMMAND_NOT_ALLOWED_NO_CURRENT_EF)
             return self.fs.current_ef
         ef = self.fs.ef_by_sfi(sfi)
         if ef is None:
-            return _sw(SW.FILE_NOT_FOUND)
+            return status(SW.FILE_NOT_FOUND)
         self.fs.make_current(ef)
         return ef
 
-    def _read_binary(self, cmd: CommandAPDU) -> ResponseAPDU:
+    def _read_binary(self, cmd: Command) -> Response:
         """``00 B0 P1 P2 Le``: bytes of a transparent EF from an offset.
 
         P1 bit 8 = 0: 15-bit offset in P1-P2 of the current EF. P1 bit 8 = 1: SFI in P1
         bits 5..1, offset in P2. Fewer bytes left than Le: what there is, with ``6282``
-        (READ BINARY keeps to ISO here in both Le modes: files are read in chunks and the
-        last chunk is short). Offset beyond the end: ``6B00``.
+        (ISO 7816-4 in both Le modes: files are read in chunks and the last chunk is
+        short). Offset beyond the end: ``6B00``.
         """
         if cmd.data:
-            return _sw(SW.WRONG_LENGTH)
-        if cmd.p1 & 0x80:
-            if cmd.p1 & 0x60:
-                return _sw(SW.WRONG_P1P2)
-            found = self._ef_for_read(cmd.p1 & 0x1F)
+            return status(SW.WRONG_LENGTH)
+        if cmd.p1 & iso7816.READ_BINARY_BY_SFI:
+            sfi = cmd.p1 & 0x1F
+            if cmd.p1 & 0x60 or sfi == iso7816.SFI_CURRENT_EF or sfi > iso7816.SFI_MAX:
+                return status(SW.INCORRECT_P1_P2)
+            found = self._ef_for_read(sfi)
             offset = cmd.p2
         else:
-            found = self._ef_for_read(SFI_CURRENT_EF)
+            found = self._ef_for_read(iso7816.SFI_CURRENT_EF)
             offset = cmd.p1 << 8 | cmd.p2
-        if isinstance(found, ResponseAPDU):
+        if isinstance(found, Response):
             return found
         if not isinstance(found, TransparentEF):
-            return _sw(SW.COMMAND_INCOMPATIBLE)
+            return status(SW.COMMAND_INCOMPATIBLE_WITH_FILE_STRUCTURE)
         if not self.may_read(found):
-            return _sw(SW.SECURITY_NOT_SATISFIED)
+            return status(SW.SECURITY_STATUS_NOT_SATISFIED)
         if offset and offset >= len(found.data):
-            return _sw(SW.WRONG_PARAMETERS)
-        want = cmd.le or SHORT_MAX_LE
+            return status(SW.WRONG_P1_P2_OFFSET)
+        want = cmd.le or SHORT_LE_MAX
         chunk = found.data[offset : offset + want]
-        return ResponseAPDU(chunk, SW.OK if len(chunk) == want else SW.END_OF_FILE)
+        return Response(
+            chunk, SW.NORMAL_PROCESSING if len(chunk) == want else SW.END_OF_FILE_REACHED
+        )
 
-    def _read_record(self, cmd: CommandAPDU) -> ResponseAPDU:
+    def _read_record(self, cmd: Command) -> Response:
         """``00 B2 P1 P2 Le``: records of a record EF.
 
         P2 bits 8..4 name the EF by SFI (0: the current EF); bits 3..1 the mode: 100 record
-        number P1, 000 first record whose identifier (first byte, the SIMPLE-TLV tag) is P1,
-        101 records P1 to last, concatenated (only on cards with ``multi_record``).
+        number P1, 000 the first record whose identifier (first byte, the SIMPLE-TLV tag) is
+        P1 - in the current EF always, with an SFI only on cards with ``sfi_record_id`` -
+        and 101 records P1 to last, concatenated (only on cards with ``multi_record``).
         """
         if cmd.data:
-            return _sw(SW.WRONG_LENGTH)
+            return status(SW.WRONG_LENGTH)
         sfi, mode = cmd.p2 >> 3, cmd.p2 & 0b111
-        if sfi == SFI_RFU or mode not in (
-            RECORD_BY_NUMBER,
-            RECORD_BY_ID_FIRST,
-            RECORD_FROM_NUMBER_TO_LAST,
-        ):
-            return _sw(SW.WRONG_P1P2)
-        if mode == RECORD_FROM_NUMBER_TO_LAST and not self.multi_record:
-            return _sw(SW.WRONG_P1P2)
+        allowed = {
+            iso7816.RECORD_BY_NUMBER: True,
+            iso7816.RECORD_BY_IDENTIFIER: sfi == iso7816.SFI_CURRENT_EF or self.sfi_record_id,
+            iso7816.RECORD_P1_TO_LAST: self.multi_record,
+        }
+        if sfi > iso7816.SFI_MAX or not allowed.get(mode, False):
+            return status(SW.INCORRECT_P1_P2)
         found = self._ef_for_read(sfi)
-        if isinstance(found, ResponseAPDU):
+        if isinstance(found, Response):
             return found
         if not isinstance(found, RecordEF):
-            return _sw(SW.COMMAND_INCOMPATIBLE)
+            return status(SW.COMMAND_INCOMPATIBLE_WITH_FILE_STRUCTURE)
         if not self.may_read(found):
-            return _sw(SW.SECURITY_NOT_SATISFIED)
+            return status(SW.SECURITY_STATUS_NOT_SATISFIED)
         records = found.records
-        if mode == RECORD_BY_ID_FIRST:
+        if mode == iso7816.RECORD_BY_IDENTIFIER:
             data = next((r for r in records if r[0] == cmd.p1), None)
         elif not 1 <= cmd.p1 <= len(records):
             # P1 00 would be "the current record": this OS keeps no record pointer.
             data = None
-        elif mode == RECORD_BY_NUMBER:
+        elif mode == iso7816.RECORD_BY_NUMBER:
             data = records[cmd.p1 - 1]
         else:
             data = b"".join(records[cmd.p1 - 1 :])
         if data is None:
-            return _sw(SW.RECORD_NOT_FOUND)
+            return status(SW.RECORD_NOT_FOUND)
         return self.respond(cmd, data)
 
-    def _get_challenge(self, cmd: CommandAPDU) -> ResponseAPDU:
-        """``00 84 00 00 Le``: Le (4, 8 or 16) random bytes for a following authentication."""
+    def _get_challenge(self, cmd: Command) -> Response:
+        """``00 84 00 00 Le``: Le (4, 8 or 16) random bytes for a following authentication;
+        they replace any earlier challenge."""
         if cmd.p1 or cmd.p2:
-            return _sw(SW.WRONG_P1P2)
-        if cmd.data or cmd.le not in CHALLENGE_LENGTHS:
-            return _sw(SW.WRONG_LENGTH)
+            return status(SW.INCORRECT_P1_P2)
+        if cmd.data or cmd.le not in iso7816.CHALLENGE_LENGTHS:
+            return status(SW.WRONG_LENGTH)
         self.last_challenge = secrets.token_bytes(cmd.le)
-        return ResponseAPDU(self.last_challenge, SW.OK)
+        return Response(self.last_challenge, SW.NORMAL_PROCESSING)
 
-    def _pcsc(self, cmd: CommandAPDU) -> ResponseAPDU:
+    def _pcsc(self, cmd: Command) -> Response:
         """``FF CA 00 00 Le``: the UID of a contactless card (PC/SC part 3 GET DATA).
 
         Le 00 means the full UID; a smaller Le ``6Cxx``, a larger one the UID with ``6282``.
         A contact card has no UID and no PC/SC class: ``6E00``.
         """
         if self.uid is None:
-            return _sw(SW.CLA_NOT_SUPPORTED)
+            return status(SW.CLA_NOT_SUPPORTED)
         if cmd.ins != Ins.GET_DATA:
-            return _sw(SW.INS_NOT_SUPPORTED)
+            return status(SW.INS_NOT_SUPPORTED)
         if cmd.p1 or cmd.p2:
-            return _sw(SW.WRONG_P1P2)
+            return status(SW.INCORRECT_P1_P2)
         if cmd.data:
-            return _sw(SW.WRONG_LENGTH)
+            return status(SW.WRONG_LENGTH)
         n = len(self.uid)
-        if cmd.le is None or cmd.le in (n, SHORT_MAX_LE):
-            return ResponseAPDU(self.uid, SW.OK)
+        if cmd.le is None or cmd.le in (n, SHORT_LE_MAX):
+            return Response(self.uid, SW.NORMAL_PROCESSING)
         if cmd.le < n:
-            return _sw_with_length(0x6C, n)
-        return ResponseAPDU(self.uid, SW.END_OF_FILE)
+            return status(wrong_le(n))
+        return Response(self.uid, SW.END_OF_FILE_REACHED)
 
 
 # --- ATRs (ISO/IEC 7816-3 section 8, PC/SC part 3) ------------------------------------------

@@ -20,8 +20,9 @@ def add_sim_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         "card",
         help="attach a simulated card to a vpcd reader slot until stopped",
         description=(
-            "Insert a simulated social security card into vsmartcard's vpcd reader and answer "
-            "the terminal's APDUs until interrupted (Ctrl-C or SIGTERM removes the card). "
+            "Insert a simulated card (social security or T-Union) into vsmartcard's vpcd "
+            "reader and answer the terminal's APDUs until interrupted (Ctrl-C or SIGTERM "
+            "removes the card). "
             "PROFILE is a card profile file (TOML) or the name of a shipped sample."
         ),
     )
@@ -57,10 +58,12 @@ def add_sim_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
         description=(
             "Make a test world into DIR: keys.toml (master keys: the software secure module's "
             "key file, and what `onecard sim psam` is personalised from), trust.json (root, "
-            "issuers, a revoked issuer), pki/*.key and cards/*.toml - a genuine Chongqing 2.0 "
-            "card, a genuine Sichuan 3.0 card, and forged, cloned, expired-certificate, "
-            "revoked-issuer, unknown-issuer, blocked and SSF33 cards - with world.json saying "
-            "which verdict each card should get. Files holding secrets are mode 0600."
+            "issuers, a revoked issuer), pki/*.key and cards/*.toml - genuine Chongqing 2.0 "
+            "(T=1 and a T=0 field-shaped card), Zhejiang 2.0, Sichuan 3.0 and Sichuan 3.0 "
+            "transit cards, forged, cloned, expired-certificate, revoked-issuer, "
+            "unknown-issuer, blocked and SSF33 cards, and two plain T-Union cards - with "
+            "world.json saying which verdict each card should get and what it is for. Files "
+            "holding secrets are mode 0600."
         ),
     )
     p.add_argument("what", choices=["world"], help="what to issue")
@@ -98,10 +101,13 @@ def _serve_until_stopped(card, slot: int, port: int, what: str) -> int:
 
 
 def cmd_sim_psam(args: argparse.Namespace) -> int:
+    from firmware_sim.keys import MasterKeys
     from firmware_sim.psam_applet import build_psam
     from terminal.secure.keyfile import load_key_file
 
-    return _serve_until_stopped(build_psam(load_key_file(args.keys)), args.slot, args.port, "PSAM")
+    # The key file is the terminal's format; the PSAM takes the plain master keys in it.
+    keys = MasterKeys.coerce(load_key_file(args.keys))
+    return _serve_until_stopped(build_psam(keys), args.slot, args.port, "PSAM")
 
 
 def cmd_sim_issue(args: argparse.Namespace) -> int:
@@ -117,7 +123,8 @@ def cmd_sim_issue(args: argparse.Namespace) -> int:
     assert isinstance(cards, dict)
     print(f"issued into {args.out}: keys.toml, trust.json, {len(cards)} cards")
     for name, card in cards.items():
-        print(f"  {name:<24} -> {card['expected']:<22} {card['story']}")
+        expected = card["expected"] or f"({card['purpose']})"
+        print(f"  {name:<24} -> {expected:<22} {card['story']}")
     return 0
 
 

@@ -207,16 +207,23 @@ class FileSystem:
         self.make_current(parent)
         return parent
 
-    def select_name(self, name: bytes) -> DedicatedFile | None:
+    def select_name(self, name: bytes, *, next_occurrence: bool = False) -> DedicatedFile | None:
         """SELECT P1=04: the DF named ``name`` anywhere in the tree.
 
         An exact name wins; otherwise the first DF whose name starts with ``name`` (ISO allows
-        a right-truncated DF name).
+        a right-truncated DF name). ``next_occurrence`` (P2 02) looks only at the DFs after
+        the current DF in tree order, for the next one whose name starts with ``name``.
         """
         dfs = [f for f in self.mf.walk() if isinstance(f, DedicatedFile) and f.name]
-        found = next((df for df in dfs if df.name == name), None)
-        if found is None:
-            found = next((df for df in dfs if df.name and df.name.startswith(name)), None)
+        if next_occurrence:
+            after = [f for f in self.mf.walk() if isinstance(f, DedicatedFile)]
+            start = after.index(self.current_df) + 1 if self.current_df in after else 0
+            later = [df for df in after[start:] if df.name]
+            found = next((df for df in later if df.name and df.name.startswith(name)), None)
+        else:
+            found = next((df for df in dfs if df.name == name), None)
+            if found is None:
+                found = next((df for df in dfs if df.name and df.name.startswith(name)), None)
         if found is None:
             return None
         self.make_current(found)

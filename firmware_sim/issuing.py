@@ -8,11 +8,17 @@
     trust.json          the trust store: a root, the Chongqing and Sichuan issuers, and a
                         revoked issuer (listed in revoked_issuers)
     pki/*.key           private keys of the root and issuers (mode 0600)
-    cards/<name>.toml   personalised cards, one per verdict (see :data:`CARD_KINDS`)
-    world.json          a manifest: files, and the verdict each card should get
+    cards/<name>.toml   personalised cards, one per verdict (see :data:`CARD_KINDS`), and
+                        plain T-Union cards for the validator (:data:`TRANSIT_KINDS`)
+    world.json          a manifest: files, the verdict each card should get (``expected``,
+                        null for a card without the SSSE) and what it is for (``purpose``)
 
 Everything secret is made here, at test or demo time, from ``secrets``: nothing secret is
-committed. Cards start from the shipped sample profiles.
+committed. Cards start from the shipped sample profiles. The files are written in the
+terminal's formats (key file, trust store), but every card key is derived by the
+simulator's own crypto (:mod:`firmware_sim.crypto`): SSC card keys with the region factor
+(Zhejiang exception included) and ATR T6..TD, e-purse purchase keys from the key file's
+``purchase`` masters.
 """
 
 from __future__ import annotations
@@ -20,34 +26,46 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware_sim import crypto
+from firmware_sim.keys import MasterKeys
 from firmware_sim.pki_issuing import make_card_credentials, make_issuer, make_root
 from firmware_sim.profile import (
     CardKeys,
     CardProfile,
     PkiPersonalisation,
+    TUnionSettings,
     format_profile,
     load_sample,
 )
 from terminal.crypto.signing import Algorithm, generate_private_key, private_key_bytes
-from terminal.crypto.symmetric import SymmetricAlgorithm, ssc_card_key
 from terminal.pki.truststore import write_trust_store
 from terminal.secretfile import write_secret_file
 from terminal.secure.keyfile import KeySet, generate_key_set, write_key_file
-from terminal.ssc.auth import KeyName, random_bytes
 
 PKI_NAMES = {Algorithm.SM2: "sm2", Algorithm.ECDSA_P256: "ecdsa-p256"}
+SSC_KEY_NAMES = ("irk", "rkssse", "ukssse")
+
+PURPOSE_VERIFICATION = "verification"
+"""A social security card for the verification flow: ``expected`` is its verdict."""
+PURPOSE_VERIFICATION_TRANSIT = "verification+transit"
+"""A social security card that also carries the T-Union e-purse."""
+PURPOSE_TRANSIT = "transit"
+"""A plain T-Union card (no SSSE): for the validator's purchase, no SSC verdict."""
 
 
 @dataclass(frozen=True)
 class CardKind:
-    """One personalised test card: which sample, what is wrong with it, the verdict due."""
+    """One personalised test card: which sample, what is wrong with it, the verdict due
+    (None for a card without the social security application) and what it is for."""
 
     sample: str
-    expected: str
+    expected: str | None
     story: str
+    purpose: str = PURPOSE_VERIFICATION
 
 
 CARD_KINDS: dict[str, CardKind] = {
@@ -66,26 +84,80 @@ CARD_KINDS: dict[str, CardKind] = {
     ),
     "blocked-cq-2.0": CardKind("chongqing-2.0", "blocked", "its application is blocked"),
     "ssf33-cq-2.0": CardKind("chongqing-2.0", "unsupported_algorithm", "an SSF33 card"),
+    "genuine-cq-2.0-t0": CardKind(
+        "chongqing-2.0-t0",
+        "genuine",
+        "a genuine Chongqing 2.0 T=0 card: no algorithm template (DES), no tag 4E",
+    ),
+    "genuine-zj-2.0": CardKind(
+        "zhejiang-2.0",
+        "genuine",
+        "a genuine Zhejiang 2.0 card (region 330381): keys diversified with 330300sx",
+    ),
+    "genuine-sc-3.0-transit": CardKind(
+        "sichuan-3.0-transit",
+        "genuine",
+        "a genuine contactless Sichuan 3.0 card with a T-Union e-purse (SM4)",
+        PURPOSE_VERIFICATION_TRANSIT,
+    ),
 }
+"""Social security cards, one per verdict of the verification flow."""
+
+TRANSIT_KINDS: dict[str, CardKind] = {
+    "tunion-plain": CardKind(
+        "tunion-plain", None, "a plain T-Union card of another city", PURPOSE_TRANSIT
+    ),
+    "tunion-bit31": CardKind(
+        "tunion-bit31",
+        None,
+        "a T-Union card: balance bit 31 set, no 9F0C in the FCI, mostly empty log",
+        PURPOSE_TRANSIT,
+    ),
+}
+"""Plain T-Union cards (no SSSE): no SSC verdict, for the validator's purchase."""
 
 
-def card_keys(profile: CardProfile, keyset: KeySet) -> CardKeys:
-    """The card's own keys: the master keys diversified for this card (region, ATR)."""
-    algorithm = SymmetricAlgorithm(profile.card.algorithm)
+def card_keys(profile: CardProfile, keyset: KeySet | MasterKeys) -> CardKeys:
+    """The card's own keys: the master keys diversified for this card (region factor with
+    the Zhejiang exception, then ATR T6..TD), by the simulator's crypto."""
+    if profile.issuer is None:
+        raise ValueError(f"profile {profile.name} has no social security application")
+    masters = MasterKeys.coerce(keyset)
+    algorithm = profile.card.algorithm
     region = profile.issuer.region
 
-    def key(name: KeyName) -> bytes:
-        master = keyset.key(algorithm, name)
+    def key(name: str) -> bytes:
+        master = masters.key(algorithm, name)
         if master is None:
-            raise ValueError(f"key set has no {algorithm.name} {name.value} master key")
-        return ssc_card_key(master, region, profile.card.historical, algorithm)
+            raise ValueError(f"key set has no {name} master key of algorithm {algorithm}")
+        return crypto.ssc_card_key(algorithm, master, region, profile.card.historical)
 
-    return CardKeys(key(KeyName.IRK), key(KeyName.RKSSSE), key(KeyName.UKSSSE))
+    irk, rkssse, ukssse = (key(name) for name in SSC_KEY_NAMES)
+    return CardKeys(irk, rkssse, ukssse)
+
+
+def purchase_key(settings: TUnionSettings, keyset: KeySet | MasterKeys) -> bytes:
+    """The card's e-purse purchase key DPK from the key set's purchase master."""
+    master = MasterKeys.coerce(keyset).purchase_master(settings.algorithm)
+    if master is None:
+        raise ValueError(f"key set has no purchase master key of algorithm {settings.algorithm}")
+    info = settings.public_info
+    return crypto.purchase_key(settings.algorithm, master, info.issuer_id, info.app_serial)
+
+
+def personalise_tunion(profile: CardProfile, keyset: KeySet | MasterKeys) -> CardProfile:
+    """``profile`` with the purchase key of its e-purse (unchanged without ``[tunion]``)."""
+    if profile.tunion is None:
+        return profile
+    settings = dataclasses.replace(
+        profile.tunion, purchase_key=purchase_key(profile.tunion, keyset)
+    )
+    return dataclasses.replace(profile, tunion=settings)
 
 
 def random_card_keys() -> CardKeys:
     """Keys a forger could make: right shape, wrong values."""
-    return CardKeys(random_bytes(16), random_bytes(16), random_bytes(16))
+    return CardKeys(secrets.token_bytes(16), secrets.token_bytes(16), secrets.token_bytes(16))
 
 
 def issue_world(
@@ -142,10 +214,10 @@ def issue_world(
             PKI_NAMES[algorithm], private_key_bytes(card_key), card_cert, issuer_cert
         )
 
-    cards: dict[str, dict[str, str]] = {}
+    cards: dict[str, dict[str, str | None]] = {}
     sichuan = (sichuan_key, sichuan_cert)
     for name, kind in CARD_KINDS.items():
-        profile = load_sample(kind.sample)
+        profile = personalise_tunion(load_sample(kind.sample), keyset)
         keys = card_keys(profile, keyset)
         third_generation = profile.generation.value == "3.0"
         pki = pki_for(profile, sichuan) if third_generation else None
@@ -177,7 +249,15 @@ def issue_world(
                 profile, f"{kind.story} (made by onecard sim issue; holds card secrets)"
             ),
         )
-        cards[name] = {"file": str(path), "expected": kind.expected, "story": kind.story}
+        cards[name] = _entry(path, kind)
+    for name, kind in TRANSIT_KINDS.items():
+        profile = dataclasses.replace(
+            personalise_tunion(load_sample(kind.sample), keyset), name=name
+        )
+        path = out / "cards" / f"{name}.toml"
+        story = f"{kind.story} (made by onecard sim issue; holds card secrets)"
+        write_secret_file(path, format_profile(profile, story))
+        cards[name] = _entry(path, kind)
 
     manifest: dict[str, object] = {
         "made": today.isoformat(),
@@ -188,3 +268,13 @@ def issue_world(
     }
     (out / "world.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
+
+
+def _entry(path: Path, kind: CardKind) -> dict[str, str | None]:
+    return {
+        "file": str(path),
+        "expected": kind.expected,
+        "story": kind.story,
+        "purpose": kind.purpose,
+        "sample": kind.sample,
+    }

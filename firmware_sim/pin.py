@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from terminal.apdu import CommandAPDU, ResponseAPDU
-from terminal.status import SW
+from firmware_sim.apdu import Command, Response, status
+from firmware_sim.spec import iso7816
+from firmware_sim.spec.iso7816 import Ins
+from firmware_sim.spec.status import SW, tries_left
 
 PIN_RIGHT = "PIN"
-INS_VERIFY = 0x20
-INS_CHANGE_PIN = 0x5E
-CLA_PROPRIETARY = 0x80
-PIN_SEPARATOR = 0xFF
+PIN_SEPARATOR = 0xFF  # CHANGE PIN data: old PIN || FF || new PIN
+VERIFY_P1P2 = (0x00, 0x00)  # VERIFY: P1 00, P2 00 (the holder PIN)
+CHANGE_PIN_P1P2 = (0x01, 0x00)  # CHANGE PIN: P1 01, P2 00
 
 
 def decode_pin_block(block: bytes) -> str | None:
@@ -46,47 +47,47 @@ class PinStore:
     def check(self, candidate: str) -> int:
         """Compare and count; the status word the card answers."""
         if self.blocked:
-            return SW.AUTH_METHOD_BLOCKED
+            return SW.AUTHENTICATION_METHOD_BLOCKED
         if candidate == self._pin:
             self.tries_left = self.max_tries
-            return SW.OK
+            return SW.NORMAL_PROCESSING
         self.tries_left -= 1
-        return SW.AUTH_METHOD_BLOCKED if self.blocked else 0x63C0 | self.tries_left
+        return SW.AUTHENTICATION_METHOD_BLOCKED if self.blocked else tries_left(self.tries_left)
 
     def change(self, new: str) -> None:
         self._pin = new
 
 
 def process_pin_command(
-    store: PinStore, card_grant: Callable[[str], None], cmd: CommandAPDU
-) -> ResponseAPDU | None:
+    store: PinStore, card_grant: Callable[[str], None], cmd: Command
+) -> Response | None:
     """Answer VERIFY / CHANGE PIN for ``store``; None for any other command.
 
     ``card_grant(right)`` records a verified PIN in the card's security state.
     """
-    if cmd.cla == 0x00 and cmd.ins == INS_VERIFY:
-        if cmd.p1 != 0x00 or cmd.p2 != 0x00:
-            return ResponseAPDU(b"", SW.WRONG_P1P2)
+    if cmd.cla == iso7816.CLA_INTERINDUSTRY and cmd.ins == Ins.VERIFY:
+        if (cmd.p1, cmd.p2) != VERIFY_P1P2:
+            return status(SW.INCORRECT_P1_P2)
         if not cmd.data:  # a query: how many tries are left
-            sw = SW.AUTH_METHOD_BLOCKED if store.blocked else 0x63C0 | store.tries_left
-            return ResponseAPDU(b"", sw)
+            sw = SW.AUTHENTICATION_METHOD_BLOCKED if store.blocked else tries_left(store.tries_left)
+            return status(sw)
         candidate = decode_pin_block(cmd.data)
         if candidate is None:
-            return ResponseAPDU(b"", SW.WRONG_DATA)
+            return status(SW.INCORRECT_DATA)
         sw = store.check(candidate)
-        if sw == SW.OK:
+        if sw == SW.NORMAL_PROCESSING:
             card_grant(PIN_RIGHT)
-        return ResponseAPDU(b"", sw)
-    if cmd.cla == CLA_PROPRIETARY and cmd.ins == INS_CHANGE_PIN:
-        if cmd.p1 != 0x01 or cmd.p2 != 0x00:
-            return ResponseAPDU(b"", SW.WRONG_P1P2)
+        return status(sw)
+    if cmd.cla == iso7816.CLA_PROPRIETARY and cmd.ins == Ins.CHANGE_PIN:
+        if (cmd.p1, cmd.p2) != CHANGE_PIN_P1P2:
+            return status(SW.INCORRECT_P1_P2)
         old_block, sep, new_block = cmd.data.partition(bytes([PIN_SEPARATOR]))
         old, new = decode_pin_block(old_block), decode_pin_block(new_block)
         if not sep or old is None or new is None:
-            return ResponseAPDU(b"", SW.WRONG_DATA)
+            return status(SW.INCORRECT_DATA)
         sw = store.check(old)
-        if sw == SW.OK:
+        if sw == SW.NORMAL_PROCESSING:
             store.change(new)
             card_grant(PIN_RIGHT)
-        return ResponseAPDU(b"", sw)
+        return status(sw)
     return None

@@ -15,23 +15,18 @@ command, while its DF is selected::
        6700 if Lc is not 16, 6A86 for other P1-P2
 
 with its private key (SM2 with the default signer ID, or ECDSA P-256). Command bytes, SFIs
-and the prefix come from :data:`terminal.pki.session.COMMANDS`: the terminal module is the
-source of truth, so both sides change together. Anything else returns None, for the OS and
-other applets to answer.
+and the prefix are the simulator's own copy of docs/pki.md (:mod:`firmware_sim.spec.pki`).
+Anything else returns None, for the OS and other applets to answer.
 """
 
 from __future__ import annotations
 
+from firmware_sim.apdu import Command, Response, status
 from firmware_sim.cardos import Applet, CardOS
 from firmware_sim.filesystem import DedicatedFile, TransparentEF
-from terminal.apdu import CommandAPDU, ResponseAPDU
+from firmware_sim.spec.pki import CARD_CERT_FID, COMMANDS, ISSUER_CERT_FID, PKI_DF_FID, PkiCommands
+from firmware_sim.spec.status import SW
 from terminal.crypto.signing import Algorithm, PrivateKey, sign
-from terminal.pki.session import COMMANDS, PkiCommands, auth_message
-from terminal.status import SW
-
-PKI_DF_FID = 0xDF10
-ISSUER_CERT_FID = 0xC001
-CARD_CERT_FID = 0xC002
 
 
 def pki_fci(df_name: bytes) -> bytes:
@@ -40,12 +35,18 @@ def pki_fci(df_name: bytes) -> bytes:
     return b"\x6f" + bytes((len(inner),)) + inner
 
 
+def auth_message(challenge: bytes, commands: PkiCommands = COMMANDS) -> bytes:
+    """What the card signs: ``prefix || challenge``."""
+    return commands.auth_prefix + bytes(challenge)
+
+
 class PkiApplet(Applet):
     """The PKI DF with the issuer and card certificates, and the card's signing key.
 
     ``issuer_cert`` None leaves the issuer EF out (a card that relies on the terminal's
     trust store). Nothing checks that ``private_key`` belongs to ``card_cert``: a clone is
-    exactly a card where it does not.
+    exactly a card where it does not. ``commands`` may be any table with the attributes of
+    :class:`firmware_sim.spec.pki.PkiCommands`.
     """
 
     def __init__(
@@ -73,14 +74,14 @@ class PkiApplet(Applet):
         df.add(TransparentEF(CARD_CERT_FID, self.card_cert, sfi=c.card_cert_sfi))
         self.root = df
 
-    def process(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU | None:
+    def process(self, card: CardOS, cmd: Command) -> Response | None:
         cla, ins, p1, p2 = self.commands.internal_authenticate
         if cmd.cla != cla or cmd.ins != ins or not self.is_selected(card):
             return None
         if (cmd.p1, cmd.p2) != (p1, p2):
-            return ResponseAPDU(b"", SW.WRONG_P1P2)
+            return status(SW.INCORRECT_P1_P2)
         if len(cmd.data) != self.commands.challenge_length:
-            return ResponseAPDU(b"", SW.WRONG_LENGTH)
+            return status(SW.WRONG_LENGTH)
         signature = sign(self.alg, self.private_key, auth_message(cmd.data, self.commands))
         self.signatures += 1
         return card.respond(cmd, signature)

@@ -1,17 +1,19 @@
 """Card profiles: the TOML file that says which card the simulator is.
 
-A profile fixes everything that differs between real social security cards: the generation
-and its quirks (protocol, Le strictness, multi-record reads, algorithm), the ATR historical
-bytes, the issuer data of EF05 and the holder data of EF06. Three samples ship in
-``firmware_sim/profiles/`` (:func:`sample_names`, :func:`sample_profile_path`).
+A profile fixes everything that differs between real cards: the generation and its quirks
+(protocol, Le strictness, READ RECORD capabilities, FCI shape, algorithm), the ATR
+historical bytes, the issuer data of EF05, the holder data of EF06 and, optionally, the
+T-Union e-purse. Eight samples ship in ``firmware_sim/profiles/`` (:func:`sample_names`,
+:func:`sample_profile_path`); docs/simulator.md describes them.
 
 Schema (every key is required unless a default is given)::
 
     [card]
-    spec_version = "2.00"      # EF05 tag 03: "1.0x", "2.0x" or "3.00"; decides the generation
+    spec_version = "2.00"      # EF05 tag 03: "1.0x", "2.0x", "3.00", or "" (empty: a 1.0
+                               # card, Sichuan spec); decides the generation
     protocol = "T=0"           # contact protocol: "T=0" or "T=1"
     le_mode = "exact"          # "exact" (6Cxx unless Le = length) or "lenient"
-    multi_record = true        # READ RECORD 'P1 to last' (P2 mode 5); false answers 6A86
+    multi_record = true        # READ RECORD 'P1 to last' (P2 mode 101); false answers 6A86
     algorithm = 1              # FCI tag 86: 1 DES/3DES, 2 SSF33, 3 SM4
     chip_vendor = "0081"       # ATR T1-T2 (2 bytes hex); default "0081"
     os_vendor = "4A4446"       # ATR T3-T5 (3 bytes hex); default "4A4446"
@@ -22,6 +24,14 @@ Schema (every key is required unless a default is given)::
     pin = "123456"             # the holder PIN, 4-12 digits; default "123456", the
                                # initial PIN cards are issued with
     pin_tries = 3              # VERIFY tries before the PIN blocks (6983); default 3
+    sfi_record_id = true       # READ RECORD by identifier with an SFI (P2 SFI<<3|0);
+                               # default true; false answers 6A86 (the current EF still works)
+    select_p2_0c = false       # accept SELECT P2 0C (not defined on SSC cards); default false
+    fci_template = true        # SSSE FCI carries 9F0C/86 (the algorithm flag); default true;
+                               # false: no template, which makes a DES card (algorithm 1)
+    name_extension = true      # EF06 has a tag 4E record (2.0 and 3.0 cards); default true;
+                               # false: no 4E record, as on some 2.0 cards
+    blocked = false            # the SSSE answers 9303 (application blocked); default false
 
     [issuer]                   # EF05
     card_id = "500103D15600000510000001FFFFFFFF"
@@ -30,7 +40,9 @@ Schema (every key is required unless a default is given)::
     institution = "915600000250010050010001"   # 24 hex digits
     issue_date = 2021-03-01    # TOML dates
     expiry_date = 2031-03-01
-    card_number = "A01000013"  # 8-character body + check character (verified)
+    card_number = "A01000013"  # 8-character body + check character (verified); a longer
+                               # tag 07 value (e.g. 10 characters) is allowed: a reader
+                               # takes the first 9
 
     [holder]                   # EF06
     ssn = "500103198506150014" # 18-character citizen ID, GB 11643 check digit verified
@@ -41,12 +53,42 @@ Schema (every key is required unless a default is given)::
     birthplace = "500103"      # GB/T 2260 code, 6 digits
     birth_date = 1985-06-15
 
-Optional tables, written by the issuing tools (``onecard sim issue``) for personalised
-cards - they hold card secrets, so such files are made at test or demo time, never committed::
+Optional tables. ``[tunion]`` installs the T-Union e-purse (domain.md section 4) next to the
+SSSE; a profile with ``[tunion]`` and neither ``[issuer]`` nor ``[holder]`` is a plain
+T-Union card (no SSSE: selecting it answers 6A82), whose ``[card]`` table takes only
+``protocol`` and ``historical`` (1 to 15 bytes, required), ``uid`` (default: the low 4
+bytes of the application serial), ``le_mode`` (default exact), ``multi_record`` (default
+false), ``sfi_record_id`` and ``select_p2_0c``::
+
+    [tunion]
+    algorithm = 1              # purchase key cipher: 1 3DES (algId 00), 3 SM4 (algId 04)
+    balance = 5000             # fen, the true balance (bits 0-30)
+    app_serial = "50000000000000000001"  # 0x15 bytes 10-19, 10 bytes hex
+    issuer_code = "5000"       # 0x15 bytes 0-1
+    city_code = "5000"         # 0x15 bytes 2-3
+    industry_code = "0001"     # 0x15 bytes 4-5; default "0001"
+    card_type = 1              # 0x15 byte 28; default 1
+    start_date = 2020-01-01    # 0x15 bytes 20-23; default 2020-01-01
+    expiry_date = 2040-12-31   # 0x15 bytes 24-27; default 2040-12-31
+    counter = 0                # transaction counter; default 0
+    overdraft = 0              # overdraft limit, fen; default 0
+    balance_bit31 = false      # GET BALANCE and INITIALIZE answer bit 31 set (garbage a
+                               # reader masks off); debits use the true balance; default false
+    fci_public_info = true     # FCI carries 0x15 in 9F0C; false: the terminal must READ
+                               # BINARY 0x15 (00 B0 95 00 1E); default true
+    fci_label = false          # FCI in the real card's shape: 50 "MOT_T_EP", 87, 9F08, 9F12
+                               # before 9F0C; default false (84 and A5{9F0C} only)
+    purchase_log = []          # initial 0x18 records, newest first, 23 bytes hex each
+    empty_log_records = 0      # all-zero 0x18 records after them (unused slots; 9000)
+    purchase_key = "..."       # the card's purchase key DPK, 32 hex (written by
+                               # onecard sim issue); without it INITIALIZE answers 9403
+
+The tables the issuing tools (``onecard sim issue``) write for personalised cards hold card
+secrets, so such files are made at test or demo time, never committed::
 
     [keys]                     # the card's own (diversified) SSSE keys, 32 hex each
     irk = "..."                # internal authentication key
-    rkssse = "..."             # read key: EXTERNAL AUTHENTICATE unlocks EF06 on 3.0 cards
+    rkssse = "..."             # read key: EXTERNAL AUTHENTICATE (key 0A) unlocks EF06 on 3.0
     ukssse = "..."             # update key (optional)
 
     [pki]                      # 3.0 cards: the PKI application (docs/pki.md)
@@ -54,8 +96,6 @@ cards - they hold card secrets, so such files are made at test or demo time, nev
     private_key = "..."        # 32 bytes hex
     card_certificate = "..."   # hex
     issuer_certificate = "..." # hex
-
-``[card] blocked = true`` makes the SSSE answer 9303 (application blocked).
 
 The ATR historical bytes are T1-T2 chip vendor, T3-T5 vendor/OS, T6-T7 card manufacturer,
 T8-T9 the first four digits of the region (BCD, from ``card_id``) and TA-TD the card serial.
@@ -72,25 +112,42 @@ from pathlib import Path
 from typing import Any
 
 from firmware_sim.cardos import PROTOCOLS, LeMode
-from terminal.errors import ConfigError, FieldError
-from terminal.ssc import cardnumber
-from terminal.ssc.layout import BY_TAG, Generation
+from firmware_sim.spec import ssc, tunion
+from firmware_sim.spec.ssc import Generation
+from terminal.errors import ConfigError
 
 PROFILES_DIR = Path(__file__).with_name("profiles")
 DEFAULT_SAMPLE = "chongqing-2.0"
 
-SSC_RID = "D156000005"  # registered application provider id inside the card id
+SSC_RID = ssc.CARD_ID_RID
 ALGORITHMS = {1: "DES/3DES", 2: "SSF33", 3: "SM4"}
+PURCHASE_ALGORITHMS = {1: "3DES", 3: "SM4"}
 CATEGORIES = {"1": "pre-school", "2": "student", "3": "adult", "4": "elderly"}
 SEXES = {"1": "male", "2": "female", "9": "unspecified"}
+MAX_CARD_NUMBER_VALUE = 20  # a tag 07 value longer than 9 characters, up to this
 
-_NAME_TAG, _NAME_EXT_TAG = 0x09, 0x4E
-_CITIZEN_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_PLAIN_CARD_KEYS = (
+    "protocol",
+    "historical",
+    "uid",
+    "le_mode",
+    "multi_record",
+    "sfi_record_id",
+    "select_p2_0c",
+)
+
+
+def citizen_id_check_digit(body: str) -> str:
+    """GB 11643 (ISO 7064 MOD 11-2) check character for the first 17 digits of a citizen ID."""
+    try:
+        return ssc.citizen_id_check(body)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)
 class CardSettings:
-    """``[card]``: generation, transport quirks and ATR pieces."""
+    """``[card]``: generation, transport quirks, FCI shape and ATR pieces."""
 
     spec_version: str
     protocol: str
@@ -103,6 +160,10 @@ class CardSettings:
     pin: str = "123456"
     pin_tries: int = 3
     blocked: bool = False
+    sfi_record_id: bool = True
+    select_p2_0c: bool = False
+    fci_template: bool = True
+    name_extension: bool = True
 
     @property
     def generation(self) -> Generation:
@@ -113,7 +174,7 @@ class CardSettings:
 
 @dataclass(frozen=True)
 class IssuerData:
-    """``[issuer]``: the items of EF05 (field names are those of terminal.ssc.layout)."""
+    """``[issuer]``: the items of EF05."""
 
     card_id: str
     category: str
@@ -121,6 +182,7 @@ class IssuerData:
     issue_date: dt.date
     expiry_date: dt.date
     card_number: str
+    """The tag 07 value: 9 characters (body + check), or longer on some cards."""
 
     @property
     def region(self) -> str:
@@ -171,50 +233,80 @@ class PkiPersonalisation:
 
 
 @dataclass(frozen=True)
+class TUnionSettings:
+    """``[tunion]``: the T-Union e-purse of the card."""
+
+    algorithm: int
+    balance: int
+    public_info: tunion.PublicInfo
+    counter: int = 0
+    overdraft: int = 0
+    balance_bit31: bool = False
+    fci_public_info: bool = True
+    fci_label: bool = False
+    purchase_log: tuple[bytes, ...] = ()
+    empty_log_records: int = 0
+    purchase_key: bytes | None = None
+
+    def __repr__(self) -> str:
+        key = "<hidden>" if self.purchase_key else None
+        return (
+            f"TUnionSettings(serial={self.public_info.app_serial.hex()}, "
+            f"balance={self.balance}, algorithm={self.algorithm}, purchase_key={key})"
+        )
+
+
+@dataclass(frozen=True)
 class CardProfile:
-    """One simulated card, as loaded and validated from a profile file."""
+    """One simulated card, as loaded and validated from a profile file.
+
+    ``issuer`` and ``holder`` are None on a plain T-Union card (no SSSE).
+    """
 
     name: str
     """The profile's name: its file name without ``.toml``."""
     card: CardSettings
-    issuer: IssuerData
-    holder: HolderData
+    issuer: IssuerData | None
+    holder: HolderData | None
     keys: CardKeys | None = None
     pki: PkiPersonalisation | None = None
+    tunion: TUnionSettings | None = None
 
     @property
     def generation(self) -> Generation:
         return self.card.generation
 
+    @property
+    def has_ssse(self) -> bool:
+        """True for a social security card, False for a plain T-Union card."""
+        return self.issuer is not None
+
 
 # --- validation helpers --------------------------------------------------------------------
 
 
-def citizen_id_check_digit(body: str) -> str:
-    """GB 11643 (ISO 7064 MOD 11-2) check character for the first 17 digits of a citizen ID."""
-    if len(body) != 17 or not body.isdigit():
-        raise FieldError(f"citizen ID body must be 17 digits, got {body!r}")
-    total = sum(int(d) * w for d, w in zip(body, _CITIZEN_ID_WEIGHTS, strict=True))
-    return "10X98765432"[total % 11]
-
-
-def split_name(name: str, generation: Generation) -> tuple[bytes, bytes]:
+def split_name(
+    name: str, generation: Generation, name_extension: bool = True
+) -> tuple[bytes, bytes]:
     """The GBK bytes of tag 09 (name) and tag 4E (name extension) for ``name``.
 
     A name longer than tag 09's 30 bytes continues in tag 4E (20 bytes) on 2.0 and 3.0
-    cards; the split falls between characters so neither part holds half a GBK character.
-    Raises :class:`ConfigError` when the name is not GBK or does not fit.
+    cards that have the record (``name_extension``); the split falls between characters so
+    neither part holds half a GBK character. Raises :class:`ConfigError` when the name is
+    not GBK or does not fit.
     """
-    room, ext_room = BY_TAG[_NAME_TAG].length, BY_TAG[_NAME_EXT_TAG].length
+    room = ssc.BY_TAG[ssc.NAME_TAG].length
+    ext_room = ssc.BY_TAG[ssc.NAME_EXTENSION_TAG].length
     try:
         encoded = name.encode("gbk")
     except UnicodeEncodeError as exc:
         raise ConfigError(f"name {name!r}: {name[exc.start]!r} has no GBK encoding") from exc
     if len(encoded) <= room:
         return encoded, b""
-    if generation is Generation.V1:
+    if generation is Generation.V1 or not name_extension:
+        card = "a 1.0 card" if generation is Generation.V1 else "a card without tag 4E"
         raise ConfigError(
-            f"name {name!r} takes {len(encoded)} GBK bytes; a 1.0 card holds {room} (no tag 4E)"
+            f"name {name!r} takes {len(encoded)} GBK bytes; {card} holds {room} (no tag 4E)"
         )
     head, tail = b"", b""
     for i, ch in enumerate(name):
@@ -254,6 +346,15 @@ class _Table:
             raise self.error(key, f"expected {kind.__name__}, got {value!r}")
         return value
 
+    def flag(self, key: str, default: bool) -> bool:
+        value: bool = self.get(key, bool, default)
+        return value
+
+    def number(self, key: str, low: int, high: int, default: int | None = None) -> int:
+        value: int = self.get(key, int, default)
+        self.check(key, low <= value <= high, f"{value} is outside {low}..{high}")
+        return value
+
     def text(self, key: str, pattern: str, hint: str, default: str | None = None) -> str:
         value: str = self.get(key, str, default)
         if not re.fullmatch(pattern, value):
@@ -265,15 +366,15 @@ class _Table:
             self.text(key, f"[0-9A-Fa-f]{{{2 * size}}}", f"{size} bytes of hex", default)
         )
 
-    def choice(self, key: str, kind: type, choices: dict[Any, str]) -> Any:
-        value = self.get(key, kind)
+    def choice(self, key: str, kind: type, choices: dict[Any, str], default: Any = None) -> Any:
+        value = self.get(key, kind, default)
         if value not in choices:
             listed = ", ".join(f"{c!r} ({what})" for c, what in choices.items())
             raise self.error(key, f"{value!r} is not one of {listed}")
         return value
 
-    def date(self, key: str) -> dt.date:
-        value = self.get(key, object)
+    def date(self, key: str, default: dt.date | None = None) -> dt.date:
+        value = self.get(key, object, default)
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             return value
         raise self.error(key, f"expected a TOML date such as 2021-03-01, got {value!r}")
@@ -290,46 +391,88 @@ class _Table:
             )
 
 
-def _card(t: _Table, card_id: str) -> CardSettings:
-    spec_version = t.text("spec_version", r"[123]\.0\d", 'a version such as "2.00"')
-    protocol = t.choice("protocol", str, {p: "contact protocol" for p in PROTOCOLS})
-    le_mode = LeMode(t.choice("le_mode", str, {m.value: m.name.lower() for m in LeMode}))
-    multi_record: bool = t.get("multi_record", bool)
-    algorithm = t.choice("algorithm", int, ALGORITHMS)
+def _historical(t: _Table, card_id: str | None) -> bytes:
     piece_keys = ("chip_vendor", "os_vendor", "manufacturer")
+    if card_id is None:  # a plain T-Union card: its own historical bytes, 1 to 15
+        hint = "1 to 15 bytes of hex"
+        return bytes.fromhex(t.text("historical", r"(?:[0-9A-Fa-f]{2}){1,15}", hint))
     if "historical" in t.table:
         given = [k for k in piece_keys if k in t.table]
         t.check("historical", not given, f"give either historical or {', '.join(given)}")
-        historical = t.hex_bytes("historical", 13)
-    else:
-        historical = b"".join(
-            (
-                t.hex_bytes("chip_vendor", 2, "0081"),
-                t.hex_bytes("os_vendor", 3, "4A4446"),
-                t.hex_bytes("manufacturer", 2, "8660"),
-                bytes.fromhex(card_id[:4]),  # T8-T9: first four region digits, BCD
-                bytes.fromhex(card_id[16:24]),  # TA-TD: the card serial
-            )
+        return t.hex_bytes("historical", 13)
+    return b"".join(
+        (
+            t.hex_bytes("chip_vendor", 2, "0081"),
+            t.hex_bytes("os_vendor", 3, "4A4446"),
+            t.hex_bytes("manufacturer", 2, "8660"),
+            bytes.fromhex(card_id[:4]),  # T8-T9: first four region digits, BCD
+            bytes.fromhex(card_id[16:24]),  # TA-TD: the card serial
         )
-    uid_hex = t.text(
-        "uid", r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}", "4 or 7 bytes of hex", card_id[16:24]
     )
+
+
+def _uid(t: _Table, default: str) -> bytes:
+    uid_hex = t.text("uid", r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{14}", "4 or 7 bytes of hex", default)
+    return bytes.fromhex(uid_hex)
+
+
+def _transport(t: _Table, le_default: str | None = None) -> dict[str, Any]:
+    """The [card] keys every card has: protocol, Le and READ RECORD capabilities."""
+    modes = {m.value: m.name.lower() for m in LeMode}
+    le_mode = LeMode(t.choice("le_mode", str, modes, le_default))
+    return {
+        "protocol": t.choice("protocol", str, {p: "contact protocol" for p in PROTOCOLS}),
+        "le_mode": le_mode,
+        "sfi_record_id": t.flag("sfi_record_id", True),
+        "select_p2_0c": t.flag("select_p2_0c", False),
+    }
+
+
+def _card(t: _Table, card_id: str) -> CardSettings:
+    spec_version = t.text(
+        "spec_version", r"|[123]\.0\d", 'a version such as "2.00" (or "" for 1.0)'
+    )
+    transport = _transport(t)
+    multi_record: bool = t.get("multi_record", bool)
+    algorithm = t.choice("algorithm", int, ALGORITHMS)
+    historical = _historical(t, card_id)
+    uid = _uid(t, card_id[16:24])
     pin = t.text("pin", r"\d{4,12}", "4 to 12 digits", "123456")
-    pin_tries: int = t.get("pin_tries", int, 3)
-    blocked = bool(t.table.get("blocked", False))
-    t.used.add("blocked")
-    t.check("pin_tries", 1 <= pin_tries <= 15, "must be 1 to 15 (SW2 low nibble of 63Cx)")
+    pin_tries = t.number("pin_tries", 1, 15, 3)
+    fci_template = t.flag("fci_template", True)
+    t.check(
+        "fci_template",
+        fci_template or algorithm == ssc.Algorithm.DES3,
+        f"a card without the algorithm template is a DES card (Sichuan spec 10.1), "
+        f"not algorithm {algorithm}",
+    )
     return CardSettings(
         spec_version=spec_version,
-        protocol=protocol,
-        le_mode=le_mode,
         multi_record=multi_record,
         algorithm=algorithm,
         historical=historical,
-        uid=bytes.fromhex(uid_hex),
+        uid=uid,
         pin=pin,
         pin_tries=pin_tries,
-        blocked=blocked,
+        blocked=t.flag("blocked", False),
+        fci_template=fci_template,
+        name_extension=t.flag("name_extension", True),
+        **transport,
+    )
+
+
+def _plain_card(t: _Table, tunion_settings: TUnionSettings) -> CardSettings:
+    """[card] of a plain T-Union card: transport and ATR only."""
+    for key in t.table:
+        t.check(key, key in _PLAIN_CARD_KEYS, "not a key of a plain T-Union card (no SSSE)")
+    transport = _transport(t, LeMode.EXACT.value)
+    return CardSettings(
+        spec_version="",
+        multi_record=t.flag("multi_record", False),
+        algorithm=ssc.Algorithm.DES3,
+        historical=_historical(t, None),
+        uid=_uid(t, tunion_settings.public_info.app_serial[-4:].hex()),
+        **transport,
     )
 
 
@@ -343,8 +486,13 @@ def _issuer(t: _Table) -> IssuerData:
     institution = t.text("institution", r"[0-9A-Fa-f]{24}", "24 hex digits").upper()
     issue_date, expiry_date = t.date("issue_date"), t.date("expiry_date")
     t.check("expiry_date", expiry_date > issue_date, f"{expiry_date} is not after {issue_date}")
-    card_number = t.text("card_number", r"[A-Z]\d{7}[0-9X]", "a letter, 7 digits and a check")
-    expected = cardnumber.check_character(card_number[:8])
+    card_number = t.text(
+        "card_number",
+        rf"[A-Z]\d{{7}}[0-9X][0-9A-Z]{{0,{MAX_CARD_NUMBER_VALUE - 9}}}",
+        "a letter, 7 digits and a check (then optional characters, at most "
+        f"{MAX_CARD_NUMBER_VALUE} in all)",
+    )
+    expected = ssc.card_number_check(card_number[:8])
     t.check(
         "card_number",
         card_number[8] == expected,
@@ -353,7 +501,7 @@ def _issuer(t: _Table) -> IssuerData:
     return IssuerData(card_id, category, institution, issue_date, expiry_date, card_number)
 
 
-def _holder(t: _Table, generation: Generation) -> HolderData:
+def _holder(t: _Table, card: CardSettings) -> HolderData:
     ssn = t.text("ssn", r"\d{17}[0-9X]", "17 digits and a check character (digit or X)")
     expected = citizen_id_check_digit(ssn[:17])
     t.check(
@@ -362,7 +510,7 @@ def _holder(t: _Table, generation: Generation) -> HolderData:
     name: str = t.get("name", str)
     t.check("name", bool(name.strip()), "empty")
     try:
-        split_name(name, generation)
+        split_name(name, card.generation, card.name_extension)
     except ConfigError as exc:
         raise t.error("name", exc.reason) from None
     sex = t.choice("sex", str, SEXES)
@@ -392,25 +540,79 @@ def _pki(t: _Table) -> PkiPersonalisation:
     )
 
 
+def _tunion(t: _Table) -> TUnionSettings:
+    algorithm = t.choice("algorithm", int, PURCHASE_ALGORITHMS)
+    start = t.date("start_date", dt.date(2020, 1, 1))
+    expiry = t.date("expiry_date", dt.date(2040, 12, 31))
+    t.check("expiry_date", expiry > start, f"{expiry} is not after {start}")
+    info = tunion.PublicInfo(
+        issuer_code=t.hex_bytes("issuer_code", 2),
+        city_code=t.hex_bytes("city_code", 2),
+        industry_code=t.hex_bytes("industry_code", 2, "0001"),
+        issuer_rfu=b"\xff\xff",
+        app_type=tunion.APP_TYPE_EPURSE,
+        app_version=0x01,
+        app_serial=t.hex_bytes("app_serial", 10),
+        start_date=start,
+        expiry_date=expiry,
+        card_type=t.number("card_type", 0, 0xFF, 1),
+    )
+    log: list[object] = t.get("purchase_log", list, [])
+    records = []
+    for number, record in enumerate(log, start=1):
+        ok = isinstance(record, str) and re.fullmatch(r"[0-9A-Fa-f]{46}", record) is not None
+        t.check("purchase_log", ok, f"record {number} is not 23 bytes of hex")
+        records.append(bytes.fromhex(str(record)))
+    key = t.hex_bytes("purchase_key", 16) if "purchase_key" in t.table else None
+    t.used.add("purchase_key")
+    return TUnionSettings(
+        algorithm=algorithm,
+        balance=t.number("balance", 0, tunion.BALANCE_MASK),
+        public_info=info,
+        counter=t.number("counter", 0, 0xFFFF, 0),
+        overdraft=t.number("overdraft", 0, 0xFFFFFF, 0),
+        balance_bit31=t.flag("balance_bit31", False),
+        fci_public_info=t.flag("fci_public_info", True),
+        fci_label=t.flag("fci_label", False),
+        purchase_log=tuple(records),
+        empty_log_records=t.number("empty_log_records", 0, 64, 0),
+        purchase_key=key,
+    )
+
+
+TABLES = ("card", "issuer", "holder", "keys", "pki", "tunion")
+
+
 def parse_profile(document: str, source: str = "<profile>") -> CardProfile:
     """Validate the TOML text of a profile; ``source`` names it in error messages."""
     try:
         data = tomllib.loads(document)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"card", "issuer", "holder", "keys", "pki"})
+    unknown = sorted(set(data) - set(TABLES))
     if unknown:
         raise ConfigError(f"{source}: unknown table(s) {', '.join(unknown)}")
-    sections = ["card", "issuer", "holder"] + [s for s in ("keys", "pki") if s in data]
+    plain = "tunion" in data and "issuer" not in data and "holder" not in data
+    required = ["card"] if plain else ["card", "issuer", "holder"]
+    sections = required + [s for s in ("keys", "pki", "tunion") if s in data]
     tables = {s: _Table(source, s, data.get(s)) for s in sections}
-    issuer = _issuer(tables["issuer"])
-    card = _card(tables["card"], issuer.card_id)
-    holder = _holder(tables["holder"], card.generation)
+    tunion_settings = _tunion(tables["tunion"]) if "tunion" in tables else None
+    issuer = holder = None
+    if plain:
+        assert tunion_settings is not None
+        for section in ("keys", "pki"):
+            if section in tables:
+                raise ConfigError(f"{source}: [{section}] needs the SSSE ([issuer], [holder])")
+        card = _plain_card(tables["card"], tunion_settings)
+    else:
+        issuer = _issuer(tables["issuer"])
+        card = _card(tables["card"], issuer.card_id)
+        holder = _holder(tables["holder"], card)
     keys = _keys(tables["keys"]) if "keys" in tables else None
     pki = _pki(tables["pki"]) if "pki" in tables else None
     for table in tables.values():
         table.finish()
-    return CardProfile(Path(source).stem, card, issuer, holder, keys, pki)
+    return CardProfile(Path(source).stem, card, issuer, holder, keys, pki, tunion_settings)
 
 
 def load_profile(path: str | PathLike[str]) -> CardProfile:
@@ -451,43 +653,85 @@ def _toml_value(value: object) -> str:
         return str(value)
     if isinstance(value, bytes):
         return f'"{value.hex().upper()}"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
 
+def _card_table(profile: CardProfile) -> dict[str, object]:
+    card = profile.card
+    transport: dict[str, object] = {
+        "protocol": card.protocol,
+        "le_mode": card.le_mode.value,
+        "multi_record": card.multi_record,
+        "sfi_record_id": card.sfi_record_id,
+        "select_p2_0c": card.select_p2_0c,
+        "historical": card.historical,
+        "uid": card.uid,
+    }
+    if not profile.has_ssse:
+        return transport
+    return {
+        "spec_version": card.spec_version,
+        "algorithm": card.algorithm,
+        **transport,
+        "pin": card.pin,
+        "pin_tries": card.pin_tries,
+        "blocked": card.blocked,
+        "fci_template": card.fci_template,
+        "name_extension": card.name_extension,
+    }
+
+
+def _tunion_table(settings: TUnionSettings) -> dict[str, object]:
+    info = settings.public_info
+    table: dict[str, object] = {
+        "algorithm": settings.algorithm,
+        "balance": settings.balance,
+        "app_serial": info.app_serial,
+        "issuer_code": info.issuer_code,
+        "city_code": info.city_code,
+        "industry_code": info.industry_code,
+        "card_type": info.card_type,
+        "start_date": info.start_date,
+        "expiry_date": info.expiry_date,
+        "counter": settings.counter,
+        "overdraft": settings.overdraft,
+        "balance_bit31": settings.balance_bit31,
+        "fci_public_info": settings.fci_public_info,
+        "fci_label": settings.fci_label,
+        "purchase_log": list(settings.purchase_log),
+        "empty_log_records": settings.empty_log_records,
+    }
+    if settings.purchase_key is not None:
+        table["purchase_key"] = settings.purchase_key
+    return table
+
+
 def format_profile(profile: CardProfile, comment: str = "") -> str:
     """The TOML text of ``profile``; :func:`parse_profile` reads it back to an equal profile."""
-    card, issuer, holder = profile.card, profile.issuer, profile.holder
-    tables: dict[str, dict[str, object]] = {
-        "card": {
-            "spec_version": card.spec_version,
-            "protocol": card.protocol,
-            "le_mode": card.le_mode.value,
-            "multi_record": card.multi_record,
-            "algorithm": card.algorithm,
-            "historical": card.historical,
-            "uid": card.uid,
-            "pin": card.pin,
-            "pin_tries": card.pin_tries,
-            "blocked": card.blocked,
-        },
-        "issuer": {
+    tables: dict[str, dict[str, object]] = {"card": _card_table(profile)}
+    if profile.issuer is not None and profile.holder is not None:
+        issuer, holder = profile.issuer, profile.holder
+        tables["issuer"] = {
             "card_id": issuer.card_id,
             "category": issuer.category,
             "institution": issuer.institution,
             "issue_date": issuer.issue_date,
             "expiry_date": issuer.expiry_date,
             "card_number": issuer.card_number,
-        },
-        "holder": {
+        }
+        tables["holder"] = {
             "ssn": holder.ssn,
             "name": holder.name,
             "sex": holder.sex,
             "ethnicity": holder.ethnicity,
             "birthplace": holder.birthplace,
             "birth_date": holder.birth_date,
-        },
-    }
+        }
+    if profile.tunion is not None:
+        tables["tunion"] = _tunion_table(profile.tunion)
     if profile.keys is not None:
         keys: dict[str, object] = {"irk": profile.keys.irk, "rkssse": profile.keys.rkssse}
         if profile.keys.ukssse is not None:

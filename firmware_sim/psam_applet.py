@@ -1,27 +1,30 @@
 """A simulated PSAM: the social security application of a terminal's secure access module.
 
-File tree, personalised from a :class:`terminal.secure.keyfile.KeySet`::
+File tree, personalised from :class:`firmware_sim.keys.MasterKeys` (plain master keys; the
+issuing side and the CLI build them from the operator key file)::
 
     3F00 MF
      └─ 1001  PSAM ADF, DF name D15600000590, FCI 6F 08 84 06 <AID>
          └─ EF16  terminal number, transparent, SFI 16, 6 bytes BCD, free read
 
-Commands the applet answers while its ADF is selected (docs/card-authentication.md):
+Commands the applet answers while its ADF is selected (docs/card-authentication.md,
+docs/transit.md):
 
 =======================================  ==========================================================
 ``BF DE <usage> <alg> 18 D1 D2 P``       DELIVERY SESSION KEY: card key = the master key of
                                          ``usage`` (01 irk, 02 rkssse, 03 ukssse) for ``alg``
-                                         (01 3DES, 03 SM4) diversified with D1 then D2; session key
-                                         = P enciphered under it, kept in RAM. ``9000``, no data.
-                                         ``6A81`` no keys for the algorithm, ``6A88`` no such key,
-                                         ``6A86`` unknown usage/algorithm, ``6700`` Lc not 18.
+                                         (01 3DES, 03 SM4) diversified with D1 then D2, both as
+                                         sent; session key = P enciphered under it, kept in RAM.
+                                         ``9000``, no data. ``6A81`` no keys for the algorithm,
+                                         ``6A88`` no such key, ``6A86`` unknown usage/algorithm,
+                                         ``6700`` Lc not 18.
 ``80 FA 00 00 08 X 08``                  CIPHER DATA: leftmost 8 bytes of ``E_SK(X || 00..)``.
                                          ``6985`` no session key delivered, ``6A86`` P1-P2 not
                                          00 00, ``6700`` Lc not 8; Le held to 8 (``6C08``).
-``80 70 00 00 24 <data> 08``            MAC1 (docs/transit.md): purchase key from the ``purchase``
-                                         master (algorithm from the algId byte, diversified by
-                                         issuer id then application serial), serial + 1, session
-                                         key, MAC1; answers serial(4) MAC1(4) and keeps the session.
+``80 70 00 00 24 <data> 08``            MAC1: purchase key from the ``purchase`` master
+                                         (algorithm from the algId byte, diversified by issuer id
+                                         then application serial), serial + 1, session key, MAC1;
+                                         answers serial(4) MAC1(4) and keeps the session.
                                          ``6A81`` unknown algorithm / no master of it, ``6A88`` no
                                          purchase key at all, ``6700`` Lc not 36.
 ``80 72 00 00 04 MAC2``                  MAC2 check against the newest session (``9000``/``9302``);
@@ -40,44 +43,27 @@ serial is EEPROM (it survives power-off, as a real PSAM's).
 
 from __future__ import annotations
 
+import hmac
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from firmware_sim import crypto
+from firmware_sim.apdu import Command, Response, status
 from firmware_sim.cardos import PROTOCOLS, Applet, CardOS, t0_atr, t1_atr
 from firmware_sim.filesystem import DedicatedFile, TransparentEF
-from terminal.apdu import CommandAPDU, ResponseAPDU
-from terminal.crypto.symmetric import SymmetricAlgorithm, diversify, session_key
-from terminal.errors import AlgorithmMissingError, KeyMissingError, TransitRecordError
-from terminal.secure.keyfile import KeySet, TransitKeyName
-from terminal.secure.psam import (
-    DIVERSIFICATION_LENGTH,
-    KEY_USAGE,
-    PSAM_AID,
-    PSAM_COMMANDS,
-    TERMINAL_NUMBER_SFI,
-)
-from terminal.ssc.auth import CRYPTOGRAM_LENGTH, PROCESS_FACTOR_LENGTH, cryptogram
-from terminal.status import SW
-from terminal.transit.purchase import (
-    MAC1_DATA_LENGTH,
-    SW_MAC_INVALID,
-    Mac1Request,
-    Mac2Verdict,
-    PurchaseMacEngine,
-)
+from firmware_sim.keys import MasterKeys
+from firmware_sim.spec import psam, tunion
+from firmware_sim.spec.psam import PSAM_AID, KeyUsage
+from firmware_sim.spec.ssc import Algorithm
+from firmware_sim.spec.status import SW
 
-PSAM_ADF_FID = 0x1001  # the FID PBOC-style PSAMs give their application DF
-EF16_FID = 0x0016
-PSAM_HISTORICAL_MARKER = b"PSAM"
+PSAM_ADF_FID = psam.PSAM_ADF_FID
+EF16_FID = psam.TERMINAL_NUMBER_FID
+PSAM_HISTORICAL_MARKER = psam.HISTORICAL_MARKER
 """Historical bytes start with this; the 6 BCD bytes of the terminal number follow."""
 
-DELIVERY_DATA_LENGTH = 2 * DIVERSIFICATION_LENGTH + PROCESS_FACTOR_LENGTH  # 0x18
-_USAGE_KEYS = {usage: name for name, usage in KEY_USAGE.items()}
-
-Handler = Callable[[CardOS, CommandAPDU], ResponseAPDU]
-
-
-def _sw(sw: int) -> ResponseAPDU:
-    return ResponseAPDU(b"", sw)
+Handler = Callable[[CardOS, Command], Response]
 
 
 def psam_fci() -> bytes:
@@ -85,136 +71,156 @@ def psam_fci() -> bytes:
     return bytes((0x6F, 2 + len(PSAM_AID), 0x84, len(PSAM_AID))) + PSAM_AID
 
 
-class PsamApplet(Applet):
-    """The PSAM application holding the master keys of ``keyset``."""
+@dataclass(frozen=True)
+class _MacSession:
+    algorithm: int
+    key: bytes
+    amount: int
 
-    def __init__(self, keyset: KeySet) -> None:
-        self.keyset = keyset
-        self._session: tuple[SymmetricAlgorithm, bytes] | None = None
-        masters = {
-            alg: key
-            for alg in keyset.algorithms()
-            if (key := keyset.key(alg, TransitKeyName.PURCHASE)) is not None
-        }
-        self.purchase = PurchaseMacEngine(masters, bytes.fromhex(keyset.terminal_number))
-        """The purchase MAC computations (serial: EEPROM; sessions: RAM)."""
+
+class PsamApplet(Applet):
+    """The PSAM application holding ``keys`` (:class:`MasterKeys`, or a key set of the
+    terminal's shape, read by :meth:`MasterKeys.coerce`)."""
+
+    def __init__(self, keys: object, serial: int = 0) -> None:
+        self.keys = MasterKeys.coerce(keys)
+        self._session: tuple[int, bytes] | None = None
+        self.serial = serial
+        """The purchase transaction serial (EEPROM), incremented before each MAC1."""
+        self._purchases: OrderedDict[int, _MacSession] = OrderedDict()
+        self._current: int | None = None
         self.handlers: dict[tuple[int, int], Handler] = {
-            PSAM_COMMANDS.delivery_session_key: self._delivery_session_key,
-            PSAM_COMMANDS.cipher_data: self._cipher_data,
-            PSAM_COMMANDS.mac1: self._mac1,
-            PSAM_COMMANDS.mac2: self._mac2,
+            psam.Command.DELIVERY_SESSION_KEY.value: self._delivery_session_key,
+            psam.Command.CIPHER_DATA.value: self._cipher_data,
+            psam.Command.MAC1.value: self._mac1,
+            psam.Command.MAC2.value: self._mac2,
         }
         """(CLA, INS) -> handler, consulted while the ADF is selected."""
 
     def __repr__(self) -> str:
-        return f"PsamApplet({self.keyset!r})"  # KeySet's repr hides the keys
+        return f"PsamApplet({self.keys!r})"  # MasterKeys' repr hides the keys
 
     def install(self, card: CardOS) -> None:
         adf = card.mf.add(DedicatedFile(PSAM_ADF_FID, name=PSAM_AID, fci=psam_fci()))
         adf.add(
-            TransparentEF(
-                EF16_FID, bytes.fromhex(self.keyset.terminal_number), sfi=TERMINAL_NUMBER_SFI
-            )
+            TransparentEF(EF16_FID, self.keys.terminal_number_bytes, sfi=psam.TERMINAL_NUMBER_SFI)
         )
         self.root = adf
 
     def reset(self) -> None:
         self._session = None
-        self.purchase.drop_sessions()
+        self._purchases.clear()
+        self._current = None
 
     @property
     def has_session(self) -> bool:
         """True while a delivered session key is in RAM (for tests)."""
         return self._session is not None
 
-    def process(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU | None:
-        handler = self.handlers.get((cmd.cla, cmd.ins))
-        if handler is None or not self.is_selected(card):
+    def process(self, card: CardOS, cmd: Command) -> Response | None:
+        if not self.is_selected(card):
             return None
+        handler = self.handlers.get((cmd.cla, cmd.ins))
+        if handler is None:
+            classes = {cla for cla, _ in self.handlers}
+            # the PSAM's own classes (80, BF): an unknown instruction is 6D00
+            return status(SW.INS_NOT_SUPPORTED) if cmd.cla in classes else None
         return handler(card, cmd)
 
     # --- commands -------------------------------------------------------------------------
 
-    def _delivery_session_key(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
+    def _delivery_session_key(self, card: CardOS, cmd: Command) -> Response:
         # Whatever the outcome, the previous session key goes: a failed delivery must not
         # leave the key of the previous card usable by the next CIPHER DATA.
         self._session = None
-        name = _USAGE_KEYS.get(cmd.p1)
-        try:
-            alg = SymmetricAlgorithm(cmd.p2)
-        except ValueError:
-            return _sw(SW.WRONG_P1P2)
-        if name is None:
-            return _sw(SW.WRONG_P1P2)
-        if len(cmd.data) != DELIVERY_DATA_LENGTH:
-            return _sw(SW.WRONG_LENGTH)
-        if alg not in self.keyset.algorithms():
-            return _sw(SW.FUNCTION_NOT_SUPPORTED)  # 6A81, SSF33 included
-        master = self.keyset.key(alg, name)
+        if cmd.p1 not in psam.KEY_NAMES or cmd.p2 not in tuple(Algorithm):
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) != psam.DELIVERY_DATA_LENGTH:
+            return status(SW.WRONG_LENGTH)
+        alg = cmd.p2
+        if alg not in self.keys.algorithms():
+            return status(SW.FUNCTION_NOT_SUPPORTED)  # 6A81, SSF33 included
+        master = self.keys.key(alg, psam.KEY_NAMES[KeyUsage(cmd.p1)])
         if master is None:
-            return _sw(SW.REFERENCE_DATA_NOT_FOUND)  # 6A88
-        d1, d2 = cmd.data[:8], cmd.data[8:16]
-        process_factor = cmd.data[16:]
-        card_key = diversify(diversify(master, d1, alg), d2, alg)
-        self._session = (alg, session_key(card_key, process_factor, alg))
-        return _sw(SW.OK)
+            return status(SW.REFERENCED_DATA_NOT_FOUND)  # 6A88
+        d1, d2, process_factor = cmd.data[:8], cmd.data[8:16], cmd.data[16:]
+        card_key = crypto.diversify(alg, crypto.diversify(alg, master, d1), d2)
+        self._session = (alg, crypto.session_key(alg, card_key, process_factor))
+        return status(SW.NORMAL_PROCESSING)
 
-    def _cipher_data(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
+    def _cipher_data(self, card: CardOS, cmd: Command) -> Response:
         if cmd.p1 or cmd.p2:
-            return _sw(SW.WRONG_P1P2)
-        if len(cmd.data) != CRYPTOGRAM_LENGTH:
-            return _sw(SW.WRONG_LENGTH)
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) != psam.CIPHER_DATA_LENGTH:
+            return status(SW.WRONG_LENGTH)
         if self._session is None:
-            return _sw(SW.CONDITIONS_NOT_SATISFIED)  # 6985
+            return status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)  # 6985
         alg, key = self._session
-        return card.respond(cmd, cryptogram(alg, key, cmd.data))
+        return card.respond(cmd, crypto.cryptogram(alg, key, cmd.data))
 
-    def _mac1(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
+    def _mac1(self, card: CardOS, cmd: Command) -> Response:
+        # A failed MAC1 must not leave the previous card's session checkable as current.
+        self._current = None
         if cmd.p1 or cmd.p2:
-            return _sw(SW.WRONG_P1P2)
-        if len(cmd.data) != MAC1_DATA_LENGTH:
-            return _sw(SW.WRONG_LENGTH)
-        if not any(alg for alg, name in self.keyset.keys if name is TransitKeyName.PURCHASE):
-            return _sw(SW.REFERENCE_DATA_NOT_FOUND)  # 6A88: no purchase key at all
-        try:
-            answer = self.purchase.mac1(Mac1Request.from_bytes(cmd.data))
-        except (AlgorithmMissingError, KeyMissingError):
-            return _sw(SW.FUNCTION_NOT_SUPPORTED)  # 6A81: not for this card's algorithm
-        except TransitRecordError:
-            return _sw(SW.WRONG_DATA)
-        return card.respond(cmd, answer.terminal_serial.to_bytes(4, "big") + answer.mac1)
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) != psam.MAC1_DATA_LENGTH:
+            return status(SW.WRONG_LENGTH)
+        if not self.keys.has_purchase_keys():
+            return status(SW.REFERENCED_DATA_NOT_FOUND)  # 6A88: no purchase key at all
+        f = {name: cmd.data[part] for name, part in psam.MAC1_FIELDS.items()}
+        alg = tunion.FLAG_OF_ALGORITHM_ID.get(f["algorithm_id"][0])
+        master = None if alg is None else self.keys.purchase_master(alg)
+        if alg is None or master is None:
+            return status(SW.FUNCTION_NOT_SUPPORTED)  # 6A81: not for this card's algorithm
+        if not (tunion.is_bcd_date(f["date"]) and tunion.is_bcd_time(f["time"])):
+            return status(SW.INCORRECT_DATA)
+        dpk = crypto.purchase_key(alg, master, f["issuer_id"], bytes(2) + f["serial_low8"])
+        self.serial = (self.serial + 1) & 0xFFFFFFFF
+        counter = int.from_bytes(f["counter"], "big")
+        sk = crypto.purchase_session_key(alg, dpk, f["random"], counter, self.serial)
+        amount = int.from_bytes(f["amount"], "big")
+        terminal_number = self.keys.terminal_number_bytes
+        mac = crypto.mac1(alg, sk, amount, f["type"][0], terminal_number, f["date"], f["time"])
+        self._purchases[self.serial] = _MacSession(alg, sk, amount)
+        while len(self._purchases) > psam.KEPT_SESSIONS:
+            self._purchases.popitem(last=False)
+        self._current = self.serial
+        return card.respond(cmd, self.serial.to_bytes(4, "big") + mac)
 
-    def _mac2(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
+    def _mac2(self, card: CardOS, cmd: Command) -> Response:
         if cmd.p1 or cmd.p2:
-            return _sw(SW.WRONG_P1P2)
-        if len(cmd.data) == 4:
-            verdict = self.purchase.verify_mac2(cmd.data)
-        elif len(cmd.data) == 8:
-            verdict = self.purchase.verify_mac2(cmd.data[4:], int.from_bytes(cmd.data[:4], "big"))
-        else:
-            return _sw(SW.WRONG_LENGTH)
-        return _sw(
-            {
-                Mac2Verdict.VALID: SW.OK,
-                Mac2Verdict.INVALID: SW_MAC_INVALID,
-                Mac2Verdict.UNKNOWN: SW.CONDITIONS_NOT_SATISFIED,
-            }[verdict]
-        )
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) not in psam.MAC2_LENGTHS:
+            return status(SW.WRONG_LENGTH)
+        recovery = len(cmd.data) == 8
+        serial = int.from_bytes(cmd.data[:4], "big") if recovery else self._current
+        session = None if serial is None else self._purchases.get(serial)
+        if session is None:
+            return status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)
+        expected = crypto.mac2(session.algorithm, session.key, session.amount)
+        if not hmac.compare_digest(expected, cmd.data[-4:]):
+            return status(SW.MAC_INVALID)
+        # A checked session is done with: a replayed MAC2 is not accepted twice as current.
+        if not recovery:
+            self._current = None
+        return status(SW.NORMAL_PROCESSING)
 
 
-def psam_atr(keyset: KeySet, protocol: str = "T=1") -> bytes:
+def psam_atr(keys: object, protocol: str = "T=1") -> bytes:
     """Contact ATR with historical bytes ``"PSAM" || terminal number (6 BCD)``.
 
     T=1: ``3B EA 00 00 81 31 FE 45 <10 historical> TCK``; T=0: ``3B 6A 00 00 <10 historical>``.
     """
-    historical = PSAM_HISTORICAL_MARKER + bytes.fromhex(keyset.terminal_number)
+    historical = PSAM_HISTORICAL_MARKER + MasterKeys.coerce(keys).terminal_number_bytes
     return t1_atr(historical) if protocol == "T=1" else t0_atr(historical)
 
 
-def build_psam(keyset: KeySet, protocol: str = "T=1") -> CardOS:
-    """A PSAM card OS personalised from ``keyset``, not yet powered."""
+def build_psam(keys: object, protocol: str = "T=1") -> CardOS:
+    """A PSAM card OS personalised from ``keys`` (:class:`MasterKeys`, or a key set of the
+    terminal's shape), not yet powered."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
-    card = CardOS(psam_atr(keyset, protocol), protocol)
-    card.install(PsamApplet(keyset))
+    master_keys = MasterKeys.coerce(keys)
+    card = CardOS(psam_atr(master_keys, protocol), protocol)
+    card.install(PsamApplet(master_keys))
     return card

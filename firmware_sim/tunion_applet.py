@@ -1,23 +1,30 @@
-"""A simulated T-Union (交通联合) e-purse: the transit application of a social security card.
+"""A simulated T-Union (交通联合) e-purse: the transit application of a card.
 
 File tree, under the MF (docs/transit.md "Files")::
 
     3F00 MF
-     └─ 1001  e-purse ADF, DF name A000000632010105, FCI 6F .. 84 <AID> A5 .. 9F0C 1E <0x15>
+     └─ 1001  e-purse ADF, DF name A000000632010105, FCI (below)
          ├─ EF15  public information, transparent, SFI 15, 30 bytes, free read
          ├─ EF17  management information, transparent, SFI 17, 60 bytes, free read
          ├─ EF18  purchase log, cyclic, SFI 18, 23-byte records (record 1 = newest)
          └─ EF1E  transit process (trip) records, cyclic, SFI 1E, 48-byte records
 
+The FCI: ``6F .. 84 08 <AID> A5 .. 9F0C 1E <0x15>`` (this simulator's first shape), or the
+real card's ``6F 50 84 08 <AID> A5 44 {50 08 "MOT_T_EP", 87 01 01, 9F08 01 02, 9F12 0F
+"CARD IMAGE 0001", 9F0C 1E <0x15>}`` (``fci_label``); either without 9F0C when
+``fci_public_info`` is off, and a terminal reads 0x15 with ``00 B0 95 00 1E``.
+
 Commands the applet answers while its ADF is selected (READ BINARY / READ RECORD / SELECT
 are the card OS's):
 
 ======================================  ===========================================================
-``80 5C 00 02 04``                      GET BALANCE: balance(4), fen.
+``80 5C 00 02 04``                      GET BALANCE: balance(4), fen (bit 31 set on a card with
+                                        ``balance_bit31``: garbage, not money).
 ``80 50 01|03 02 0B k amt(4) term(6)``  INITIALIZE FOR PURCHASE (P1 03 composite): balance(4)
                                         counter(2) overdraft(3) keyVer(1) algId(1) random(4).
-                                        ``9401`` balance < amount, ``9403`` unknown key index,
-                                        ``9303`` locked after :data:`MAC1_TRIES` wrong MAC1s.
+                                        ``9401`` balance < amount, ``9403`` unknown key index
+                                        (or no purchase key), ``9303`` locked after
+                                        :data:`MAC1_TRIES` wrong MAC1s.
 ``80 DC <id> F0 30 <record>``           UPDATE CAPP DATA CACHE (after a P1 03 INITIALIZE): stage
                                         the 0x1E record, written on a successful DEBIT.
 ``80 54 01 00 0F ser date time MAC1``   DEBIT FOR PURCHASE: MAC1 checked under the session key
@@ -43,73 +50,56 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from firmware_sim import crypto
+from firmware_sim.apdu import Command, Response, status
 from firmware_sim.cardos import Applet, CardOS
 from firmware_sim.filesystem import DedicatedFile, RecordEF, TransparentEF
-from terminal.apdu import CommandAPDU, ResponseAPDU
-from terminal.crypto.symmetric import SymmetricAlgorithm
-from terminal.errors import TransitRecordError
-from terminal.secure.keyfile import KeySet, TransitKeyName
-from terminal.status import SW
-from terminal.transit.purchase import (
-    ALGORITHM_ID,
-    DEFAULT_KEY_INDEX,
-    P1_COMPOSITE,
-    P1_PURCHASE,
-    P2_EPURSE,
-    SFI_MANAGEMENT_INFO,
-    SFI_PUBLIC_INFO,
-    SFI_PURCHASE_LOG,
-    SFI_TRIP_RECORDS,
-    SW_BLOCKED,
-    SW_INSUFFICIENT_BALANCE,
-    SW_KEY_INDEX_UNSUPPORTED,
-    SW_MAC_INVALID,
-    SW_PROVE_UNAVAILABLE,
+from firmware_sim.keys import MasterKeys
+from firmware_sim.profile import TUnionSettings
+from firmware_sim.spec import iso7816, tunion
+from firmware_sim.spec.status import SW
+from firmware_sim.spec.tunion import (
+    MANAGEMENT_INFO,
+    PUBLIC_INFO,
+    PURCHASE_LOG,
+    TRIP_RECORDS,
     TUNION_AID,
-    TYPE_COMPOSITE,
-    TYPE_PURCHASE,
-    card_purchase_key,
-    mac1_input,
-    purchase_mac1,
-    purchase_mac2,
-    purchase_session_key,
-    purchase_tac,
-)
-from terminal.transit.records import (
-    TRIP_RECORD_LENGTH,
+    Ins,
     PublicInfo,
-    PurchaseLogRecord,
-    decode_bcd_date,
-    decode_bcd_time,
 )
 
-TUNION_ADF_FID = 0x1001
+TUNION_ADF_FID = tunion.TUNION_ADF_FID
 MAC1_TRIES = 3
-LOG_CAPACITY = 10
-TRIP_CAPACITY = 10
-MANAGEMENT_INFO_LENGTH = 60
+LOG_CAPACITY = tunion.LOG_CAPACITY
+TRIP_CAPACITY = tunion.TRIP_CAPACITY
 DEFAULT_BALANCE = 5000  # fen
-KEY_VERSION = 0x01
-
-INS_GET_BALANCE = 0x5C
-INS_INITIALIZE = 0x50
-INS_UPDATE_CACHE = 0xDC
-INS_DEBIT = 0x54
-INS_PROVE = 0x5A
-
-
-def _sw(sw: int) -> ResponseAPDU:
-    return ResponseAPDU(b"", sw)
+DEFAULT_APP_SERIAL = bytes.fromhex("50000000000000000001")
+COUNTRY_CODE = b"\x01\x56\x00\x00"  # 0x17: country 156 (China)
 
 
 def _tlv(tag: bytes, value: bytes) -> bytes:
-    assert len(value) < 0x80  # short form is all the FCI needs
+    if len(value) >= 0x80:
+        raise ValueError("the e-purse FCI uses one-byte lengths")
     return tag + bytes((len(value),)) + value
 
 
-def tunion_fci(public_info: bytes) -> bytes:
-    """``6F L 84 08 <AID> A5 L 9F0C 1E <0x15>``: the DF name and file 0x15."""
-    return _tlv(b"\x6f", _tlv(b"\x84", TUNION_AID) + _tlv(b"\xa5", _tlv(b"\x9f\x0c", public_info)))
+def tunion_fci(public_info: bytes | None, *, label: bool = False) -> bytes:
+    """The e-purse FCI: ``6F L 84 08 <AID> A5 L [..label..] [9F0C 1E <0x15>]``.
+
+    ``public_info`` None leaves 9F0C out; ``label`` adds the tags real cards carry before it
+    (50 "MOT_T_EP", 87 priority, 9F08 version, 9F12 preferred name).
+    """
+    proprietary = b""
+    if label:
+        proprietary += _tlv(tunion.TAG_APPLICATION_LABEL, tunion.TUNION_LABEL)
+        proprietary += _tlv(tunion.TAG_PRIORITY_INDICATOR, b"\x01")
+        proprietary += _tlv(tunion.TAG_APPLICATION_VERSION, b"\x02")
+        proprietary += _tlv(tunion.TAG_PREFERRED_NAME, tunion.PREFERRED_NAME)
+    if public_info is not None:
+        proprietary += _tlv(tunion.TAG_ISSUER_DISCRETIONARY, public_info)
+    body = _tlv(bytes((tunion.TAG_DF_NAME,)), TUNION_AID)
+    body += _tlv(bytes((tunion.TAG_PROPRIETARY,)), proprietary)
+    return _tlv(bytes((tunion.TAG_FCI,)), body)
 
 
 @dataclass
@@ -120,7 +110,7 @@ class _Purchase:
     transaction_type: int
     terminal_number: bytes
     random: bytes
-    staged: tuple[int, bytes] | None = None  # (SFI, record) from UPDATE CAPP DATA CACHE
+    staged: bytes | None = None  # the trip record from UPDATE CAPP DATA CACHE
 
 
 @dataclass(frozen=True)
@@ -149,7 +139,7 @@ def sample_public_info(
         city_code=city_code,
         industry_code=industry_code,
         issuer_rfu=b"\xff\xff",
-        app_type=0x02,  # e-purse
+        app_type=tunion.APP_TYPE_EPURSE,
         app_version=0x01,
         app_serial=app_serial,
         start_date=start,
@@ -161,32 +151,50 @@ def sample_public_info(
 
 class TUnionApplet(Applet):
     """The e-purse with ``balance`` fen, debited under ``purchase_key`` (the card's
-    diversified DPK, 16 bytes) with ``algorithm``; ``public_info`` is file 0x15."""
+    diversified DPK, 16 bytes; None: INITIALIZE answers 9403) with ``algorithm`` (the card
+    algorithm flag: 1 3DES, 3 SM4); ``public_info`` is file 0x15.
+
+    Options imitating real cards: ``balance_bit31`` (bit 31 of the answered balance set),
+    ``fci_public_info`` (0x15 in the FCI), ``fci_label`` (the real FCI's tags),
+    ``empty_log_records`` (all-zero records after ``purchase_log`` in 0x18).
+    """
 
     def __init__(
         self,
         balance: int,
-        purchase_key: bytes,
-        algorithm: SymmetricAlgorithm,
+        purchase_key: bytes | None,
+        algorithm: int,
         public_info: PublicInfo,
         *,
         counter: int = 0,
         overdraft: int = 0,
         purchase_log: list[bytes] | None = None,
         trip_records: list[bytes] | None = None,
+        balance_bit31: bool = False,
+        fci_public_info: bool = True,
+        fci_label: bool = False,
+        empty_log_records: int = 0,
     ) -> None:
-        if len(purchase_key) != 16:
+        if purchase_key is not None and len(purchase_key) != 16:
             raise ValueError("the purchase key is 16 bytes")
-        self.algorithm = SymmetricAlgorithm(algorithm)
-        if self.algorithm not in ALGORITHM_ID:
-            raise ValueError(f"no e-purse with {self.algorithm.name}")
+        if int(algorithm) not in tunion.ALGORITHM_ID_OF_FLAG:
+            raise ValueError(f"no e-purse with algorithm {algorithm!r} (1 3DES, 3 SM4)")
+        if not 0 <= balance <= tunion.BALANCE_MASK:
+            raise ValueError(f"balance {balance} does not fit 31 bits")
+        self.algorithm = int(algorithm)
         self.balance = balance
+        """The true balance, fen; the answers may carry bit 31 on top (``balance_bit31``)."""
         self.counter = counter
         self.overdraft = overdraft
         self.public_info = public_info
+        self.balance_bit31 = balance_bit31
+        self.fci_public_info = fci_public_info
+        self.fci_label = fci_label
         self.mac1_tries = MAC1_TRIES
-        self._key = bytes(purchase_key)
-        self._initial_log = list(purchase_log or [])
+        self._key = None if purchase_key is None else bytes(purchase_key)
+        log = list(purchase_log or []) + [tunion.EMPTY_LOG_RECORD] * empty_log_records
+        self._log_capacity = max(LOG_CAPACITY, len(log))
+        self._initial_log = log
         self._initial_trips = list(trip_records or [])
         self._purchase: _Purchase | None = None
         self._prove: _Prove | None = None
@@ -194,147 +202,157 @@ class TUnionApplet(Applet):
         self.trip_ef: RecordEF | None = None
         self.after_debit: Callable[[], None] | None = None
         """Called once after the next committed DEBIT, before its answer (tests: tearing)."""
-        self.handlers: dict[int, Callable[[CardOS, CommandAPDU], ResponseAPDU]] = {
-            INS_GET_BALANCE: self._get_balance,
-            INS_INITIALIZE: self._initialize,
-            INS_UPDATE_CACHE: self._update_cache,
-            INS_DEBIT: self._debit,
-            INS_PROVE: self._prove_command,
+        self.handlers: dict[int, Callable[[CardOS, Command], Response]] = {
+            Ins.GET_BALANCE: self._get_balance,
+            Ins.INITIALIZE: self._initialize,
+            Ins.UPDATE_CAPP_DATA_CACHE: self._update_cache,
+            Ins.DEBIT_FOR_PURCHASE: self._debit,
+            Ins.GET_TRANSACTION_PROVE: self._prove_command,
         }
 
     def __repr__(self) -> str:
         return (
             f"TUnionApplet(serial={self.public_info.app_serial.hex()}, balance={self.balance}, "
-            f"counter={self.counter}, algorithm={self.algorithm.name})"
+            f"counter={self.counter}, algorithm={self.algorithm})"
         )
 
     def install(self, card: CardOS) -> None:
         info = self.public_info.to_bytes()
-        adf = card.mf.add(DedicatedFile(TUNION_ADF_FID, name=TUNION_AID, fci=tunion_fci(info)))
-        adf.add(TransparentEF(0x0015, info, sfi=SFI_PUBLIC_INFO))
-        adf.add(
-            TransparentEF(
-                0x0017,
-                b"\x01\x56\x00\x00" + self.public_info.city_code * 2 + bytes(52),
-                sfi=SFI_MANAGEMENT_INFO,
-            )
+        fci = tunion_fci(info if self.fci_public_info else None, label=self.fci_label)
+        adf = card.mf.add(DedicatedFile(TUNION_ADF_FID, name=TUNION_AID, fci=fci))
+        adf.add(TransparentEF(PUBLIC_INFO.fid, info, sfi=PUBLIC_INFO.sfi))
+        management = COUNTRY_CODE + self.public_info.city_code * 2
+        management += bytes(MANAGEMENT_INFO.length - len(management))
+        adf.add(TransparentEF(MANAGEMENT_INFO.fid, management, sfi=MANAGEMENT_INFO.sfi))
+        self.log_ef = adf.add(
+            RecordEF(PURCHASE_LOG.fid, sfi=PURCHASE_LOG.sfi, records=self._initial_log)
         )
-        self.log_ef = adf.add(RecordEF(0x0018, sfi=SFI_PURCHASE_LOG, records=self._initial_log))
-        self.trip_ef = adf.add(RecordEF(0x001E, sfi=SFI_TRIP_RECORDS, records=self._initial_trips))
+        self.trip_ef = adf.add(
+            RecordEF(TRIP_RECORDS.fid, sfi=TRIP_RECORDS.sfi, records=self._initial_trips)
+        )
         self.root = adf
 
     def reset(self) -> None:
         # A purchase in progress is RAM: power loss before DEBIT leaves nothing behind.
         self._purchase = None
 
-    def process(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU | None:
-        if cmd.cla != 0x80 or not self.is_selected(card):
+    def process(self, card: CardOS, cmd: Command) -> Response | None:
+        if cmd.cla != iso7816.CLA_PROPRIETARY or not self.is_selected(card):
             return None
         handler = self.handlers.get(cmd.ins)
         if handler is None:
-            return None
-        if cmd.ins != INS_UPDATE_CACHE and cmd.ins != INS_DEBIT:
+            self._purchase = None
+            return status(SW.INS_NOT_SUPPORTED)  # class 80 is the e-purse's own
+        if cmd.ins not in (Ins.UPDATE_CAPP_DATA_CACHE, Ins.DEBIT_FOR_PURCHASE):
             # Anything but the next purchase step abandons the purchase in progress.
             self._purchase = None
         return handler(card, cmd)
 
+    def _answered_balance(self) -> bytes:
+        garbage = tunion.BALANCE_GARBAGE_BIT if self.balance_bit31 else 0
+        return (self.balance | garbage).to_bytes(tunion.BALANCE_LENGTH, "big")
+
     # --- commands -------------------------------------------------------------------------
 
-    def _get_balance(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
-        if cmd.p1 != 0x00 or cmd.p2 != P2_EPURSE:
-            return _sw(SW.WRONG_P1P2)
+    def _get_balance(self, card: CardOS, cmd: Command) -> Response:
+        """``80 5C 00 02 04``."""
+        if cmd.p1 != 0x00 or cmd.p2 != tunion.P2_EPURSE:
+            return status(SW.INCORRECT_P1_P2)
         if cmd.data:
-            return _sw(SW.WRONG_LENGTH)
-        return card.respond(cmd, self.balance.to_bytes(4, "big"))
+            return status(SW.WRONG_LENGTH)
+        return card.respond(cmd, self._answered_balance())
 
-    def _initialize(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
-        if cmd.p1 not in (P1_PURCHASE, P1_COMPOSITE) or cmd.p2 != P2_EPURSE:
-            return _sw(SW.WRONG_P1P2)
-        if len(cmd.data) != 11:
-            return _sw(SW.WRONG_LENGTH)
+    def _initialize(self, card: CardOS, cmd: Command) -> Response:
+        """``80 50 01|03 02 0B keyIdx amount(4) terminal(6) [0F]``."""
+        if cmd.p1 not in tunion.TRANSACTION_TYPE or cmd.p2 != tunion.P2_EPURSE:
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) != tunion.INITIALIZE_DATA_LENGTH:
+            return status(SW.WRONG_LENGTH)
         if self.mac1_tries == 0:
-            return _sw(SW_BLOCKED)
-        if cmd.data[0] != DEFAULT_KEY_INDEX:
-            return _sw(SW_KEY_INDEX_UNSUPPORTED)
+            return status(SW.APPLICATION_LOCKED)
+        if cmd.data[0] != tunion.KEY_INDEX or self._key is None:
+            return status(SW.KEY_INDEX_NOT_SUPPORTED)
         amount = int.from_bytes(cmd.data[1:5], "big")
         if amount == 0:
-            return _sw(SW.WRONG_DATA)
+            return status(SW.INCORRECT_DATA)
         if amount > self.balance + self.overdraft:
-            return _sw(SW_INSUFFICIENT_BALANCE)
+            return status(SW.INSUFFICIENT_BALANCE)
         random = secrets.token_bytes(4)
-        composite = cmd.p1 == P1_COMPOSITE
-        self._purchase = _Purchase(
-            amount, TYPE_COMPOSITE if composite else TYPE_PURCHASE, cmd.data[5:11], random
-        )
+        transaction_type = tunion.TRANSACTION_TYPE[cmd.p1]
+        self._purchase = _Purchase(amount, transaction_type, cmd.data[5:11], random)
         answer = (
-            self.balance.to_bytes(4, "big")
+            self._answered_balance()
             + self.counter.to_bytes(2, "big")
             + self.overdraft.to_bytes(3, "big")
-            + bytes((KEY_VERSION, ALGORITHM_ID[self.algorithm]))
+            + bytes((tunion.KEY_VERSION, tunion.ALGORITHM_ID_OF_FLAG[self.algorithm]))
             + random
         )
         return card.respond(cmd, answer)
 
-    def _update_cache(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
+    def _update_cache(self, card: CardOS, cmd: Command) -> Response:
+        """``80 DC <record id> F0 30 <48 bytes>``: stage the trip record of a composite
+        purchase (P2 = SFI 1E << 3, identifier mode)."""
         purchase = self._purchase
-        if purchase is None or purchase.transaction_type != TYPE_COMPOSITE:
-            return _sw(SW.CONDITIONS_NOT_SATISFIED)
-        sfi, mode = cmd.p2 >> 3, cmd.p2 & 0b111
-        if sfi != SFI_TRIP_RECORDS or mode != 0:
-            return _sw(SW.WRONG_P1P2)
-        if len(cmd.data) != TRIP_RECORD_LENGTH:
-            return _sw(SW.WRONG_LENGTH)
+        if purchase is None or purchase.transaction_type != tunion.TYPE_COMPOSITE:
+            return status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)
+        if cmd.p2 != TRIP_RECORDS.sfi << 3:
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) != TRIP_RECORDS.length:
+            return status(SW.WRONG_LENGTH)
         if cmd.data[0] != cmd.p1:
-            return _sw(SW.WRONG_DATA)  # P1 names the record by its identifier, byte 0
-        purchase.staged = (sfi, bytes(cmd.data))
-        return _sw(SW.OK)
+            return status(SW.INCORRECT_DATA)  # P1 names the record by its identifier, byte 0
+        purchase.staged = bytes(cmd.data)
+        return status(SW.NORMAL_PROCESSING)
 
-    def _debit(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
-        if cmd.p1 != 0x01 or cmd.p2 != 0x00:
-            return _sw(SW.WRONG_P1P2)
-        if len(cmd.data) != 15:
-            return _sw(SW.WRONG_LENGTH)
+    def _debit(self, card: CardOS, cmd: Command) -> Response:
+        """``80 54 01 00 0F serial(4) date(4) time(3) MAC1(4) [08]``."""
+        if (cmd.p1, cmd.p2) != (tunion.DEBIT_P1, tunion.DEBIT_P2):
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) != tunion.DEBIT_DATA_LENGTH:
+            return status(SW.WRONG_LENGTH)
         purchase, self._purchase = self._purchase, None  # one DEBIT per INITIALIZE
-        if purchase is None:
-            return _sw(SW.CONDITIONS_NOT_SATISFIED)
+        if purchase is None or self._key is None:
+            return status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)
         if self.mac1_tries == 0:
-            return _sw(SW_BLOCKED)
+            return status(SW.APPLICATION_LOCKED)
         serial = int.from_bytes(cmd.data[0:4], "big")
         date, time, mac1 = cmd.data[4:8], cmd.data[8:11], cmd.data[11:15]
-        try:
-            when = dt.datetime.combine(decode_bcd_date(date), decode_bcd_time(time))
-        except TransitRecordError:
-            return _sw(SW.WRONG_DATA)
-        sk = purchase_session_key(self._key, purchase.random, self.counter, serial, self.algorithm)
-        expected = purchase_mac1(
-            self.algorithm,
+        if not (tunion.is_bcd_date(date) and tunion.is_bcd_time(time)):
+            return status(SW.INCORRECT_DATA)
+        alg = self.algorithm
+        sk = crypto.purchase_session_key(alg, self._key, purchase.random, self.counter, serial)
+        expected = crypto.mac1(
+            alg,
             sk,
-            mac1_input(
-                purchase.amount, purchase.transaction_type, purchase.terminal_number, date, time
-            ),
+            purchase.amount,
+            purchase.transaction_type,
+            purchase.terminal_number,
+            date,
+            time,
         )
         if not hmac.compare_digest(expected, mac1):
             self.mac1_tries -= 1
-            return _sw(SW_MAC_INVALID if self.mac1_tries else SW_BLOCKED)
+            return status(SW.MAC_INVALID if self.mac1_tries else SW.APPLICATION_LOCKED)
         self.mac1_tries = MAC1_TRIES
         # Commit: all of it happens, or (a power loss before this point) none of it.
-        log = PurchaseLogRecord(
-            counter=self.counter,
-            overdraft=self.overdraft,
-            amount=purchase.amount,
-            transaction_type=purchase.transaction_type,
-            terminal_number=purchase.terminal_number,
-            when=when,
-        ).to_bytes()
+        log = tunion.purchase_log_record(
+            self.counter,
+            self.overdraft,
+            purchase.amount,
+            purchase.transaction_type,
+            purchase.terminal_number,
+            date,
+            time,
+        )
         self.balance -= purchase.amount
         self.counter = (self.counter + 1) & 0xFFFF
         assert self.log_ef is not None and self.trip_ef is not None
-        _append_cyclic(self.log_ef, log, LOG_CAPACITY)
+        _append_cyclic(self.log_ef, log, self._log_capacity)
         if purchase.staged is not None:
-            _append_cyclic(self.trip_ef, purchase.staged[1], TRIP_CAPACITY)
-        mac2 = purchase_mac2(self.algorithm, sk, purchase.amount)
-        tac = purchase_tac(
-            self.algorithm,
+            _append_cyclic(self.trip_ef, purchase.staged, TRIP_CAPACITY)
+        mac2 = crypto.mac2(alg, sk, purchase.amount)
+        tac = crypto.tac(
+            alg,
             self._key,
             purchase.amount,
             purchase.transaction_type,
@@ -349,15 +367,16 @@ class TUnionApplet(Applet):
             hook()
         return card.respond(cmd, tac + mac2)
 
-    def _prove_command(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU:
-        if cmd.p1 != 0x00 or cmd.p2 not in (TYPE_PURCHASE, TYPE_COMPOSITE):
-            return _sw(SW.WRONG_P1P2)
-        if len(cmd.data) != 2:
-            return _sw(SW.WRONG_LENGTH)
+    def _prove_command(self, card: CardOS, cmd: Command) -> Response:
+        """``80 5A 00 <06|09> 02 <counter + 1> [08]``."""
+        if cmd.p1 != 0x00 or cmd.p2 not in tunion.TRANSACTION_TYPE.values():
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) != tunion.PROVE_DATA_LENGTH:
+            return status(SW.WRONG_LENGTH)
         prove = self._prove
         counter = int.from_bytes(cmd.data, "big")
         if prove is None or prove.transaction_type != cmd.p2 or prove.counter_after != counter:
-            return _sw(SW_PROVE_UNAVAILABLE)
+            return status(SW.MAC_NOT_AVAILABLE)
         return card.respond(cmd, prove.mac2 + prove.tac)
 
 
@@ -369,26 +388,56 @@ def _append_cyclic(ef: RecordEF, record: bytes, capacity: int) -> None:
 
 def add_tunion(
     card: CardOS,
-    keyset: KeySet | None = None,
+    keyset: object | None = None,
     *,
     purchase_key: bytes | None = None,
-    algorithm: SymmetricAlgorithm = SymmetricAlgorithm.DES3,
+    algorithm: int = crypto.DES3,
     balance: int = DEFAULT_BALANCE,
-    app_serial: bytes = bytes.fromhex("50000000000000000001"),
+    app_serial: bytes = DEFAULT_APP_SERIAL,
     public_info: PublicInfo | None = None,
     counter: int = 0,
+    **options: object,
 ) -> TUnionApplet:
     """Install the e-purse on ``card`` (e.g. from :func:`firmware_sim.ssc_applet.build_card`).
 
     The card's DPK is ``purchase_key`` as given, or derived from the ``purchase`` master of
-    ``algorithm`` in ``keyset`` (the PSAM's key set) and file 0x15.
+    ``algorithm`` in ``keyset`` (:class:`MasterKeys`, or a key set of the terminal's shape)
+    and file 0x15. ``options`` are the :class:`TUnionApplet` keyword options
+    (``balance_bit31``, ``fci_public_info``, ``fci_label``, ``purchase_log``,
+    ``empty_log_records``, ``overdraft``).
     """
     info = public_info or sample_public_info(app_serial)
     if purchase_key is None:
         if keyset is None:
             raise ValueError("give the PSAM key set or the card's purchase key")
-        master = keyset.key(algorithm, TransitKeyName.PURCHASE)
+        master = MasterKeys.coerce(keyset).purchase_master(algorithm)
         if master is None:
-            raise ValueError(f"the key set holds no {algorithm.name} purchase master key")
-        purchase_key = card_purchase_key(master, info.issuer_id, info.app_serial, algorithm)
-    return card.install(TUnionApplet(balance, purchase_key, algorithm, info, counter=counter))
+            raise ValueError(f"the key set holds no purchase master key of algorithm {algorithm}")
+        purchase_key = crypto.purchase_key(algorithm, master, info.issuer_id, info.app_serial)
+    applet = TUnionApplet(
+        balance,
+        purchase_key,
+        algorithm,
+        info,
+        counter=counter,
+        **options,  # type: ignore[arg-type]
+    )
+    return card.install(applet)
+
+
+def install_from_profile(card: CardOS, settings: TUnionSettings) -> TUnionApplet:
+    """Install the e-purse a profile's ``[tunion]`` table describes."""
+    applet = TUnionApplet(
+        settings.balance,
+        settings.purchase_key,
+        settings.algorithm,
+        settings.public_info,
+        counter=settings.counter,
+        overdraft=settings.overdraft,
+        purchase_log=list(settings.purchase_log),
+        balance_bit31=settings.balance_bit31,
+        fci_public_info=settings.fci_public_info,
+        fci_label=settings.fci_label,
+        empty_log_records=settings.empty_log_records,
+    )
+    return card.install(applet)

@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from terminal import ldt33
 from terminal.errors import (
@@ -20,6 +21,7 @@ from terminal.errors import (
     ConfigError,
     NoCardError,
     NoReaderError,
+    NoTransitApplicationError,
     NotSocialSecurityCardError,
     OneCardError,
     ParseError,
@@ -28,6 +30,11 @@ from terminal.errors import (
 from terminal.reader import ReaderBackend
 from terminal.secure.module import SecureModule
 from terminal.ssc.session import ReadMode
+
+if TYPE_CHECKING:
+    import datetime
+
+    from terminal.tracefile import RecordingBackend
 
 # Distinct exit codes, so scripts can tell failures apart without parsing text.
 EXIT_CODES: dict[type[OneCardError], int] = {
@@ -39,6 +46,7 @@ EXIT_CODES: dict[type[OneCardError], int] = {
     ParseError: 8,
     CardError: 9,
     ConfigError: 10,
+    NoTransitApplicationError: 16,
 }
 
 EXIT_HELP = """\
@@ -50,6 +58,7 @@ exit codes:
   11 wrong PIN                               12 PIN blocked
   13 card not genuine (verify), code not valid (code verify)
   14 sync round failed (sync --once)         15 card is hotlisted (hotlist lookup)
+  16 no T-Union e-purse on the card (purse)
   1 any other error
 """
 
@@ -103,7 +112,13 @@ def cmd_readers(args: argparse.Namespace) -> int:
 def cmd_read(args: argparse.Namespace) -> int:
     from terminal.ssc.reading import read_card
 
-    reading = read_card(_reader_backend(args), args.reader, ReadMode(args.mode))
+    backend, recorder = _traced_backend(args)
+    expect: list[str] = []
+    try:
+        reading = read_card(backend, args.reader, ReadMode(args.mode))
+        expect = [f"holder={'none' if reading.ssc.holder is None else 'present'}"]
+    finally:
+        _write_trace(args, recorder, "read", expect=expect)
     if args.format == "ireadcardbas":
         print(reading.to_ireadcardbas(reveal=args.reveal, device_number=args.device_number))
     elif args.json or args.format == "json":
@@ -142,11 +157,66 @@ def _print_reading(data: dict[str, object]) -> None:
     print(f"{'APDUs':>20}: {data['apdu_count']} ({data['read_mode']})")
 
 
+# --- --trace: recording what the terminal exchanged (docs/traces.md) -----------------------
+
+
+def _traced_backend(args: argparse.Namespace) -> tuple[ReaderBackend, RecordingBackend | None]:
+    """The reader back-end, wrapped in a recorder when ``--trace`` asks for one."""
+    backend = _reader_backend(args)
+    if not getattr(args, "trace", None):
+        return backend, None
+    from terminal.tracefile import RecordingBackend
+
+    psam = getattr(args, "psam", None)
+    recorder = RecordingBackend(backend, psam_reader=psam, raw=args.trace_raw)
+    return recorder, recorder
+
+
+def _write_trace(
+    args: argparse.Namespace,
+    recorder: RecordingBackend | None,
+    flow: str,
+    randoms: Sequence[bytes] = (),
+    today: datetime.date | None = None,
+    expect: Sequence[str] = (),
+) -> None:
+    """Write the recorded session to ``--trace`` FILE, also when the flow failed (a card that
+    fails is the one worth a trace)."""
+    if recorder is None:
+        return
+    from terminal.tracefile import Expectation, Flow, format_trace
+
+    items = [Expectation(*item.split("=", 1)) for item in expect]
+    extra = [("recorded-by", f"onecard {flow}")]
+    if getattr(args, "keys", None):
+        # Cryptograms of a key file leave no PSAM exchange a replay could answer from.
+        extra.append(("secure-module", "software"))
+    trace = recorder.trace(flow=Flow(flow), randoms=randoms, today=today, expect=items, extra=extra)
+    Path(args.trace).write_text(format_trace(trace), encoding="utf-8")
+
+
+def trace_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write what the terminal exchanged with the card (and PSAM) to FILE as an onecard "
+        "trace (docs/traces.md); holder data (EF06) is replaced by a filler, PINs never written",
+    )
+    p.add_argument(
+        "--trace-raw",
+        action="store_true",
+        help="with --trace: keep holder data as the card answered it (never commit such a file)",
+    )
+
+
 # --- onecard verify -------------------------------------------------------------------------
 
 
-def open_secure_module(args: argparse.Namespace) -> SecureModule | None:
-    """The secure module the options name: a key file, a PSAM reader, or none."""
+def open_secure_module(
+    args: argparse.Namespace, backend: ReaderBackend | None = None
+) -> SecureModule | None:
+    """The secure module the options name: a key file, a PSAM reader (in ``backend``, by
+    default the options' reader back-end), or none."""
     if getattr(args, "keys", None):
         from terminal.secure.software import SoftwareSecureModule
 
@@ -154,7 +224,7 @@ def open_secure_module(args: argparse.Namespace) -> SecureModule | None:
     if getattr(args, "psam", None):
         from terminal.secure.psam import PsamSecureModule
 
-        return PsamSecureModule.open(_reader_backend(args), args.psam)
+        return PsamSecureModule.open(backend or _reader_backend(args), args.psam)
     return None
 
 
@@ -162,18 +232,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
     import datetime
 
     from terminal.pki.truststore import load_trust_store
+    from terminal.ssc.auth import random_bytes
     from terminal.ssc.reading import verify_card_in_reader
+    from terminal.tracefile import RecordingRandom
 
     today = datetime.date.fromisoformat(args.today) if args.today else datetime.date.today()
     store = load_trust_store(args.trust, today) if args.trust else None
-    module = open_secure_module(args)
+    backend, recorder = _traced_backend(args)
+    random = RecordingRandom(random_bytes)  # the terminal's randoms, for --trace
+    expect: list[str] = []
     try:
-        reading, verification = verify_card_in_reader(
-            _reader_backend(args), args.reader, module, store, today
-        )
+        module = open_secure_module(args, backend)
+        try:
+            reading, verification = verify_card_in_reader(
+                backend, args.reader, module, store, today, random=random
+            )
+            expect = [f"verdict={verification.verdict.value}"] + [
+                f"{name}={check.check.value}" for name, check in verification.checks.items()
+            ]
+        finally:
+            if module is not None:
+                module.close()
     finally:
-        if module is not None:
-            module.close()
+        _write_trace(args, recorder, "verify", random.values, today, expect)
     data: dict[str, object] = reading.to_json(reveal=args.reveal) if reading else {}
     data.update(verification.to_json())
     if args.json:
@@ -230,6 +311,58 @@ def cmd_pin(args: argparse.Namespace) -> int:
     return {PinOutcome.OK: 0, PinOutcome.WRONG: EXIT_PIN_WRONG}.get(
         result.outcome, EXIT_PIN_BLOCKED
     )
+
+
+# --- onecard purse --------------------------------------------------------------------------
+
+
+def cmd_purse(args: argparse.Namespace) -> int:
+    from terminal.reader import CardChannel
+    from terminal.ssc.reading import choose_reader
+    from terminal.transit.purse import read_purse
+
+    backend = _reader_backend(args)
+    connection = backend.connect(choose_reader(backend, args.reader))
+    try:
+        reading = read_purse(CardChannel(connection))
+    finally:
+        connection.close()
+    data = reading.to_json()
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False))
+        return 0
+    labels = [
+        ("app_serial", "application serial"),
+        ("issuer_code", "issuer code"),
+        ("city_code", "city code"),
+        ("industry_code", "industry code"),
+        ("app_type", "application type"),
+        ("app_version", "application version"),
+        ("start_date", "valid from"),
+        ("expiry_date", "expires"),
+        ("card_type", "card type"),
+    ]
+    for key, label in labels:
+        print(f"{label:>20}: {data[key]}")
+    print(f"{'balance':>20}: {data['balance_yuan']} yuan ({data['balance_fen']} fen)")
+    print(f"{'purchase log':>20}: {len(reading.purchase_log)} (ended: {data['purchase_log_end']})")
+    for entry in data["purchase_log"]:
+        print(
+            f"{'#' + str(entry['number']):>20}: {entry['when']} {entry['type_name']} "
+            f"{entry['amount_yuan']} yuan, counter {entry['counter']}, "
+            f"terminal {entry['terminal']}, overdraft {entry['overdraft_fen']} fen"
+        )
+    print(f"{'trip records':>20}: {len(reading.trips)} (ended: {data['trips_end']})")
+    for trip in data["trips"]:
+        print(
+            f"{'#' + str(trip['number']):>20}: {trip['when']} {trip['type_name']} "
+            f"{trip['amount_yuan']} yuan, balance after {trip['balance_after_yuan']}, "
+            f"line {trip['line']} station {trip['station']}, terminal {trip['terminal']}"
+        )
+    for odd in data["odd_records"]:
+        print(f"{'odd record':>20}: {odd['file']} #{odd['number']}: {odd['reason']}")
+    print(f"{'APDUs':>20}: {data['apdu_count']}")
+    return 0
 
 
 # --- onecard demo ---------------------------------------------------------------------------
@@ -305,11 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=[m.value for m in ReadMode],
         default="auto",
-        help="record read strategy (default: auto, the fewest APDUs the card supports)",
+        help=(
+            "record read strategy: multi-record (one READ RECORD per file), per-tag (SELECT the "
+            "file, one READ RECORD per tag, as field readers do); default auto: multi-record, "
+            "falling back to per-tag when the card does not offer it"
+        ),
     )
     p.add_argument(
         "--device-number", default="", help="terminal device number for --format ireadcardbas"
     )
+    trace_options(p)
     p.set_defaults(func=cmd_read)
 
     p = sub.add_parser(
@@ -321,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
             "unlock holder data on 3.0 cards, and for 3.0 cards the certificate chain and a "
             "dynamic signature against a trust store (--trust). Prints the identity and the "
             "verdict: genuine, forged, cloned, certificate_expired, issuer_revoked, "
-            "unknown_issuer, blocked, unsupported_algorithm, unverified or card_error. "
+            "unknown_issuer, blocked, unsupported_algorithm, unverified, not_ssc (no social "
+            "security application) or card_error. "
             "Exit 0 only for genuine, 13 for any other verdict."
         ),
         epilog=EXIT_HELP,
@@ -336,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--today", help="verify as of this date (YYYY-MM-DD; default: today)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--reveal", action="store_true", help="show holder data unmasked")
+    trace_options(p)
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(
@@ -357,6 +497,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--pin-stdin", action="store_true", help="read PINs from standard input, one per line"
     )
     p.set_defaults(func=cmd_pin)
+
+    p = sub.add_parser(
+        "purse",
+        help="read the T-Union e-purse: balance, purchase log, trip records",
+        description=(
+            "Read the card's T-Union (交通联合) e-purse without changing it: file 0x15 (serial, "
+            "issuer, city, validity, card type), the balance, the purchase log (0x18) and the "
+            "trip records (0x1E), newest first. Exit 16: the card has no e-purse."
+        ),
+        epilog=EXIT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reader_options(p)
+    p.add_argument("--reader", help="reader name (default: the first reader with a card)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_purse)
 
     p = sub.add_parser(
         "demo",

@@ -126,6 +126,10 @@ MESSAGES: dict[str, _Text] = {
         ("此处不受理该凭证", "Not accepted here"),
         ("请改用社保卡或电子社保卡", "Please use the other form: card or e-card code"),
     ),
+    "card_kind_not_accepted": _text(
+        ("此处不受理该卡", "This card is not accepted here"),
+        ("请使用社会保障卡", "Please use the social security card"),
+    ),
     "card_expired": _text(
         ("此卡已过期", "Card expired"), ("请到服务窗口换卡", "Please renew it at the service desk")
     ),
@@ -150,6 +154,10 @@ MESSAGES: dict[str, _Text] = {
     ),
     "journal_full": _text(("终端暂停服务", "Terminal out of service"), _ASK_STAFF),
     "card_error": _text(("读卡失败", "Card could not be read"), _TAP_AGAIN),
+    "not_ssc": _text(
+        ("不是社会保障卡", "Not a social security card"),
+        ("请使用社会保障卡", "Please use the social security card"),
+    ),
     "replayed": _text(("此码已使用", "Code already used"), _REFRESH_CODE),
     "expired_code": _text(("此码已过期", "Code expired"), _REFRESH_CODE),
     "card_removed": _text(("卡片移开过早", "Card removed too soon"), _TAP_AGAIN),

@@ -16,9 +16,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from terminal.credential import Credential, CredentialKind
+from terminal.credential import CardKind, Credential, CredentialKind
 from terminal.signed_document import DocumentError
 
 APPLIST_KIND = "applist"
@@ -33,7 +33,12 @@ MAX_NAME_LENGTH = 100
 _LIST_KEYS = frozenset({"kind", "version", "services"})
 _LIST_KEYS_SIGNED = _LIST_KEYS | {"signature"}
 _SERVICE_REQUIRED = frozenset({"code", "name", "scope", "valid_from"})
-_SERVICE_OPTIONAL = frozenset({"fare", "category_fares", "categories", "valid_to", "credentials"})
+_SERVICE_OPTIONAL = frozenset(
+    {"fare", "category_fares", "categories", "valid_to", "credentials", "cards"}
+)
+DEFAULT_CARDS = frozenset({CardKind.SSC})
+"""Card kinds of a service whose entry has no ``cards``: the social security card only, so
+every list written before T-Union cards were taken means what it meant."""
 
 
 class ApplicationListError(DocumentError):
@@ -88,6 +93,9 @@ class ServiceItem:
     categories: frozenset[str] = _CATEGORY_SET
     """Accepted card categories; all four by default."""
     credentials: frozenset[CredentialKind] = frozenset(CredentialKind)
+    cards: frozenset[CardKind] = DEFAULT_CARDS
+    """Card kinds taken: ``ssc`` (the social security application was read; e-codes too),
+    ``tunion`` (a card known only by its T-Union e-purse). Default: ``ssc`` only."""
 
     def in_force(self, today: dt.date) -> bool:
         return self.valid_from <= today and (self.valid_to is None or today <= self.valid_to)
@@ -136,6 +144,7 @@ class Reason(enum.Enum):
     SERVICE_NOT_OFFERED = "service_not_offered"
     SERVICE_NOT_IN_FORCE = "service_not_in_force"
     CREDENTIAL_NOT_ACCEPTED = "credential_not_accepted"
+    CARD_KIND_NOT_ACCEPTED = "card_kind_not_accepted"
     CARD_EXPIRED = "card_expired"
     REGION_NOT_ACCEPTED = "region_not_accepted"
     CATEGORY_NOT_ACCEPTED = "category_not_accepted"
@@ -179,11 +188,12 @@ def decide(
        terminal's own services; None: every listed service) -> ``service_not_offered``
     2. the service is in force ``today`` -> ``service_not_in_force``
     3. the service accepts this credential kind (card / code) -> ``credential_not_accepted``
-    4. the credential is authentic -> ``not_authentic``
-    5. the card is not hotlisted (article 21) -> ``hotlisted``
-    6. the card has not expired (expiry before ``today``) -> ``card_expired``
-    7. the service's scope accepts the card's region (articles 17-18) -> ``region_not_accepted``
-    8. the service accepts the card's category -> ``category_not_accepted``
+    4. the service takes this card kind (``ssc`` / ``tunion``) -> ``card_kind_not_accepted``
+    5. the credential is authentic -> ``not_authentic``
+    6. no token of the card is hotlisted (article 21) -> ``hotlisted``
+    7. the card has not expired (expiry before ``today``) -> ``card_expired``
+    8. the service's scope accepts the card's region (articles 17-18) -> ``region_not_accepted``
+    9. the service accepts the card's category -> ``category_not_accepted``
 
     then ``ok`` with the fare for the card's category. Pure: no I/O, no clock.
     """
@@ -195,11 +205,16 @@ def decide(
     if credential.kind not in service.credentials:
         form = "the physical card" if credential.kind is CredentialKind.CARD else "the e-card code"
         return _refuse(Reason.CREDENTIAL_NOT_ACCEPTED, f"{service.name} does not accept {form}")
+    if credential.card_kind not in service.cards:
+        card = "transit cards" if credential.card_kind is CardKind.TUNION else "this card"
+        return _refuse(Reason.CARD_KIND_NOT_ACCEPTED, f"{service.name} does not accept {card}")
     if not authentic.ok:
         # The verdict is a machine code; the checker's free text stays out of the detail
         # because the decision is shown and journalled and must carry no holder data.
         return _refuse(Reason.NOT_AUTHENTIC, f"credential is not authentic ({authentic.verdict})")
-    if hotlist.contains(credential.card_token):
+    # Every identity of the card: an SSC with the transport function is reported either by
+    # its card number or by its e-purse.
+    if any(hotlist.contains(token) for token in credential.tokens):
         return _refuse(Reason.HOTLISTED, "card is reported and may not be used")
     if credential.expiry is not None and credential.expiry < today:
         return _refuse(Reason.CARD_EXPIRED, "card has expired")
@@ -244,6 +259,29 @@ def _string_list(value: object, where: str) -> list[str]:
     if len(set(value)) != len(value):
         raise ApplicationListError(f"{where} repeats an entry")
     return value
+
+
+_Kind = TypeVar("_Kind", CredentialKind, CardKind)
+
+
+def _kinds(
+    entry: Mapping[str, Any],
+    key: str,
+    kind: type[_Kind],
+    default: frozenset[_Kind],
+    where: str,
+) -> frozenset[_Kind]:
+    """The set of ``kind`` values listed under ``key``, or ``default`` when not listed."""
+    if key not in entry:
+        return default
+    listed = _string_list(entry[key], f"{where}: {key}")
+    try:
+        return frozenset(kind(value) for value in listed)
+    except ValueError:
+        names = ", ".join(k.value for k in kind)
+        raise ApplicationListError(
+            f"{where}: {key} must be among {names}, not {listed!r}"
+        ) from None
 
 
 def parse_service(entry: object, index: int = 0) -> ServiceItem:
@@ -294,15 +332,8 @@ def parse_service(entry: object, index: int = 0) -> ServiceItem:
         if bad:
             raise ApplicationListError(f"{where}: unknown categories {bad!r}")
         categories = frozenset(listed)
-    credentials = frozenset(CredentialKind)
-    if "credentials" in entry:
-        listed = _string_list(entry["credentials"], f"{where}: credentials")
-        try:
-            credentials = frozenset(CredentialKind(c) for c in listed)
-        except ValueError:
-            raise ApplicationListError(
-                f"{where}: credentials must be among card, code, not {listed!r}"
-            ) from None
+    credentials = _kinds(entry, "credentials", CredentialKind, frozenset(CredentialKind), where)
+    cards = _kinds(entry, "cards", CardKind, DEFAULT_CARDS, where)
     return ServiceItem(
         code=code,
         name=name,
@@ -313,6 +344,7 @@ def parse_service(entry: object, index: int = 0) -> ServiceItem:
         category_fares=MappingProxyType(fares),
         categories=categories,
         credentials=credentials,
+        cards=cards,
     )
 
 

@@ -11,7 +11,8 @@
   chunks of the final 16-byte block together.
 * PBOC-style key diversification (JR/T 0025 / the PBOC 2.0 e-purse scheme, as used by the
   social security card, see docs/crypto.md): for 3DES ``K' = E_K(D) || E_K(~D)``; for SM4
-  ``K' = E_K(D || ~D)``; two levels for a card key (region, then ATR historical bytes).
+  ``K' = E_K(D || ~D)``; two levels for a card key (region factor, then ATR historical
+  bytes; the data itself is the card's business: :mod:`terminal.ssc.cardspec`).
 * Session key: the card challenge enciphered under the card key.
 
 Every failure raises :class:`terminal.errors.CryptoError`.
@@ -241,20 +242,11 @@ def diversify(master_key: bytes, data8: bytes, algorithm: SymmetricAlgorithm | i
     return des3_ecb_encrypt(master_key, data8) + des3_ecb_encrypt(master_key, _invert(data8))
 
 
-def ssc_card_key(
-    master: bytes, region6: str, historical13: bytes, algorithm: SymmetricAlgorithm | int
-) -> bytes:
-    """Per-card key of a social security card: two diversification levels, first with
-    ``ASCII(region6) || "sx"``, then with ATR historical bytes T6..TD (``historical[5:13]``)."""
-    if not (isinstance(region6, str) and len(region6) == 6 and region6.isascii()):
-        raise CryptoError("region must be 6 ASCII characters")
-    if not region6.isdigit():
-        raise CryptoError("region must be 6 digits")
-    hist = _as_bytes(historical13, "historical bytes")
-    if len(hist) < 13:
-        raise CryptoError(f"need at least 13 ATR historical bytes, got {len(hist)}")
-    level1 = diversify(master, region6.encode("ascii") + b"sx", algorithm)
-    return diversify(level1, hist[5:13], algorithm)
+def ssc_card_key(master: bytes, d1: bytes, d2: bytes, algorithm: SymmetricAlgorithm | int) -> bytes:
+    """Per-card key of a social security card: two diversification levels, ``d1`` (the region
+    factor) then ``d2`` (ATR historical bytes T6..TD); both 8 bytes, made by
+    :func:`terminal.ssc.cardspec.diversification_data`."""
+    return diversify(diversify(master, d1, algorithm), d2, algorithm)
 
 
 def session_key(card_key: bytes, challenge: bytes, algorithm: SymmetricAlgorithm | int) -> bytes:

@@ -7,6 +7,9 @@
 * :class:`ValidatorProfile` - bus validators: the T-Union e-purse purchase through the PSAM
   (:mod:`terminal.transit.purchase`) for the policy's fare; a repeat tap within
   ``repeat_seconds`` is refused ``repeat_tap``; e-codes are accepted as pay-later records.
+  It pays by e-purse (``pays_by_purse``), so it takes every transit card: an SSC with the
+  transport function, a plain T-Union card, and an SSC whose social security side this
+  terminal cannot authenticate (at the full fare) - docs/runtime.md "Cards at a validator".
 * :class:`CounterProfile` - hospital counters: contact card read and verified, the holder's
   PIN, then the holder record handed to the hospital system (:mod:`terminal.counter.api`).
 
@@ -71,6 +74,7 @@ class GateProfile:
 
     name = "gate"
     read_holder = False  # a gate needs no name: EF06 is not read
+    pays_by_purse = False  # gates take the social security card only
 
     def __init__(self, clock: Clock, passback_minutes: float) -> None:
         self._recent = _RecentTokens(clock, passback_minutes * 60.0)
@@ -95,6 +99,7 @@ class ValidatorProfile:
 
     name = "validator"
     read_holder = False
+    pays_by_purse = True
 
     def __init__(
         self,
@@ -135,7 +140,12 @@ class ValidatorProfile:
             return Action(True, PAY_LATER, "e-code: fare billed later", amount=fare, fare=fare)
         assert presented.channel is not None and presented.credential is not None
         when = dt.datetime.fromtimestamp(self._clock.now(), CST)
+        # The card token (an SSC's, or a plain T-Union card's from its e-purse serial: both
+        # the same on every tap of the card) keys the pending purchases and repeat taps.
         token = presented.credential.card_token
+        # The card path left the e-purse selected and read its 0x15: no second SELECT.
+        # None (not read, or no e-purse): the purchase selects and reports what it finds.
+        selected = presented.purse
         pending = self._pending.get(token)
         result = None
         if pending is not None:
@@ -144,11 +154,18 @@ class ValidatorProfile:
             # twice. The record goes only once the journal holds the outcome (committed), or
             # here when the card proves it was not charged; a card pulled again during
             # recovery (ReaderError) keeps it for the tap after.
-            result = self._purchase.recover(presented.channel, self._psam, pending)
+            result = self._purchase.recover(
+                presented.channel, self._psam, pending, public_info=selected
+            )
             if result.status.value != "done":
                 self._pending.remove(token)
             else:
-                extra = {"counter": result.counter, "tac": result.tac, "recovered": True}
+                extra = {
+                    "counter": result.counter,
+                    "tac": result.tac,
+                    "recovered": True,
+                    "mac2_verified": bool(getattr(result, "mac2_verified", False)),
+                }
                 # The torn tap was journaled refused with no amount, so this entry is the
                 # one that records the money the card gave: the journal sums to the debits.
                 return Action(
@@ -170,11 +187,15 @@ class ValidatorProfile:
             fare,
             when,
             before_debit=lambda record: self._pending.put(token, record, self._clock.now()),
+            public_info=selected,
         )
         status = result.status.value
         extra: dict[str, object] = {"counter": getattr(result, "counter", None)}
         if getattr(result, "tac", None):
             extra["tac"] = result.tac
+        if status == "done":
+            # False when the PSAM had lost the session: the TAC is for the back office to check.
+            extra["mac2_verified"] = bool(getattr(result, "mac2_verified", False))
         if status == "done":
             return Action(
                 True,
@@ -216,6 +237,7 @@ class CounterProfile:
 
     name = "counter"
     read_holder = True  # the hospital needs the holder's identity
+    pays_by_purse = False
 
     def __init__(self, pinpad: Any, api: Any, require_pin: bool = True) -> None:
         self._pinpad = pinpad

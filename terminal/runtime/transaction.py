@@ -6,6 +6,13 @@ every service profile; a :class:`Profile` (terminal/runtime/profiles.py) adds it
 (anti-passback, repeat taps) and its action (open the gate, debit a fare, hand the holder
 to the hospital system).
 
+A profile that pays with the card's T-Union e-purse (``pays_by_purse``: the validator) reads
+cards one step wider: after the social security side it SELECTs the e-purse (and reads its
+file 0x15), so a plain T-Union card - no social security application - and a card whose
+social security side cannot be authenticated are presented too, known by their e-purse
+(:func:`identify_card`; docs/runtime.md "Cards at a validator"). The purchase that follows
+is what proves the e-purse genuine (MAC1 from the PSAM, MAC2 checked by it, TAC journaled).
+
 The order is the contract of docs/runtime.md: the journal append (durable when it returns)
 happens before the holder is told and before any effect the holder can see or use - the
 gate opening, the counter hand-off. A transaction the journal refuses (full disk, full
@@ -27,16 +34,17 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from terminal import ldt33
-from terminal.cardtoken import card_token
+from terminal.cardtoken import card_token, tunion_card_token
 from terminal.clock import Clock
 from terminal.clock import today as local_today
-from terminal.credential import Credential, CredentialKind
+from terminal.credential import CardKind, Credential, CredentialKind
 from terminal.errors import JournalError, JournalFullError, OneCardError, ReaderError
 from terminal.journal.entry import TransactionRecord
 from terminal.pki.truststore import TrustStore
 from terminal.policy import ApplicationList, AuthenticityOutcome, Decision, HotListLike, decide
 from terminal.reader import CardChannel, CardConnection, ReaderBackend
 from terminal.secure.module import SecureModule
+from terminal.ssc.session import ReadModeMemo
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +101,10 @@ class Presented:
     channel: CardChannel | None = None
     reading: Any = None
     payload: Any = None
+    purse: Any = None
+    """The card's e-purse file 0x15 (:class:`terminal.transit.records.PublicInfo`), read by
+    the card path of a profile that pays by e-purse and left selected on the card; None when
+    not read or when the card has none."""
 
 
 # --- the profile's part ---------------------------------------------------------------------
@@ -124,6 +136,11 @@ class Profile(Protocol):
     name: str
     read_holder: bool
     """Whether the card read includes holder data (EF06): only where the profile needs it."""
+    pays_by_purse: bool
+    """Whether the profile charges the card's T-Union e-purse (the validator): the card path
+    then reads the e-purse after the social security side, takes cards known only by their
+    e-purse, and trusts a card category only from a social security side verified genuine
+    (:func:`identify_card`)."""
 
     def admit(self, presented: Presented, decision: Decision) -> Decision:
         """The profile's own rules on an accepted policy decision (anti-passback...)."""
@@ -280,6 +297,84 @@ def card_authenticity(verdict: str, reason: str, accept_unverified: bool) -> Aut
     return AuthenticityOutcome(ok=ok, verdict=verdict, reason=reason)
 
 
+REFUSING_VERDICTS = frozenset({"forged", "cloned", "blocked", "issuer_revoked"})
+"""Verdicts on the social security side that are evidence against the card itself: refused
+even where the e-purse pays. Every other verdict that is not ``genuine`` (``unverified``,
+``unknown_issuer``, ``certificate_expired``, ``unsupported_algorithm``, ``card_error``)
+only says this terminal could not authenticate that side."""
+PURSE_VERDICT = "epurse"
+"""The verdict journaled for a card known only by its e-purse: nothing was checked before
+the decision; the purchase's MAC2, checked by the PSAM, is the proof (``mac2_verified``)."""
+CARD_CATEGORIES = ("1", "2", "3", "4")
+
+
+def purse_authenticity(verdict: str, reason: str) -> AuthenticityOutcome:
+    """A card verdict where the fare is paid by the e-purse: the money is protected by the
+    purchase itself (MAC1, MAC2, TAC), so only a verdict in :data:`REFUSING_VERDICTS` makes
+    the card not authentic."""
+    return AuthenticityOutcome(ok=verdict not in REFUSING_VERDICTS, verdict=verdict, reason=reason)
+
+
+def identify_card(
+    verification: Any,
+    purse: Any,
+    token_key: bytes,
+    *,
+    pays_by_purse: bool,
+    accept_unverified: bool,
+) -> tuple[Credential, AuthenticityOutcome] | None:
+    """The credential and its authenticity from what the card path read: ``verification``
+    (a :class:`terminal.ssc.authenticity.CardVerification`) and, where the profile pays by
+    e-purse, ``purse`` (file 0x15, or None). None when nothing identifies the card.
+
+    * The social security side identifies the card (card number, region): kind ``ssc``,
+      its token; the e-purse's token, if there is an e-purse, is checked against the
+      hotlist too. Where the profile pays by e-purse its category counts only if that side
+      verified ``genuine`` (a forger could claim "elderly" for a free ride): otherwise the
+      category is unknown and the card pays the full fare; and with an e-purse to pay, only
+      :data:`REFUSING_VERDICTS` make it not authentic (:func:`purse_authenticity`).
+    * Otherwise, where the profile pays by e-purse and the card has one: kind ``tunion``,
+      known by its e-purse (:func:`terminal.transit.identity.purse_credential`), verdict
+      :data:`PURSE_VERDICT` (or the refusing verdict the social security side gave).
+
+    Pure: no I/O.
+    """
+    read = getattr(verification, "read", None)
+    issuer = read.issuer if read is not None else None
+    verdict = verification.verdict.value
+    reason = verification.reason
+    purse_tokens = (tunion_card_token(token_key, purse.app_serial),) if purse is not None else ()
+    if issuer is not None and issuer.card_number and issuer.region:
+        category = issuer.category if issuer.category in CARD_CATEGORIES else None
+        if pays_by_purse and verdict != "genuine":
+            category = None
+        if pays_by_purse and purse is not None:
+            authenticity = purse_authenticity(verdict, reason)
+        else:
+            authenticity = card_authenticity(verdict, reason, accept_unverified)
+        credential = Credential(
+            kind=CredentialKind.CARD,
+            card_token=card_token(token_key, issuer.card_number),
+            region=issuer.region,
+            category=category,
+            expiry=issuer.expiry_date,
+            card_kind=CardKind.SSC,
+            other_tokens=purse_tokens,
+        )
+        return credential, authenticity
+    if not pays_by_purse or purse is None:
+        return None
+    from terminal.transit.identity import purse_credential
+
+    if verdict in REFUSING_VERDICTS:
+        authenticity = AuthenticityOutcome(ok=False, verdict=verdict, reason=reason)
+    else:
+        authenticity = AuthenticityOutcome(
+            ok=True, verdict=PURSE_VERDICT, reason="e-purse only: MAC2 proves it in the purchase"
+        )
+    return purse_credential(purse, token_key), authenticity
+
+
 def _holder_reason(profile: str, presented: Presented, reason: str) -> str:
     """The reason the holder is told: for a code that failed its checks, the code's own
     verdict (``replayed``: refresh the code), which the holder can act on; a card's is kept
@@ -317,6 +412,8 @@ class TransactionSteps:
         self.profile = profile
         self.outputs = outputs
         self.messages = messages or default_messages
+        self.read_modes = ReadModeMemo()
+        """How each kind of card is read best, learned tap by tap (the loop is one thread)."""
 
     def run(self, presentation: Presentation) -> TransactionOutcome:
         """Process ``presentation`` to completion and return how it ended. Never raises for
@@ -334,6 +431,7 @@ class TransactionSteps:
         ctx = self.context
         if ctx.reader_backend is None:
             return self._tell_only("card", ERROR, "no_reader", "no card reader configured", timer)
+        pays_by_purse = bool(getattr(self.profile, "pays_by_purse", False))
         connection: CardConnection | None = None
         channel: CardChannel | None = None
         try:
@@ -341,19 +439,35 @@ class TransactionSteps:
                 connection = ctx.reader_backend.connect(card.reader)
                 channel = CardChannel(connection)
             with timer.step(Step.VERIFY):
+                historical = ldt33.historical_bytes(connection.atr)
                 verification = verify_card(
                     channel,
-                    ldt33.historical_bytes(connection.atr),
+                    historical,
                     ctx.secure_module,
                     ctx.trust_store,
                     local_today(ctx.clock),
+                    self.read_modes.mode_for(historical),
                     read_holder=self.profile.read_holder,
                 )
-            read = verification.read
-            issuer = read.issuer if read is not None else None
-            if issuer is None or not issuer.card_number or not issuer.region:
-                # Nothing identifies the card (blocked, unreadable, not an SSC): there is no
-                # token to journal it by, so the holder is told and nothing is recorded.
+                if verification.read is not None:
+                    self.read_modes.learn(historical, verification.read.mode)
+            purse = None
+            if pays_by_purse:
+                # After the SSC side, so the e-purse is the application left selected for
+                # the purchase (which then sends no SELECT of its own).
+                with timer.step(Step.READ):
+                    purse = self._read_purse(channel)
+            identified = identify_card(
+                verification,
+                purse,
+                ctx.token_key,
+                pays_by_purse=pays_by_purse,
+                accept_unverified=ctx.accept_unverified,
+            )
+            if identified is None:
+                # Nothing identifies the card (blocked, unreadable, not an SSC and no
+                # e-purse where one would do): there is no token to journal it by, so the
+                # holder is told and nothing is recorded.
                 return self._tell_only(
                     "card",
                     REFUSE,
@@ -362,13 +476,8 @@ class TransactionSteps:
                     timer,
                     channel.apdu_count,
                 )
-            credential = Credential(
-                kind=CredentialKind.CARD,
-                card_token=card_token(ctx.token_key, issuer.card_number),
-                region=issuer.region,
-                category=issuer.category if issuer.category in ("1", "2", "3", "4") else None,
-                expiry=issuer.expiry_date,
-            )
+            credential, authenticity = identified
+            read = verification.read
             reading = None
             if self.profile.read_holder:
                 from terminal.ssc.reading import CardReading
@@ -385,11 +494,10 @@ class TransactionSteps:
             presented = Presented(
                 kind=CredentialKind.CARD,
                 credential=credential,
-                authenticity=card_authenticity(
-                    verification.verdict.value, verification.reason, ctx.accept_unverified
-                ),
+                authenticity=authenticity,
                 channel=channel,
                 reading=reading,
+                purse=purse,
             )
             return self._complete(presented, timer, channel)
         except ReaderError as error:
@@ -404,6 +512,22 @@ class TransactionSteps:
                     connection.close()
                 except OneCardError:
                     log.debug("closing a card connection failed", exc_info=True)
+
+    @staticmethod
+    def _read_purse(channel: CardChannel) -> Any:
+        """The e-purse's file 0x15 (SELECT, + READ BINARY when the FCI lacks it), or None
+        when the card has no e-purse - or one that answers out of spec: the SSC side may
+        still identify the card, and the purchase then reports the e-purse's fault itself.
+        A card that leaves (ReaderError) ends the transaction as any read does."""
+        from terminal.transit.purchase import select_purse
+
+        try:
+            return select_purse(channel)
+        except ReaderError:
+            raise
+        except OneCardError as error:  # TransitCardError, TransitRecordError
+            log.info("e-purse not usable: %s", error.reason)
+            return None
 
     def _run_code(self, code: CodePresented, timer: _Timer) -> TransactionOutcome:
         ctx = self.context
@@ -482,7 +606,7 @@ class TransactionSteps:
             card_token=credential.card_token,
             region=credential.region,
             category=credential.category,
-            extra=dict(action.extra, verdict=presented.authenticity.verdict),
+            extra=self._journal_extra(presented, action),
         )
         with timer.step(Step.JOURNAL):
             try:
@@ -525,6 +649,18 @@ class TransactionSteps:
             seq=seq,
             gate_opened=gate_opened,
         )
+
+    def _journal_extra(self, presented: Presented, action: Action) -> dict[str, object]:
+        extra = dict(action.extra, verdict=presented.authenticity.verdict)
+        credential = presented.credential
+        if (
+            credential is not None
+            and credential.kind is CredentialKind.CARD
+            and getattr(self.profile, "pays_by_purse", False)
+        ):
+            # Says which namespace card_token is in: an SSC card number or an e-purse serial.
+            extra["card_kind"] = credential.card_kind.value
+        return extra
 
     def _tell(
         self,

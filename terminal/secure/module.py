@@ -2,9 +2,10 @@
 
 A secure module holds the master keys of the SSSE (``irk``, ``rkssse``, ``ukssse``, one set
 per algorithm) and computes one thing with them, the **cryptogram** of
-docs/card-authentication.md: derive the card key (two diversification levels, region then
-ATR historical bytes T6..TD), the session key from the process factor, and return the
-leftmost 8 bytes of the data enciphered under the session key. Master keys never leave it.
+docs/card-authentication.md: derive the card key (two diversification levels: the region
+factor of :func:`terminal.ssc.cardspec.region_factor`, then ATR historical bytes T6..TD), the
+session key from the process factor, and return the leftmost 8 bytes of the data enciphered
+under the session key. Master keys never leave it.
 
 Two implementations pass one test suite (tests/unit/test_secure_module.py):
 :class:`terminal.secure.software.SoftwareSecureModule` (an operator key file) and
@@ -22,13 +23,12 @@ from typing import Protocol, TypeGuard, runtime_checkable
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.errors import CryptoError
 from terminal.ssc.auth import CRYPTOGRAM_LENGTH, PROCESS_FACTOR_LENGTH, KeyName
+from terminal.ssc.cardspec import diversification_data
 
 NO_TERMINAL_NUMBER = "000000000000"
 """The terminal number when the module has none (LD/T 33: 12 zeros without a PSAM)."""
 
 TERMINAL_NUMBER_DIGITS = 12
-REGION_DIGITS = 6
-HISTORICAL_BYTES_NEEDED = 13  # diversification level 2 uses T6..TD, historical[5:13]
 SUPPORTED_ALGORITHMS = frozenset({SymmetricAlgorithm.DES3, SymmetricAlgorithm.SM4})
 """What any secure module can hold: SSF33 is a non-public cipher, never implemented."""
 
@@ -95,27 +95,6 @@ def check_key_name(key: KeyName | str) -> KeyName:
         return KeyName(key)
     except ValueError:
         raise CryptoError(f"unknown key name {key!r}") from None
-
-
-def diversification_data(region6: str, historical13: bytes) -> tuple[bytes, bytes]:
-    """The two 8-byte diversification inputs: ``ASCII(region6) || "sx"`` and T6..TD.
-
-    These are D1 and D2 of the PSAM's DELIVERY SESSION KEY; the software module derives the
-    same two levels through :func:`terminal.crypto.symmetric.ssc_card_key`.
-    """
-    if not (
-        isinstance(region6, str)
-        and len(region6) == REGION_DIGITS
-        and region6.isascii()
-        and region6.isdigit()
-    ):
-        raise CryptoError("region must be 6 ASCII digits")
-    if not isinstance(historical13, bytes | bytearray | memoryview):
-        raise CryptoError("historical bytes must be bytes")
-    hist = bytes(historical13)
-    if len(hist) < HISTORICAL_BYTES_NEEDED:
-        raise CryptoError(f"need at least 13 ATR historical bytes, got {len(hist)}")
-    return region6.encode("ascii") + b"sx", hist[5:13]
 
 
 def check_cryptogram_inputs(

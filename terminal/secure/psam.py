@@ -11,7 +11,8 @@ on open                    ``00 A4 04 00 06 D15600000590 00`` SELECT the PSAM ap
                            number, 6 bytes BCD (a PSAM without EF16 reports 12 zeros)
 ``cryptogram()``           ``BF DE <usage> <alg> 18 D1 D2 P`` DELIVERY SESSION KEY: the PSAM
                            derives the card key from its master key (usage 01 irk, 02 rkssse,
-                           03 ukssse; alg 01 3DES, 03 SM4) with D1 = ASCII(region) || "sx" and
+                           03 ukssse; alg 01 3DES, 03 SM4) with D1 = the region factor
+                           (``ASCII(region) || "sx"``, Zhejiang ``"3303" "00" "sx"``) and
                            D2 = ATR historical bytes T6..TD, then the session key from P, and
                            keeps it in RAM. ``6A88`` key not present, ``6A81`` algorithm not
                            present.

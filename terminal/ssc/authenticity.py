@@ -23,14 +23,28 @@ import logging
 from dataclasses import dataclass, field
 
 from terminal.crypto.symmetric import SymmetricAlgorithm
-from terminal.errors import CardError, CryptoError, SecureModuleError
+from terminal.errors import (
+    CardError,
+    CryptoError,
+    NotSocialSecurityCardError,
+    ParseError,
+    SecureModuleError,
+)
 from terminal.pki.session import NoPkiApplicationError, verify_card_pki
 from terminal.pki.truststore import TrustStore
 from terminal.reader import CardChannel
 from terminal.secure.module import SecureModule
 from terminal.ssc import auth, layout
+from terminal.ssc.cardspec import CARD_SPEC
 from terminal.ssc.records import HolderData
-from terminal.ssc.session import ReadMode, SscRead, Unreadable, read_holder_data, read_ssc
+from terminal.ssc.session import (
+    ReadMode,
+    SscRead,
+    Unreadable,
+    holder_generation,
+    read_holder_data,
+    read_ssc,
+)
 from terminal.status import SW, describe
 
 log = logging.getLogger(__name__)
@@ -49,6 +63,7 @@ class Verdict(enum.Enum):
     UNSUPPORTED_ALGORITHM = "unsupported_algorithm"  # SSF33, or an unknown algorithm flag
     UNVERIFIED = "unverified"  # no means to verify this card here (no secure module, no PKI)
     CARD_ERROR = "card_error"
+    NOT_SSC = "not_ssc"  # no social security application on the card (a plain T-Union card)
 
 
 class Check(enum.Enum):
@@ -94,8 +109,13 @@ _PKI_VERDICTS = {
 }
 
 
-def _algorithm(read: SscRead) -> SymmetricAlgorithm | None:
+def card_algorithm(read: SscRead) -> SymmetricAlgorithm | None:
+    """The card's symmetric algorithm from the SSSE FCI: its flag (tag 86 in 9F0C), DES/3DES
+    when the FCI carries no algorithm template (many 1.0 and 2.0 cards, Sichuan spec 10.1);
+    None for SSF33 or a flag no module could hold."""
     flag = read.fci.algorithm
+    if flag is None:
+        return CARD_SPEC.default_algorithm
     if flag in (SymmetricAlgorithm.DES3, SymmetricAlgorithm.SM4):
         return SymmetricAlgorithm(flag)
     return None
@@ -114,9 +134,14 @@ def internal_authentication(
     algorithm: SymmetricAlgorithm,
     region: str,
     historical: bytes,
+    random: auth.RandomSource = auth.random_bytes,
 ) -> CheckResult:
-    """INTERNAL AUTHENTICATE: the card's cryptogram of a fresh R must match the module's."""
-    process_factor, original = auth.random_bytes(8), auth.random_bytes(8)
+    """INTERNAL AUTHENTICATE: the card's cryptogram of a fresh R must match the module's.
+
+    P and R are the terminal's own random bytes (real readers often take both from GET
+    CHALLENGE, which would let a card choose the challenge it answers).
+    """
+    process_factor, original = random(auth.PROCESS_FACTOR_LENGTH), random(auth.CRYPTOGRAM_LENGTH)
     answer = channel.transmit(auth.internal_authenticate(process_factor, original))
     if not answer.ok:
         return CheckResult(
@@ -136,18 +161,23 @@ def external_authentication(
     algorithm: SymmetricAlgorithm,
     region: str,
     historical: bytes,
+    random: auth.RandomSource = auth.random_bytes,
 ) -> CheckResult:
-    """GET CHALLENGE + EXTERNAL AUTHENTICATE with RKSSSE: unlocks EF06 on 3.0 cards."""
+    """GET CHALLENGE + EXTERNAL AUTHENTICATE with RKSSSE: unlocks EF06 on 3.0 cards.
+
+    The card's challenge is the process factor of the session key; the terminal's cryptogram
+    A of an original R' travels with R' (``00 82 00 0A 10 A || R'``).
+    """
     answer = channel.transmit(auth.get_challenge())
     if not answer.ok or len(answer.data) != auth.CHALLENGE_LENGTH:
         return CheckResult(
             Check.FAILED, f"no usable challenge from the card ({describe(answer.sw)})"
         )
-    process_factor = auth.random_bytes(8)
+    original = random(auth.CRYPTOGRAM_LENGTH)
     auth_data = module.cryptogram(
-        auth.KeyName.RKSSSE, algorithm, region, historical, process_factor, answer.data
+        auth.KeyName.RKSSSE, algorithm, region, historical, answer.data, original
     )
-    answer = channel.transmit(auth.external_authenticate(auth_data, process_factor))
+    answer = channel.transmit(auth.external_authenticate(auth_data, original))
     if not answer.ok:
         return CheckResult(
             Check.FAILED, f"card refused EXTERNAL AUTHENTICATE: {describe(answer.sw)}"
@@ -163,24 +193,32 @@ def verify_card(
     today: datetime.date,
     mode: ReadMode = ReadMode.AUTO,
     read_holder: bool = True,
+    random: auth.RandomSource = auth.random_bytes,
 ) -> CardVerification:
     """Run the whole flow over ``channel`` and return the verdict with its evidence.
 
     Reader-side failures (card removed, PC/SC gone) propagate as exceptions; everything the
-    card itself says becomes a verdict.
+    card itself says, malformed answers included, becomes a verdict (``not_ssc`` for a card
+    without the social security application, such as a plain T-Union card).
+    ``random`` is the source of the terminal's random bytes (tests and trace replays hand in
+    their own).
     """
     try:
         read = read_ssc(channel, mode, read_holder=False)
+    except NotSocialSecurityCardError as error:
+        return CardVerification(Verdict.NOT_SSC, error.reason, None)
     except CardError as error:
         if error.sw in BLOCKED_SW:
             return CardVerification(Verdict.BLOCKED, error.reason, None)
         return CardVerification(Verdict.CARD_ERROR, error.reason, None)
+    except ParseError as error:
+        return CardVerification(Verdict.CARD_ERROR, f"malformed card answer: {error.reason}", None)
 
     checks: dict[str, CheckResult] = {}
     holder: HolderData | None = None
     unreadable: list[Unreadable] = list(read.unreadable)
-    generation = read.issuer.generation or layout.Generation.V2
-    algorithm = _algorithm(read)
+    generation = holder_generation(read.issuer)
+    algorithm = card_algorithm(read)
     diversification = _card_diversification(read, atr_historical)
 
     def result(verdict: Verdict, reason: str) -> CardVerification:
@@ -203,12 +241,12 @@ def verify_card(
         else:
             region, historical = diversification
             checks["internal_auth"] = internal_authentication(
-                channel, module, algorithm, region, historical
+                channel, module, algorithm, region, historical, random
             )
             symmetric_ok = checks["internal_auth"].check is Check.PASSED
             if symmetric_ok and generation is layout.Generation.V3 and read_holder:
                 checks["external_auth"] = external_authentication(
-                    channel, module, algorithm, region, historical
+                    channel, module, algorithm, region, historical, random
                 )
                 unlocked = checks["external_auth"].check is Check.PASSED
     except (SecureModuleError, CryptoError) as error:
@@ -223,7 +261,12 @@ def verify_card(
 
     if read_holder and symmetric_ok is not False:
         if unlocked:
-            holder, more = read_holder_data(channel, generation, read.mode)
+            try:
+                holder, more = read_holder_data(channel, generation, read.mode)
+            except CardError as error:
+                return result(Verdict.CARD_ERROR, error.reason)
+            except ParseError as error:
+                return result(Verdict.CARD_ERROR, f"malformed holder data: {error.reason}")
             unreadable += more
         else:
             unreadable.append(Unreadable("EF06", None, SW.SECURITY_NOT_SATISFIED))

@@ -128,10 +128,14 @@ def decode_item(item: layout.Item, raw: bytes) -> str | datetime.date | None:
     """Decode the value ``raw`` of data element ``item`` by its format.
 
     A value shorter than ``item.length`` is accepted (some cards trim padding); a longer one
-    is a :class:`FieldError`. Every error reason starts with the file, tag and item name.
+    is cut to ``item.length`` for a truncating item (the card number: its first 9
+    characters) and is a :class:`FieldError` otherwise. Every error reason starts with the
+    file, tag and item name.
     """
     if len(raw) > item.length:
-        raise FieldError(f"{item_label(item)}: value of {len(raw)} bytes exceeds {item.length}")
+        if not item.truncate:
+            raise FieldError(f"{item_label(item)}: value of {len(raw)} bytes exceeds {item.length}")
+        raw = raw[: item.length]
     try:
         return _DECODERS[item.fmt](raw)
     except FieldError as exc:

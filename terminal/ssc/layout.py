@@ -30,26 +30,36 @@ class Format(enum.Enum):
 
 @dataclass(frozen=True)
 class Item:
-    """One data element: ``tag`` (= record identifier), home file, format, value length."""
+    """One data element: ``tag`` (= record identifier), home file, format, value length.
+
+    ``required``: without it the card cannot be identified (a read fails naming the item);
+    any other item that is absent or odd is reported and left out. ``truncate``: a longer
+    value is cut to ``length`` rather than refused (tag 07, Sichuan spec 10.4).
+    """
 
     tag: int
     file: int
     fmt: Format
     length: int
     name: str
+    required: bool = False
+    truncate: bool = False
+    optional_record: bool = False
+    """The record may be missing on a card of a generation that has it (2.0 cards without
+    tag 4E): its absence is not worth reporting."""
 
 
 ITEMS: tuple[Item, ...] = (
-    Item(0x01, EF05_FID, Format.HEX, 16, "card_id"),  # 卡识别码
+    Item(0x01, EF05_FID, Format.HEX, 16, "card_id", required=True),  # 卡识别码
     Item(0x02, EF05_FID, Format.AN, 1, "category"),  # 卡类别
     Item(0x03, EF05_FID, Format.AN, 4, "spec_version"),  # 规范版本
     Item(0x04, EF05_FID, Format.HEX, 12, "institution"),  # 初始化机构编号
     Item(0x05, EF05_FID, Format.BCD_DATE, 4, "issue_date"),
     Item(0x06, EF05_FID, Format.BCD_DATE, 4, "expiry_date"),
-    Item(0x07, EF05_FID, Format.AN, 9, "card_number"),  # 卡号
+    Item(0x07, EF05_FID, Format.AN, 9, "card_number", required=True, truncate=True),  # 卡号
     Item(0x08, EF06_FID, Format.AN, 18, "ssn"),  # 社会保障号码
     Item(0x09, EF06_FID, Format.GBK, 30, "name"),
-    Item(0x4E, EF06_FID, Format.GBK, 20, "name_ext"),
+    Item(0x4E, EF06_FID, Format.GBK, 20, "name_ext", optional_record=True),
     Item(0x0A, EF06_FID, Format.AN, 1, "sex"),
     Item(0x0B, EF06_FID, Format.CN, 1, "ethnicity"),
     Item(0x0C, EF06_FID, Format.CN, 3, "birthplace"),
@@ -67,8 +77,15 @@ class Generation(enum.Enum):
     V3 = "3.0"
 
     @classmethod
-    def from_spec_version(cls, version: str) -> Generation | None:
-        head = version[:1]
+    def from_spec_version(cls, version: str | None) -> Generation | None:
+        """``"1.0x"`` -> V1, ``"2.0x"`` -> V2, ``"3.00"`` -> V3; an empty or absent version is
+        a 1.0 card (Sichuan spec); a later major version reads as the latest we know; None
+        for anything else."""
+        head = (version or "").strip()[:1]
+        if not head:
+            return cls.V1
+        if head.isdigit() and head > "3":
+            return cls.V3
         return {"1": cls.V1, "2": cls.V2, "3": cls.V3}.get(head)
 
 

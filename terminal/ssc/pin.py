@@ -15,10 +15,10 @@ from terminal.apdu import CommandAPDU, ResponseAPDU
 from terminal.errors import CardError, NotSocialSecurityCardError, OneCardError
 from terminal.reader import CardChannel
 from terminal.ssc import layout
+from terminal.ssc.cardspec import CARD_SPEC
 from terminal.status import SW, describe, tries_left
 
-INS_VERIFY = 0x20
-INS_CHANGE_PIN = 0x5E
+PIN_SEPARATOR = b"\xff"
 
 
 class PinFormatError(OneCardError):
@@ -51,15 +51,15 @@ def encode_pin(pin: str) -> bytes:
 
 
 def verify_command(pin: str) -> CommandAPDU:
-    """``VERIFY`` ``00 20 00 00 Lc <PIN>``."""
-    return CommandAPDU(0x00, INS_VERIFY, 0x00, 0x00, encode_pin(pin))
+    """``VERIFY`` ``00 20 00 00 Lc <PIN>`` (a real log: ``00 20 00 00 03 12 34 56``)."""
+    cla, ins, p1, p2 = CARD_SPEC.verify_pin
+    return CommandAPDU(cla, ins, p1, p2, encode_pin(pin))
 
 
 def change_command(old: str, new: str) -> CommandAPDU:
     """``CHANGE PIN`` ``80 5E 01 00 Lc <old> FF <new>``."""
-    return CommandAPDU(
-        0x80, INS_CHANGE_PIN, 0x01, 0x00, encode_pin(old) + b"\xff" + encode_pin(new)
-    )
+    cla, ins, p1, p2 = CARD_SPEC.change_pin
+    return CommandAPDU(cla, ins, p1, p2, encode_pin(old) + PIN_SEPARATOR + encode_pin(new))
 
 
 def interpret(answer: ResponseAPDU) -> PinResult:
@@ -75,7 +75,8 @@ def interpret(answer: ResponseAPDU) -> PinResult:
 
 
 def _select_ssse(channel: CardChannel) -> None:
-    answer = channel.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, layout.SSSE_NAME, 256))
+    cla, ins, p1, p2 = CARD_SPEC.select_by_name
+    answer = channel.transmit(CommandAPDU(cla, ins, p1, p2, layout.SSSE_NAME))
     if answer.sw == SW.FILE_NOT_FOUND:
         raise NotSocialSecurityCardError("no social security application on this card", answer.sw)
     if not answer.ok:

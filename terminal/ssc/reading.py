@@ -19,7 +19,9 @@ from terminal.masking import mask_date, mask_middle, mask_name, mask_region
 from terminal.pki.truststore import TrustStore
 from terminal.reader import CardChannel, CardConnection, Interface, ReaderBackend
 from terminal.secure.module import SecureModule
+from terminal.ssc.auth import RandomSource, random_bytes
 from terminal.ssc.authenticity import CardVerification, verify_card
+from terminal.ssc.cardspec import CARD_SPEC
 from terminal.ssc.records import HolderData
 from terminal.ssc.session import ReadMode, SscRead, read_ssc
 
@@ -55,9 +57,16 @@ class CardReading:
             "institution": issuer.institution,
             "issue_date": _iso(issuer.issue_date),
             "expiry_date": _iso(issuer.expiry_date),
-            "algorithm": self.ssc.fci.algorithm,
+            # No algorithm template in the FCI is a DES/3DES card (Sichuan spec 10.1).
+            "algorithm": (
+                CARD_SPEC.default_algorithm.value
+                if self.ssc.fci.algorithm is None
+                else self.ssc.fci.algorithm
+            ),
+            "algorithm_template": self.ssc.fci.algorithm is not None,
             "holder": None if holder is None else _holder_json(holder, reveal),
             "unreadable": [u.to_json() for u in self.ssc.unreadable],
+            "odd": list(issuer.odd) + (list(holder.odd) if holder is not None else []),
             "read_mode": self.ssc.mode.value,
             "apdu_count": self.apdu_count,
         }
@@ -170,9 +179,11 @@ def verify_card_in_reader(
     trust_store: TrustStore | None,
     today: datetime.date,
     mode: ReadMode = ReadMode.AUTO,
+    random: RandomSource = random_bytes,
 ) -> tuple[CardReading | None, CardVerification]:
     """Connect to the card in ``reader`` and run :func:`verify_card`; the reading is None
-    when the card could not be read at all (blocked, not a social security card)."""
+    when the card could not be read at all (blocked, not a social security card).
+    ``random``: the terminal's random bytes (a trace replay hands in the recorded ones)."""
     with _open_card(backend, reader) as card:
         verification = verify_card(
             card.channel,
@@ -181,6 +192,7 @@ def verify_card_in_reader(
             trust_store,
             today,
             mode,
+            random=random,
         )
         reading = card.reading(verification.read) if verification.read is not None else None
         return reading, verification

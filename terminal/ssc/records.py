@@ -7,8 +7,10 @@
 
 Input is a mapping tag -> raw value (records are read by tag, since record numbers differ
 between generations). A missing tag gives a ``None`` field; tags of the other file and
-unknown tags are ignored. A bad value raises :class:`~terminal.errors.FieldError` naming the
-file and tag (``EF05 tag 05 (issue_date): ...``); nothing else escapes.
+unknown tags are ignored. A bad value of an item the card is identified by (card
+identification code, card number) raises :class:`~terminal.errors.FieldError` naming the file
+and tag (``EF05 tag 07 (card_number): ...``); a bad value of any other item is left out and
+named in ``odd``, so one odd optional field never fails a read. Nothing else escapes.
 """
 
 from __future__ import annotations
@@ -56,12 +58,13 @@ class IssuerData:
     expiry_date: datetime.date | None = None
     card_number: str | None = None
     card_number_valid: bool = False
+    odd: tuple[str, ...] = ()
+    """Items left out because their value did not decode, each with the reason."""
 
     @property
     def generation(self) -> layout.Generation | None:
-        """Card generation from the spec version (tag 03); None when absent or unknown."""
-        if self.spec_version is None:
-            return None
+        """Card generation from the spec version (tag 03): an absent or empty version is 1.0
+        (Sichuan spec); None for a version this terminal does not know."""
         return layout.Generation.from_spec_version(self.spec_version)
 
     @property
@@ -77,7 +80,7 @@ class IssuerData:
             f" category={self.category!r}, spec_version={self.spec_version!r},"
             f" institution={self.institution!r}, issue_date={self.issue_date!r},"
             f" expiry_date={self.expiry_date!r}, card_number={_mask(self.card_number, 1, 1)!r},"
-            f" card_number_valid={self.card_number_valid!r})"
+            f" card_number_valid={self.card_number_valid!r}, odd={self.odd!r})"
         )
 
 
@@ -96,6 +99,8 @@ class HolderData:
     ethnicity: str | None = None
     birthplace: str | None = None
     birth_date: datetime.date | None = None
+    odd: tuple[str, ...] = ()
+    """Items left out because their value did not decode, each with the reason."""
 
     def __repr__(self) -> str:
         hidden = "<hidden>"
@@ -104,21 +109,32 @@ class HolderData:
             f" name={hidden if self.name is not None else None},"
             f" sex={self.sex!r}, ethnicity={self.ethnicity!r},"
             f" birthplace={self.birthplace!r},"
-            f" birth_date={hidden if self.birth_date is not None else None})"
+            f" birth_date={hidden if self.birth_date is not None else None},"
+            f" odd={self.odd!r})"
         )
 
 
-def _decode_file(fid: int, values: Mapping[int, bytes]) -> dict[str, str | datetime.date]:
-    """Decoded items of file ``fid`` by item name; absent and empty values are left out."""
+def _decode_file(
+    fid: int, values: Mapping[int, bytes]
+) -> tuple[dict[str, str | datetime.date], tuple[str, ...]]:
+    """Decoded items of file ``fid`` by item name, absent and empty values left out, and the
+    reasons of the items that did not decode (a required item raises instead)."""
     out: dict[str, str | datetime.date] = {}
+    odd: list[str] = []
     for tag, raw in values.items():
         item = layout.BY_TAG.get(tag)
         if item is None or item.file != fid:
             continue
-        value = decode_item(item, raw)
+        try:
+            value = decode_item(item, raw)
+        except FieldError as exc:
+            if item.required:
+                raise
+            odd.append(exc.reason)
+            continue
         if value is not None and value != "":
             out[item.name] = value
-    return out
+    return out, tuple(odd)
 
 
 def _text(fields: Mapping[str, str | datetime.date], name: str) -> str | None:
@@ -133,7 +149,7 @@ def _date(fields: Mapping[str, str | datetime.date], name: str) -> datetime.date
 
 def decode_issuer_data(values: Mapping[int, bytes]) -> IssuerData:
     """Decode EF05 (issuer data) from its values by tag."""
-    f = _decode_file(layout.EF05_FID, values)
+    f, odd = _decode_file(layout.EF05_FID, values)
     card_id = _text(f, "card_id")
     region = None
     if card_id is not None:
@@ -152,12 +168,13 @@ def decode_issuer_data(values: Mapping[int, bytes]) -> IssuerData:
         expiry_date=_date(f, "expiry_date"),
         card_number=card_number,
         card_number_valid=card_number is not None and cardnumber.is_valid(card_number),
+        odd=odd,
     )
 
 
 def decode_holder_data(values: Mapping[int, bytes]) -> HolderData:
     """Decode EF06 (holder data) from its values by tag; tag 4E is appended to the name."""
-    f = _decode_file(layout.EF06_FID, values)
+    f, odd = _decode_file(layout.EF06_FID, values)
     name_parts = [p for p in (_text(f, "name"), _text(f, "name_ext")) if p]
     return HolderData(
         ssn=_text(f, "ssn"),
@@ -166,6 +183,7 @@ def decode_holder_data(values: Mapping[int, bytes]) -> HolderData:
         ethnicity=_text(f, "ethnicity"),
         birthplace=_text(f, "birthplace"),
         birth_date=_date(f, "birth_date"),
+        odd=odd,
     )
 
 

@@ -3,22 +3,26 @@
 :class:`BasicReadSession` owns no I/O: ``next_command()`` says what to send, ``receive()``
 takes the card's final answer (after the channel's 61xx/6Cxx handling), and ``result()``
 gives the typed :class:`SscRead`. :func:`read_ssc` drives it over a
-:class:`terminal.reader.CardChannel`.
+:class:`terminal.reader.CardChannel`. Command headers come from
+:data:`terminal.ssc.cardspec.CARD_SPEC`.
 
-The read uses the fewest APDUs the card supports:
+Two ways to read a record file:
 
-1. ``SELECT`` the SSSE DDF by name (``00 A4 04 00 0F sx1.sh.社会保障``) - FCI gives the
-   algorithm flag.
-2. EF05 in one ``READ RECORD`` in 'from P1 to the last record' mode addressed by SFI
-   (``00 B2 01 2D Le``) with the exact length the layout predicts, so the card never has to
-   answer ``6Cxx``.
-3. EF06 the same way (``00 B2 01 35 Le``), Le from the generation read in EF05 tag 03.
+* **multi-record** (``ReadMode.MULTI_RECORD``): the whole EF in one ``READ RECORD`` in ISO's
+  'from P1 to the last record' mode, addressed by SFI (``00 B2 01 2D Le`` for EF05), with the
+  exact length the layout predicts. Three APDUs read a card over T=1, where the card offers
+  the mode.
+* **per tag** (``ReadMode.PER_TAG``): what every reader in the field does (real card logs):
+  ``SELECT`` the EF (``00 A4 02 00 02 EF05``), then one ``READ RECORD`` per record by its
+  identifier, the tag (``00 B2 <tag> 00 Le``), with exact Le.
 
-A card that refuses the multi-record mode (``6A86``/``6A81``/``6B00``/``6D00``) is read one
-record per tag by record identifier (``00 B2 <tag> <SFI<<3> Le``), still with the exact Le.
-If the card does not accept SFI addressing either, the EF is selected once and read by tag
-from the current EF. A file the card refuses (``6982`` security status, ``6A82`` not found)
-is reported as unreadable with its status word; the rest of the read goes on.
+``ReadMode.AUTO`` tries multi-record and falls back to per tag on any answer that does not
+deliver the file (a refused mode, an unknown SFI, a security status the card may give for a
+command it does not know, an answer that lacks the records a card is identified by), then
+stays per tag for the rest of the card. A file the card refuses for
+security (``6982`` on EF06 of a 3.0 card before external authentication) is reported as
+unreadable with its status word and the read goes on; a record the card does not have
+(``6A83``) likewise, per item.
 """
 
 from __future__ import annotations
@@ -28,34 +32,26 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from terminal.apdu import CommandAPDU, ResponseAPDU
-from terminal.errors import CardError, NotSocialSecurityCardError
+from terminal.errors import CardError, NotSocialSecurityCardError, TlvError
 from terminal.reader import CardChannel
 from terminal.ssc import layout
+from terminal.ssc.cardspec import CARD_SPEC, CardSpec
 from terminal.ssc.records import HolderData, IssuerData, decode_holder_data, decode_issuer_data
 from terminal.status import SW, describe
 from terminal.tlv import FileControlInfo, parse_fci, records_by_tag
 
-INS_SELECT = 0xA4
-INS_READ_RECORD = 0xB2
-
-# Status words that mean "this addressing mode is not supported here", not "no such data".
-_MODE_REFUSED = {
-    SW.WRONG_P1P2,
-    SW.FUNCTION_NOT_SUPPORTED,
-    SW.WRONG_PARAMETERS,
-    SW.INS_NOT_SUPPORTED,
-    SW.COMMAND_INCOMPATIBLE,
-}
+# SELECT of the SSSE: the card has no such application.
+_NO_APPLICATION = {SW.FILE_NOT_FOUND, SW.WRONG_P1P2, SW.FUNCTION_NOT_SUPPORTED}
 # Status words that mean "this file cannot be read now": report it and go on.
 _FILE_REFUSED = {
     SW.SECURITY_NOT_SATISFIED,
     SW.AUTH_METHOD_BLOCKED,
     SW.CONDITIONS_NOT_SATISFIED,
-    SW.FILE_NOT_FOUND,
     SW.FILE_INVALIDATED,
     SW.APPLICATION_BLOCKED,
     SW.APPLICATION_TEMPORARILY_BLOCKED,
 }
+_DATA_OK = {SW.OK, SW.END_OF_FILE}
 
 _FILE_NAMES = {layout.EF05_FID: "EF05", layout.EF06_FID: "EF06"}
 _SFI = {layout.EF05_FID: layout.EF05_SFI, layout.EF06_FID: layout.EF06_SFI}
@@ -66,8 +62,7 @@ class ReadMode(enum.Enum):
 
     AUTO = "auto"
     MULTI_RECORD = "multi-record"
-    PER_TAG_SFI = "per-tag-sfi"
-    PER_TAG_SELECT = "per-tag-select"
+    PER_TAG = "per-tag"
 
 
 @dataclass(frozen=True)
@@ -102,12 +97,19 @@ class _State:
     mode: ReadMode
     values: dict[int, dict[int, bytes]] = field(default_factory=dict)
     unreadable: list[Unreadable] = field(default_factory=list)
+    selected_ef: int | None = None
+    multi_record_answered: bool = False
+
+
+def _required_tags(fid: int) -> frozenset[int]:
+    return frozenset(i.tag for i in layout.ITEMS if i.file == fid and i.required)
 
 
 class _RecordSession:
     """The state-machine plumbing shared by the SSC read sessions."""
 
-    def __init__(self, mode: ReadMode) -> None:
+    def __init__(self, mode: ReadMode, spec: CardSpec = CARD_SPEC) -> None:
+        self._spec = spec
         self._state = _State(mode=ReadMode.MULTI_RECORD if mode is ReadMode.AUTO else mode)
         self._auto = mode is ReadMode.AUTO
         self._pending: CommandAPDU | None = None
@@ -140,60 +142,90 @@ class _RecordSession:
         state = self._state
         name = _FILE_NAMES[fid]
         if state.mode is ReadMode.MULTI_RECORD:
-            sfi = _SFI[fid]
+            spec = self._spec
+            p2 = _SFI[fid] << 3 | spec.read_to_last_mode
             le = layout.file_length(generation, fid)
-            answer = yield CommandAPDU(0x00, INS_READ_RECORD, 0x01, sfi << 3 | 0x05, le=le)
-            if answer.ok or answer.sw == SW.END_OF_FILE:
-                state.values[fid] = records_by_tag(answer.data)
-                return
-            if answer.sw in _FILE_REFUSED:
+            answer = yield CommandAPDU(0x00, spec.read_record_ins, 0x01, p2, le=le)
+            # Until the card has answered the mode once, a refusal may be its way of saying
+            # it has no such mode (6985 and 6982 are seen for unsupported commands too): in
+            # AUTO the per-tag read then asks again and reports what the file really says.
+            settled = not self._auto or state.multi_record_answered
+            if answer.sw in _FILE_REFUSED and settled:
                 state.unreadable.append(Unreadable(name, None, answer.sw))
                 return
-            if not (self._auto and answer.sw in _MODE_REFUSED):
+            if answer.sw in _DATA_OK:
+                values = self._whole_file(fid, answer.data)
+                if values is not None:
+                    state.values[fid] = values
+                    state.multi_record_answered = True
+                    return
+            elif not self._auto:
                 raise CardError(f"READ RECORD {name} refused: {describe(answer.sw)}", answer.sw)
-            state.mode = ReadMode.PER_TAG_SFI
+            # The card does not offer the mode (or misread it): read as the field does.
+            state.mode = ReadMode.PER_TAG
         yield from self._read_by_tag(fid, generation)
+
+    def _whole_file(self, fid: int, data: bytes) -> dict[int, bytes] | None:
+        """The records of a multi-record answer; None (in AUTO) when the answer does not
+        hold the file, so the caller falls back to reading it per tag."""
+        try:
+            values = records_by_tag(data)
+        except TlvError as exc:
+            if not self._auto:
+                raise TlvError(f"{_FILE_NAMES[fid]}: {exc.reason}") from exc
+            return None
+        if self._auto and not _required_tags(fid) <= values.keys():
+            return None
+        return values
 
     def _read_by_tag(
         self, fid: int, generation: layout.Generation
     ) -> Generator[CommandAPDU, ResponseAPDU, None]:
-        state = self._state
+        state, spec = self._state, self._spec
         name = _FILE_NAMES[fid]
+        if state.selected_ef != fid:
+            cla, ins, p1, p2 = spec.select_ef
+            answer = yield CommandAPDU(cla, ins, p1, p2, fid.to_bytes(2, "big"))
+            if answer.sw in _FILE_REFUSED or answer.sw == SW.FILE_NOT_FOUND:
+                state.unreadable.append(Unreadable(name, None, answer.sw))
+                return
+            if not answer.ok:
+                raise CardError(f"SELECT {name} refused: {describe(answer.sw)}", answer.sw)
+            state.selected_ef = fid
         values: dict[int, bytes] = {}
-        selected = False
         for tag in layout.file_tags(generation, fid):
             item = layout.BY_TAG[tag]
-            while True:
-                if state.mode is ReadMode.PER_TAG_SELECT and not selected:
-                    answer = yield CommandAPDU(0x00, INS_SELECT, 0x02, 0x0C, fid.to_bytes(2, "big"))
-                    if not answer.ok:
-                        if answer.sw in _FILE_REFUSED:
-                            state.unreadable.append(Unreadable(name, None, answer.sw))
-                            return
-                        raise CardError(f"SELECT {name} refused: {describe(answer.sw)}", answer.sw)
-                    selected = True
-                p2 = _SFI[fid] << 3 if state.mode is ReadMode.PER_TAG_SFI else 0x00
-                answer = yield CommandAPDU(0x00, INS_READ_RECORD, tag, p2, le=2 + item.length)
-                if (
-                    self._auto
-                    and state.mode is ReadMode.PER_TAG_SFI
-                    and answer.sw in _MODE_REFUSED | {SW.FILE_NOT_FOUND}
-                ):
-                    state.mode = ReadMode.PER_TAG_SELECT
-                    continue
-                break
-            if answer.ok or answer.sw == SW.END_OF_FILE:
-                values.update(records_by_tag(answer.data))
-            elif answer.sw == SW.RECORD_NOT_FOUND:
-                state.unreadable.append(Unreadable(name, tag, answer.sw))
-            elif answer.sw in _FILE_REFUSED:
+            answer = yield CommandAPDU(
+                0x00, spec.read_record_ins, tag, spec.read_by_identifier_p2, le=2 + item.length
+            )
+            if answer.sw in _FILE_REFUSED:
                 # The whole file is closed to us: asking tag after tag only costs APDUs.
                 state.unreadable.append(Unreadable(name, None, answer.sw))
                 return
-            else:
+            if answer.sw in _DATA_OK:
+                try:
+                    record = records_by_tag(answer.data)
+                except TlvError as exc:
+                    if item.required:
+                        raise TlvError(f"{name} tag {tag:02X}: {exc.reason}") from exc
+                    state.unreadable.append(Unreadable(name, tag, answer.sw))
+                    continue
+                if tag in record:
+                    values[tag] = record[tag]
+                elif item.required:
+                    raise CardError(
+                        f"READ RECORD {name} tag {tag:02X} answered another record", answer.sw
+                    )
+                else:
+                    state.unreadable.append(Unreadable(name, tag, answer.sw))
+            elif answer.sw == SW.RECORD_NOT_FOUND and item.optional_record:
+                continue
+            elif item.required:
                 raise CardError(
                     f"READ RECORD {name} tag {tag:02X}: {describe(answer.sw)}", answer.sw
                 )
+            else:
+                state.unreadable.append(Unreadable(name, tag, answer.sw))
         state.values[fid] = values
 
 
@@ -204,10 +236,12 @@ class BasicReadSession(_RecordSession):
     fastest the card accepts. ``read_holder`` False stops after EF05.
     """
 
-    def __init__(self, mode: ReadMode = ReadMode.AUTO, read_holder: bool = True) -> None:
+    def __init__(
+        self, mode: ReadMode = ReadMode.AUTO, read_holder: bool = True, spec: CardSpec = CARD_SPEC
+    ) -> None:
         self._read_holder = read_holder
         self._result: SscRead | None = None
-        super().__init__(mode)
+        super().__init__(mode, spec)
 
     def result(self) -> SscRead:
         if self._result is None:
@@ -215,25 +249,39 @@ class BasicReadSession(_RecordSession):
         return self._result
 
     def _run(self) -> Generator[CommandAPDU, ResponseAPDU, None]:
-        answer = yield CommandAPDU(0x00, INS_SELECT, 0x04, 0x00, layout.SSSE_NAME, 256)
-        if answer.sw in (SW.FILE_NOT_FOUND, SW.WRONG_P1P2, SW.FUNCTION_NOT_SUPPORTED):
+        # Without Le, as real readers send it: the card answers the FCI (61xx over T=0).
+        cla, ins, p1, p2 = self._spec.select_by_name
+        answer = yield CommandAPDU(cla, ins, p1, p2, layout.SSSE_NAME)
+        if answer.sw in _NO_APPLICATION:
             raise NotSocialSecurityCardError(
                 f"no social security application on this card ({describe(answer.sw)})", answer.sw
             )
         if not answer.ok:
             raise CardError(f"SELECT SSSE refused: {describe(answer.sw)}", answer.sw)
-        fci = parse_fci(answer.data)
+        try:
+            fci = parse_fci(answer.data)
+        except TlvError as exc:
+            raise TlvError(f"FCI of the SSSE: {exc.reason}") from exc
 
         state = self._state
+        # EF05 has the same records in every generation; its tag 03 tells the generation.
         yield from self._read_file(layout.EF05_FID, layout.Generation.V2)
-        issuer = decode_issuer_data(state.values.get(layout.EF05_FID, {}))
+        if layout.EF05_FID not in state.values:
+            sw = next((u.sw for u in state.unreadable if u.file == "EF05"), SW.FILE_NOT_FOUND)
+            raise CardError(f"EF05 (issuer data) cannot be read: {describe(sw)}", sw)
+        issuer = decode_issuer_data(state.values[layout.EF05_FID])
         holder = None
         if self._read_holder:
-            generation = issuer.generation or layout.Generation.V2
-            yield from self._read_file(layout.EF06_FID, generation)
+            yield from self._read_file(layout.EF06_FID, holder_generation(issuer))
             if layout.EF06_FID in state.values:
                 holder = decode_holder_data(state.values[layout.EF06_FID])
         self._result = SscRead(fci, issuer, holder, tuple(state.unreadable), state.mode)
+
+
+def holder_generation(issuer: IssuerData) -> layout.Generation:
+    """The generation whose EF06 layout to read: the card's, or 2.0 for a version we do not
+    know (the layout with tag 4E, whose absence a per-tag read tolerates)."""
+    return issuer.generation or layout.Generation.V2
 
 
 class HolderReadSession(_RecordSession):
@@ -242,10 +290,15 @@ class HolderReadSession(_RecordSession):
     ``mode`` is the one the EF05 read settled on, so a card read per tag is not probed again.
     """
 
-    def __init__(self, generation: layout.Generation, mode: ReadMode = ReadMode.AUTO) -> None:
+    def __init__(
+        self,
+        generation: layout.Generation,
+        mode: ReadMode = ReadMode.AUTO,
+        spec: CardSpec = CARD_SPEC,
+    ) -> None:
         self._generation = generation
         self._result: tuple[HolderData | None, tuple[Unreadable, ...]] | None = None
-        super().__init__(mode)
+        super().__init__(mode, spec)
 
     def result(self) -> tuple[HolderData | None, tuple[Unreadable, ...]]:
         if self._result is None:
@@ -258,6 +311,38 @@ class HolderReadSession(_RecordSession):
         values = state.values.get(layout.EF06_FID)
         holder = decode_holder_data(values) if values is not None else None
         self._result = (holder, tuple(state.unreadable))
+
+
+class ReadModeMemo:
+    """What each kind of card taught about reading it: the read mode by chip and card OS.
+
+    Cards of one chip vendor, OS and manufacturer (ATR historical bytes T1..T7) answer the
+    multi-record mode alike, so once one of them has settled AUTO on a mode, the next card of
+    that kind starts there: a card without the mode does not pay the refused probe (one
+    APDU, 5-20 ms on air) on every tap. Bounded; pure (no I/O), not thread-safe - one per
+    transaction loop.
+    """
+
+    KIND_BYTES = 7  # T1-T2 chip vendor, T3-T5 OS vendor, T6-T7 card manufacturer
+    MAX_KINDS = 64
+
+    def __init__(self) -> None:
+        self._modes: dict[bytes, ReadMode] = {}
+
+    def mode_for(self, historical: bytes) -> ReadMode:
+        """The mode to read a card with these ATR historical bytes: learned, else AUTO."""
+        return self._modes.get(bytes(historical[: self.KIND_BYTES]), ReadMode.AUTO)
+
+    def learn(self, historical: bytes, mode: ReadMode) -> None:
+        """Remember the mode an AUTO read of such a card settled on. Only per tag is kept:
+        it works on every card, and a card that offers multi-record is tried with it anyway,
+        whereas forcing multi-record would fail the one card of a kind that lacks it."""
+        if len(historical) < self.KIND_BYTES or mode is not ReadMode.PER_TAG:
+            return
+        kind = bytes(historical[: self.KIND_BYTES])
+        if kind not in self._modes and len(self._modes) >= self.MAX_KINDS:
+            self._modes.pop(next(iter(self._modes)))
+        self._modes[kind] = mode
 
 
 def run_session(channel: CardChannel, session: _RecordSession) -> None:

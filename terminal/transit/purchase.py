@@ -5,17 +5,22 @@
 (a request to the secure module) - and ``receive()`` takes the answer: the card's final
 :class:`ResponseAPDU` (after the channel's 61xx/6Cxx handling), :data:`CARD_GONE` when the card
 left during a step that may tear, a :class:`Mac1Answer`, or a :class:`Mac2Verdict`.
-:func:`purchase`, :func:`recover` and :func:`read_balance` drive the sessions over a
-:class:`terminal.reader.CardChannel` and a :class:`PsamPurchase` (the PSAM module, or the
-:class:`SoftwarePurchaseModule`).
+:func:`purchase`, :func:`recover`, :func:`read_balance` and :func:`select_purse` drive the
+sessions over a :class:`terminal.reader.CardChannel` and a :class:`PsamPurchase` (the PSAM
+module, or the :class:`SoftwarePurchaseModule`). The commands and every card constant are in
+:mod:`terminal.transit.commands`.
 
-The purchase on the wire, card APDUs only (4 over T=1, 7 over T=0 with GET RESPONSE):
+The purchase on the wire, card APDUs only (4 over T=1 when the FCI carries file 0x15, 5 when
+it does not; GET RESPONSE adds some over T=0):
 
-1. ``00 A4 04 00 08 A000000632010105 00`` SELECT the e-purse; the FCI carries file 0x15 in
-   tag ``9F0C``, so the application serial (key diversification) needs no READ BINARY.
+1. ``00 A4 04 00 08 A000000632010105 00`` SELECT the e-purse; most FCIs carry file 0x15 in tag
+   ``9F0C``, so the application serial (key diversification) needs no READ BINARY. When
+   ``9F0C`` is absent: ``00 B0 95 00 1E`` READ BINARY of 0x15 by SFI (domain.md 5b).
+   A session given the 0x15 of an e-purse the card path has just selected
+   (``public_info=``) skips this step.
 2. ``80 50 03 02 0B 01 amount(4) terminalNo(6) 0F`` INITIALIZE FOR PURCHASE (composite):
-   balance, counter, overdraft, key version, algorithm, card random. ``9401``: not enough
-   money, nothing happens (one ``80 5C`` GET BALANCE follows, for the display).
+   balance (bit 31 dropped), counter, overdraft, key version, algorithm, card random.
+   ``9401``: not enough money, nothing happens (one ``80 5C`` GET BALANCE follows).
 3. (PSAM) ``80 70 00 00 24`` MAC1: terminal serial and MAC1.
 4. ``80 DC <id> F0 30 <trip record>`` UPDATE CAPP DATA CACHE: stages the 0x1E trip record.
 5. ``80 54 01 00 0F serial(4) date(4) time(3) MAC1(4) 08`` DEBIT FOR PURCHASE: the card checks
@@ -36,7 +41,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from terminal.apdu import CommandAPDU, ResponseAPDU
 from terminal.crypto.symmetric import SymmetricAlgorithm, diversify, session_key, sm_mac
@@ -53,58 +58,72 @@ from terminal.errors import (
     TransitRecordError,
 )
 from terminal.reader import CardChannel
-from terminal.status import SW, describe
+from terminal.status import SW
+
+# The command table lives in terminal.transit.commands. Its names stay importable from this
+# module (the PSAM module and the simulator import them from here): the re-exports are marked.
+from terminal.transit.commands import (
+    ALGORITHM_ID,  # noqa: F401  (re-export)
+    ALGORITHM_IDS,
+    BALANCE_LENGTH,
+    DEFAULT_KEY_INDEX,
+    INIT_ANSWER_LENGTH,
+    MAC1_DATA_LENGTH,
+    MAC_LENGTH,
+    MAX_AMOUNT,
+    P1_COMPOSITE,  # noqa: F401  (re-export)
+    P1_PURCHASE,  # noqa: F401  (re-export)
+    P2_EPURSE,  # noqa: F401  (re-export)
+    PURCHASE_LOG_CAPACITY,
+    SFI_MANAGEMENT_INFO,  # noqa: F401  (re-export)
+    SFI_PUBLIC_INFO,  # noqa: F401  (re-export)
+    SFI_PURCHASE_LOG,  # noqa: F401  (re-export)
+    SFI_TRIP_RECORDS,  # noqa: F401  (re-export)
+    SW_BLOCKED,
+    SW_INSUFFICIENT_BALANCE,
+    SW_KEY_INDEX_UNSUPPORTED,  # noqa: F401  (re-export)
+    SW_MAC_INVALID,
+    SW_NO_APPLICATION,
+    SW_NO_RECORD,
+    SW_PROVE_UNAVAILABLE,
+    TAC_LENGTH,
+    TUNION_AID,  # noqa: F401  (re-export)
+    TYPE_COMPOSITE,
+    TYPE_PURCHASE,
+    debit_for_purchase,
+    describe_sw,
+    get_balance,
+    get_transaction_prove,
+    initialize_for_purchase,
+    read_public_info,
+    read_purchase_log,
+    read_record,  # noqa: F401  (re-export)
+    select_tunion,
+    update_capp_data_cache,
+)
 from terminal.transit.records import (
     APP_SERIAL_LENGTH,
     ISSUER_ID_LENGTH,
+    PUBLIC_INFO_LENGTH,
     PURCHASE_LOG_LENGTH,
     TERMINAL_NUMBER_LENGTH,
     PublicInfo,
     TripRecord,
-    decode_purchase_log,
+    decode_balance,
+    decode_public_info,
     encode_bcd_date,
     encode_bcd_time,
-    public_info_from_fci,
+    is_empty_record,
+    parse_purse_fci,
 )
 
 log = logging.getLogger(__name__)
 
-TUNION_AID = bytes.fromhex("A000000632010105")
-"""DF name of the T-Union (交通联合) e-purse application."""
-
-SFI_PUBLIC_INFO = 0x15
-SFI_MANAGEMENT_INFO = 0x17
-SFI_PURCHASE_LOG = 0x18
-SFI_TRIP_RECORDS = 0x1E
-
-TYPE_PURCHASE = 0x06  # transaction type of a plain purchase (P1=01)
-TYPE_COMPOSITE = 0x09  # transaction type of a composite purchase (P1=03)
-P1_PURCHASE = 0x01
-P1_COMPOSITE = 0x03
-P2_EPURSE = 0x02
-DEFAULT_KEY_INDEX = 0x01
-
-ALGORITHM_IDS: dict[int, SymmetricAlgorithm] = {
-    0x00: SymmetricAlgorithm.DES3,
-    0x04: SymmetricAlgorithm.SM4,
-}
-"""Algorithm identifier of the INITIALIZE answer (PBOC: 00 3DES, 04 SM4)."""
-ALGORITHM_ID = {alg: ident for ident, alg in ALGORITHM_IDS.items()}
-
-SW_INSUFFICIENT_BALANCE = 0x9401
-SW_KEY_INDEX_UNSUPPORTED = 0x9403
-SW_PROVE_UNAVAILABLE = 0x9406
-SW_MAC_INVALID = 0x9302  # card: MAC1 wrong (one try less); PSAM: MAC2 wrong
-SW_BLOCKED = 0x9303
-
-INIT_ANSWER_LENGTH = 15
-MAC1_DATA_LENGTH = 0x24
-MAC_LENGTH = 4
-TAC_LENGTH = 4
-MAX_AMOUNT = 0xFFFFFFFF
 TAC_VARIANT = b"TAC\x00\x00\x00\x00\x00"
 """Diversification data turning the card's purchase key into its TAC key (docs/transit.md)."""
-MAX_LOG_RECORDS_ON_RECOVERY = 3
+MAX_LOG_RECORDS_ON_RECOVERY = PURCHASE_LOG_CAPACITY
+"""Recovery reads the purchase log newest first until a record older than the pending
+purchase, an empty record, 6A83 - or the whole cyclic file (its capacity)."""
 
 
 # --- crypto (the card, the PSAM and the back office compute the same) ------------------------
@@ -371,57 +390,6 @@ class SoftwarePurchaseModule:
         return self._engine.verify_mac2(mac2, terminal_serial)
 
 
-# --- card commands --------------------------------------------------------------------------
-
-
-def select_tunion() -> CommandAPDU:
-    """``00 A4 04 00 08 A000000632010105 00``: select the e-purse, FCI (with 0x15) wanted."""
-    return CommandAPDU(0x00, 0xA4, 0x04, 0x00, TUNION_AID, 256)
-
-
-def get_balance() -> CommandAPDU:
-    """``80 5C 00 02 04``: the e-purse balance, 4 bytes in fen."""
-    return CommandAPDU(0x80, 0x5C, 0x00, P2_EPURSE, le=4)
-
-
-def initialize_for_purchase(
-    amount: int, terminal_number: bytes, *, composite: bool, key_index: int = DEFAULT_KEY_INDEX
-) -> CommandAPDU:
-    """``80 50 01|03 02 0B keyIdx amount(4) terminalNo(6) 0F``: start a (composite) purchase;
-    the card answers balance(4) counter(2) overdraft(3) keyVer(1) algId(1) random(4)."""
-    if not 0 < amount <= MAX_AMOUNT:
-        raise TransitError(f"purchase amount {amount} outside 1..{MAX_AMOUNT} fen")
-    data = bytes((key_index,)) + amount.to_bytes(4, "big") + terminal_number
-    p1 = P1_COMPOSITE if composite else P1_PURCHASE
-    return CommandAPDU(0x80, 0x50, p1, P2_EPURSE, data, INIT_ANSWER_LENGTH)
-
-
-def update_capp_data_cache(record: bytes, sfi: int = SFI_TRIP_RECORDS) -> CommandAPDU:
-    """``80 DC <record id> <SFI<<3> Lc record``: stage a record of a cyclic EF, written by the
-    next successful DEBIT FOR PURCHASE (P1 = the record's first byte, its identifier)."""
-    return CommandAPDU(0x80, 0xDC, record[0], sfi << 3, bytes(record))
-
-
-def debit_for_purchase(terminal_serial: int, date: bytes, time: bytes, mac1: bytes) -> CommandAPDU:
-    """``80 54 01 00 0F serial(4) date(4) time(3) MAC1(4) 08``: the card checks MAC1, debits,
-    and answers TAC(4) MAC2(4)."""
-    data = terminal_serial.to_bytes(4, "big") + date + time + mac1
-    return CommandAPDU(0x80, 0x54, 0x01, 0x00, data, TAC_LENGTH + MAC_LENGTH)
-
-
-def get_transaction_prove(transaction_type: int, counter_after: int) -> CommandAPDU:
-    """``80 5A 00 <type> 02 <counter+1> 08``: MAC2(4) TAC(4) of the last transaction, if it
-    ran under counter ``counter_after - 1``; ``9406`` otherwise."""
-    return CommandAPDU(
-        0x80, 0x5A, 0x00, transaction_type, (counter_after & 0xFFFF).to_bytes(2, "big"), 8
-    )
-
-
-def read_record(sfi: int, number: int, length: int) -> CommandAPDU:
-    """``00 B2 <n> <SFI<<3|4> Le``: record ``n`` (1 = newest of a cyclic EF) by SFI."""
-    return CommandAPDU(0x00, 0xB2, number, sfi << 3 | 0b100, le=length)
-
-
 # --- results --------------------------------------------------------------------------------
 
 
@@ -498,6 +466,7 @@ CARD_GONE = _CardGone()
 """Passed to ``receive()`` when the card left during a step with ``may_tear``."""
 
 Answer = ResponseAPDU | Mac1Answer | Mac2Verdict | _CardGone
+R = TypeVar("R")
 _Run = Generator[Step, Answer, PurchaseResult]
 
 
@@ -514,16 +483,18 @@ class TripInfo:
     acquirer_id: bytes = bytes(8)
 
 
-class _Session:
-    """The plumbing: a generator of steps, fed answers."""
+class EPurseSession(Generic[R]):
+    """The plumbing of every e-purse session: a generator of steps, fed answers, whose
+    return value is the result (a :class:`PurchaseResult`, or a
+    :class:`terminal.transit.purse.PurseReading`)."""
 
     def __init__(self) -> None:
-        self._result: PurchaseResult | None = None
+        self._result: R | None = None
         self._steps = self._run()
         self._pending: Step | None = None
         self._advance(None)
 
-    def _run(self) -> _Run:
+    def _run(self) -> Generator[Step, Answer, R]:
         raise NotImplementedError
 
     def _advance(self, answer: Answer | None) -> None:
@@ -543,7 +514,7 @@ class _Session:
             raise TransitError("the session is over: nothing was asked")
         self._advance(answer)
 
-    def result(self) -> PurchaseResult:
+    def result(self) -> R:
         if self._result is None:
             raise TransitError("the session is not over")
         return self._result
@@ -555,34 +526,57 @@ class _Session:
             raise TransitError(f"expected a card answer, got {answer!r}")
         return answer
 
-    def _select(self) -> Generator[Step, Answer, PublicInfo]:
+    def _select(self, selected: PublicInfo | None = None) -> Generator[Step, Answer, PublicInfo]:
+        """SELECT the e-purse and return its file 0x15: from the FCI (tag 9F0C) when the card
+        answers it there, else with one READ BINARY (``00 B0 95 00 1E``). ``selected``: the
+        0x15 of the e-purse the caller has just selected on this card - no APDU at all."""
+        if selected is not None:
+            return selected
         response = self._card((yield CardStep(select_tunion(), "SELECT")))
-        if response.sw in (SW.FILE_NOT_FOUND, SW.FUNCTION_NOT_SUPPORTED):
+        if response.sw in SW_NO_APPLICATION:
             raise NoTransitApplicationError(
-                f"no T-Union e-purse on the card: {describe(response.sw)}", response.sw
+                f"no T-Union e-purse on the card: SELECT answered {describe_sw(response.sw)}",
+                response.sw,
             )
         if response.sw != SW.OK:
-            raise TransitCardError(f"SELECT e-purse failed: {describe(response.sw)}", response.sw)
-        return public_info_from_fci(response.data)
+            raise _fail("SELECT e-purse", response.sw)
+        fci = parse_purse_fci(response.data)
+        if fci.public_info is not None:
+            return fci.public_info
+        # Many real cards leave 9F0C out of the FCI (domain.md 5b): one READ BINARY more.
+        response = self._card((yield CardStep(read_public_info(), "READ BINARY 0x15")))
+        if response.sw != SW.OK:
+            raise _fail("READ BINARY 0x15", response.sw)
+        if len(response.data) != PUBLIC_INFO_LENGTH:
+            raise TransitRecordError(
+                f"READ BINARY 0x15 answered {len(response.data)} bytes, not 30 (SW 9000)"
+            )
+        return decode_public_info(response.data)
+
+    def _balance(self, response: ResponseAPDU, command: str) -> int:
+        """The balance in a 9000 answer of GET BALANCE: 4 bytes, bit 31 dropped."""
+        if response.sw != SW.OK:
+            raise _fail(command, response.sw)
+        if len(response.data) != BALANCE_LENGTH:
+            raise TransitRecordError(
+                f"{command} answered {len(response.data)} bytes, not 4 (SW 9000)"
+            )
+        return decode_balance(response.data, command)
 
 
-def _describe(sw: int) -> str:
-    return {
-        SW_INSUFFICIENT_BALANCE: "insufficient balance",
-        SW_KEY_INDEX_UNSUPPORTED: "key index not supported",
-        SW_PROVE_UNAVAILABLE: "transaction prove not available",
-        SW_MAC_INVALID: "MAC invalid",
-    }.get(sw) or describe(sw)
+_Session = EPurseSession[PurchaseResult]
 
 
 def _fail(command: str, sw: int) -> TransitCardError:
-    return TransitCardError(f"{command} failed: {_describe(sw)} ({sw:04X})", sw)
+    return TransitCardError(f"{command} failed: {describe_sw(sw)}", sw)
 
 
 class PurchaseSession(_Session):
     """One purchase of ``amount`` fen at ``when`` by the terminal ``terminal_number`` (12
     digits, the PSAM's). ``composite`` (the default) stages the trip record ``trip`` with
-    UPDATE CAPP DATA CACHE; ``composite=False`` is the plain purchase (type 06)."""
+    UPDATE CAPP DATA CACHE; ``composite=False`` is the plain purchase (type 06).
+    ``public_info``: the 0x15 of the e-purse the caller has just selected on this card (the
+    validator's card path), so SELECT is not sent again."""
 
     def __init__(
         self,
@@ -593,6 +587,7 @@ class PurchaseSession(_Session):
         composite: bool = True,
         trip: TripInfo | None = None,
         key_index: int = DEFAULT_KEY_INDEX,
+        public_info: PublicInfo | None = None,
     ) -> None:
         if not 0 < amount <= MAX_AMOUNT:
             raise TransitError(f"purchase amount {amount} outside 1..{MAX_AMOUNT} fen")
@@ -604,12 +599,12 @@ class PurchaseSession(_Session):
         self.composite = composite
         self.trip = trip or TripInfo()
         self.key_index = key_index
+        self.selected = public_info
         self.public_info: PublicInfo | None = None
-        self.card_apdus = 0
         super().__init__()
 
     def _run(self) -> _Run:
-        info = yield from self._select()
+        info = yield from self._select(self.selected)
         self.public_info = info
         serial_hex = info.app_serial.hex()
         if not info.valid_on(self.when.date()):
@@ -629,10 +624,11 @@ class PurchaseSession(_Session):
             )
         )
         if response.sw == SW_INSUFFICIENT_BALANCE:
+            # Only for the display: an unreadable balance does not change the outcome.
             balance_response = self._card((yield CardStep(get_balance(), "GET BALANCE")))
             balance = (
-                int.from_bytes(balance_response.data, "big")
-                if balance_response.sw == SW.OK and len(balance_response.data) == 4
+                decode_balance(balance_response.data)
+                if balance_response.sw == SW.OK and len(balance_response.data) == BALANCE_LENGTH
                 else None
             )
             return PurchaseResult(
@@ -650,8 +646,11 @@ class PurchaseSession(_Session):
             raise _fail("INITIALIZE FOR PURCHASE", response.sw)
         init = response.data
         if len(init) != INIT_ANSWER_LENGTH:
-            raise TransitRecordError(f"INITIALIZE answered {len(init)} bytes, not 15")
-        balance = int.from_bytes(init[0:4], "big")
+            raise TransitRecordError(
+                f"INITIALIZE FOR PURCHASE answered {len(init)} bytes, not 15 (SW 9000)"
+            )
+        # The same 4 bytes as GET BALANCE, with the same garbage bit 31 on real cards.
+        balance = decode_balance(init[0:4], "INITIALIZE FOR PURCHASE balance")
         counter = int.from_bytes(init[4:6], "big")
         date, time = encode_bcd_date(self.when.date()), encode_bcd_time(self.when)
         mac1 = yield Mac1Step(
@@ -727,7 +726,11 @@ class PurchaseSession(_Session):
         if response.sw != SW.OK:
             raise _fail("DEBIT FOR PURCHASE", response.sw)
         if len(response.data) != TAC_LENGTH + MAC_LENGTH:
-            raise TransitRecordError(f"DEBIT answered {len(response.data)} bytes, not 8")
+            # The card answered 9000 to DEBIT: it may well have debited. The error leaves the
+            # pending record (written before DEBIT) for the next tap to settle.
+            raise TransitRecordError(
+                f"DEBIT FOR PURCHASE answered {len(response.data)} bytes, not 8 (SW 9000)"
+            )
         tac, mac2 = response.data[:4], response.data[4:]
         verdict = yield Mac2Step(mac2, None)
         done = PurchaseResult(
@@ -769,29 +772,43 @@ class PurchaseSession(_Session):
         )
 
 
-def _same_second(logged: dt.datetime, when: dt.datetime) -> bool:
-    """The log keeps local date and time to the second, without a zone: compare at that."""
-    return logged.replace(microsecond=0, tzinfo=None) == when.replace(microsecond=0, tzinfo=None)
+def _logged_as(record: bytes, p: PendingPurchase) -> bool:
+    """Whether a 0x18 record is the pending purchase: counter, amount, terminal number, date
+    and time (to the second, local, as the card keeps them) compared as the card wrote them,
+    so a record whose other fields do not decode still answers the question."""
+    return (
+        record[0:2] == p.counter.to_bytes(2, "big")
+        and record[5:9] == p.amount.to_bytes(4, "big")
+        and record[10:16] == p.terminal_number
+        and record[16:20] == encode_bcd_date(p.when.date())
+        and record[20:23] == encode_bcd_time(p.when)
+    )
 
 
 class RecoverySession(_Session):
     """The next tap after a torn purchase: did DEBIT happen?
 
-    SELECT (the application serial must be the pending one), GET TRANSACTION PROVE for
-    ``counter + 1``: an answer whose MAC2 the PSAM verifies for the pending session means the
-    card debited (``done``, recovered; charged once). A MAC2 of another transaction, or no
-    prove (``9406``), leads to the newest purchase log records (0x18): a record with the
-    pending counter, amount, terminal and time means done (the card was used elsewhere since,
-    or the PSAM lost the session); otherwise the purchase never happened (``not_charged``).
+    SELECT (the application serial must be the pending one; skipped when ``public_info`` is
+    given), GET TRANSACTION PROVE for ``counter + 1``: an answer whose MAC2 the PSAM verifies
+    for the pending session means the card debited (``done``, recovered; charged once). A
+    MAC2 of another transaction, or no prove (``9406``), leads to the purchase log (0x18),
+    newest first: a record with the pending counter, amount, terminal and time means done
+    (the card was used elsewhere since, or the PSAM lost the session). The log ends at an
+    empty record (9000 with zero bytes: real cards), at 6A83 or another status word, at a
+    record older than the pending counter, or after :data:`MAX_LOG_RECORDS_ON_RECOVERY`
+    records; the purchase is then not on the card (``not_charged``). A record of the wrong
+    length is a :class:`TransitRecordError` naming it: the pending purchase stays for the
+    next tap rather than be guessed either way.
     """
 
-    def __init__(self, pending: PendingPurchase) -> None:
+    def __init__(self, pending: PendingPurchase, public_info: PublicInfo | None = None) -> None:
         self.pending = pending
+        self.selected = public_info
         super().__init__()
 
     def _run(self) -> _Run:
         p = self.pending
-        info = yield from self._select()
+        info = yield from self._select(self.selected)
         if info.app_serial != p.app_serial:
             raise PendingMismatchError(
                 f"card {info.app_serial.hex()} is not the card {p.app_serial.hex()} of the "
@@ -826,25 +843,21 @@ class RecoverySession(_Session):
             raise _fail("GET TRANSACTION PROVE", response.sw)
         for number in range(1, MAX_LOG_RECORDS_ON_RECOVERY + 1):
             response = self._card(
-                (
-                    yield CardStep(
-                        read_record(SFI_PURCHASE_LOG, number, PURCHASE_LOG_LENGTH),
-                        "READ RECORD 0x18",
-                    )
-                )
+                (yield CardStep(read_purchase_log(number), f"READ RECORD 0x18 #{number}"))
             )
-            if response.sw != SW.OK:
-                break
-            entry = decode_purchase_log(response.data)
-            if entry.counter < p.counter:
-                break  # older than the pending purchase: it is not in the log
-            if (
-                entry.counter == p.counter
-                and entry.amount == p.amount
-                and entry.terminal_number == p.terminal_number
-                and _same_second(entry.when, p.when)
-            ):
+            if response.sw != SW.OK or is_empty_record(response.data):
+                break  # 6A83, another status word, or an unwritten record: the end of the log
+            record = response.data
+            if len(record) != PURCHASE_LOG_LENGTH:
+                raise TransitRecordError(
+                    f"0x18 record {number} has {len(record)} bytes, not 23 (SW 9000)"
+                )
+            if _logged_as(record, p):
                 return done
+            if int.from_bytes(record[0:2], "big") < p.counter:
+                break  # older than the pending purchase: it is not in the log
+        if response.sw not in (SW.OK, SW_NO_RECORD):
+            log.info("0x18 read ended with %s", describe_sw(response.sw))
         return PurchaseResult(
             PurchaseStatus.NOT_CHARGED,
             None,
@@ -858,7 +871,8 @@ class RecoverySession(_Session):
 
 
 class BalanceSession(_Session):
-    """SELECT the e-purse, GET BALANCE: result status ``done`` with the balance."""
+    """SELECT the e-purse (+ READ BINARY 0x15 when the FCI lacks it), GET BALANCE
+    ``80 5C 00 02 04``: result status ``done`` with the balance (bit 31 dropped)."""
 
     def __init__(self) -> None:
         self.public_info: PublicInfo | None = None
@@ -868,12 +882,19 @@ class BalanceSession(_Session):
         info = yield from self._select()
         self.public_info = info
         response = self._card((yield CardStep(get_balance(), "GET BALANCE")))
-        if response.sw != SW.OK or len(response.data) != 4:
-            raise _fail("GET BALANCE", response.sw)
-        balance = int.from_bytes(response.data, "big")
+        balance = self._balance(response, "GET BALANCE")
         return PurchaseResult(
             PurchaseStatus.DONE, balance, balance, None, None, 0, app_serial=info.app_serial.hex()
         )
+
+
+class SelectSession(EPurseSession[PublicInfo]):
+    """SELECT the e-purse (+ READ BINARY 0x15 when the FCI lacks it): the card path of a
+    validator reads who the e-purse is before the decision, and leaves it selected for the
+    purchase. :class:`NoTransitApplicationError` when the card has none."""
+
+    def _run(self) -> Generator[Step, Answer, PublicInfo]:
+        return (yield from self._select())
 
 
 # --- drivers --------------------------------------------------------------------------------
@@ -881,19 +902,18 @@ class BalanceSession(_Session):
 _GONE = (CardRemovedError, CardUnresponsiveError, NoCardError)
 
 
-def run_session(
-    session: _Session,
+def drive(
+    session: EPurseSession[R],
     card: CardChannel,
     psam: PsamPurchase | None,
     before_debit: Callable[[PendingPurchase], None] | None = None,
-) -> PurchaseResult:
-    """Drive ``session`` over ``card`` and ``psam``; ``apdu_count`` = card APDUs sent.
+) -> R:
+    """Drive ``session`` over ``card`` and ``psam`` to its result.
 
     ``before_debit`` is called with the pending purchase just before DEBIT FOR PURCHASE
     leaves: once it has, the card may be charged even if this process dies the next moment,
     so the caller records the purchase durably there and settles it on the card's next tap.
     """
-    start = card.apdu_count
     step = session.next_step()
     while step is not None:
         answer: Answer
@@ -915,7 +935,19 @@ def run_session(
                 answer = psam.verify_mac2(step.mac2, step.terminal_serial)
         session.receive(answer)
         step = session.next_step()
-    return replace(session.result(), apdu_count=card.apdu_count - start)
+    return session.result()
+
+
+def run_session(
+    session: _Session,
+    card: CardChannel,
+    psam: PsamPurchase | None,
+    before_debit: Callable[[PendingPurchase], None] | None = None,
+) -> PurchaseResult:
+    """:func:`drive`, with ``apdu_count`` = the card APDUs this session sent."""
+    start = card.apdu_count
+    result = drive(session, card, psam, before_debit)
+    return replace(result, apdu_count=card.apdu_count - start)
 
 
 def purchase(
@@ -927,28 +959,47 @@ def purchase(
     composite: bool = True,
     trip: TripInfo | None = None,
     before_debit: Callable[[PendingPurchase], None] | None = None,
+    public_info: PublicInfo | None = None,
 ) -> PurchaseResult:
     """Charge ``amount`` fen (composite purchase, docs/transit.md). Typed errors for a card
     without the e-purse or an answer that ends the purchase; statuses for the rest.
-    ``before_debit``: see :func:`run_session`."""
+    ``before_debit``: see :func:`drive`; ``public_info``: see :class:`PurchaseSession`."""
     session = PurchaseSession(
         amount,
         psam.terminal_number,
         when or dt.datetime.now(),
         composite=composite,
         trip=trip,
+        public_info=public_info,
     )
     return run_session(session, card, psam, before_debit)
 
 
-def recover(card: CardChannel, psam: PsamPurchase, pending: PendingPurchase) -> PurchaseResult:
+def recover(
+    card: CardChannel,
+    psam: PsamPurchase,
+    pending: PendingPurchase,
+    *,
+    public_info: PublicInfo | None = None,
+) -> PurchaseResult:
     """Settle a torn purchase on the next tap of its card: ``done`` (recovered, charged once)
-    or ``not_charged`` (charge again with :func:`purchase`)."""
-    return run_session(RecoverySession(pending), card, psam)
+    or ``not_charged`` (charge again with :func:`purchase`). ``public_info``: the 0x15 of
+    the e-purse just selected on this card (no SELECT then)."""
+    return run_session(RecoverySession(pending, public_info), card, psam)
 
 
 def read_balance(card: CardChannel) -> int:
-    """The e-purse balance in fen (SELECT + GET BALANCE)."""
+    """The e-purse balance in fen (SELECT [+ READ BINARY 0x15] + GET BALANCE)."""
     balance = run_session(BalanceSession(), card, None).balance_before
     assert balance is not None  # BalanceSession always answers one
     return balance
+
+
+def select_purse(card: CardChannel) -> PublicInfo | None:
+    """SELECT the e-purse and read its file 0x15 (1 APDU, or 2 when the FCI lacks it); None
+    when the card has no e-purse. The e-purse stays selected: a :func:`purchase` or
+    :func:`recover` given this 0x15 as ``public_info`` goes on from there."""
+    try:
+        return drive(SelectSession(), card, None)
+    except NoTransitApplicationError:
+        return None

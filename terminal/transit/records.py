@@ -1,10 +1,14 @@
 """Pure parsers (and encoders) of the T-Union e-purse files, docs/transit.md "Files".
 
-* 0x15 public information, 30 bytes: :class:`PublicInfo` (:func:`decode_public_info`); the
-  e-purse also answers it inside its SELECT FCI, tag ``9F0C`` (:func:`public_info_from_fci`),
-  which saves the terminal a READ BINARY.
+* the SELECT FCI: :func:`parse_purse_fci` (:class:`PurseFci`); most cards answer file 0x15
+  inside it, tag ``9F0C``, which saves the terminal a READ BINARY - but not all do
+  (domain.md 5b), so its absence is a value (``public_info`` None), not an error.
+* 0x15 public information, 30 bytes: :class:`PublicInfo` (:func:`decode_public_info`).
+* the balance of GET BALANCE and INITIALIZE: :func:`decode_balance` (bit 31 dropped).
 * 0x18 purchase log, cyclic, 23-byte records: :class:`PurchaseLogRecord`.
 * 0x1E transit process (trip) records, cyclic, 48 bytes: :class:`TripRecord`.
+* an unwritten record of a cyclic file answers ``9000`` with zero bytes:
+  :func:`is_empty_record` (the end of the log, not a malformed record).
 
 Every decoder takes bytes from the card and raises :class:`TransitRecordError` (a
 :class:`terminal.errors.ParseError`) and nothing else on bytes that do not fit.
@@ -16,7 +20,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from terminal.errors import TlvError, TransitRecordError
-from terminal.tlv import find_ber, parse_ber_tlv
+from terminal.tlv import parse_ber_tlv
+from terminal.transit.commands import TUNION_AID
 
 PUBLIC_INFO_LENGTH = 30
 PURCHASE_LOG_LENGTH = 23
@@ -24,7 +29,14 @@ TRIP_RECORD_LENGTH = 48
 ISSUER_ID_LENGTH = 8
 APP_SERIAL_LENGTH = 10
 TERMINAL_NUMBER_LENGTH = 6
+FCI_TEMPLATE_TAG = 0x6F
+FCI_DF_NAME_TAG = 0x84
+FCI_LABEL_TAG = 0x50
 FCI_PUBLIC_INFO_TAG = 0x9F0C
+BALANCE_MASK = 0x7FFFFFFF
+"""GET BALANCE and INITIALIZE answer 4 bytes, but only the low 31 bits are the balance:
+real cards set bit 31 (Metrodroid: "upper bit is some garbage"; nfcard and NFSee mask it
+too). Read whole, a balance of 50 yuan would show as 21 million."""
 
 
 def _bytes(data: object, what: str) -> bytes:
@@ -131,16 +143,82 @@ def decode_public_info(raw: bytes) -> PublicInfo:
     )
 
 
-def public_info_from_fci(fci: bytes) -> PublicInfo:
-    """The 0x15 content the e-purse answers in its FCI: ``6F .. A5 .. 9F0C 1E <0x15>``."""
+@dataclass(frozen=True)
+class PurseFci:
+    """What the e-purse's SELECT FCI says: ``6F L 84 08 <AID> A5 L {50 "MOT_T_EP", 87 ..,
+    9F08 .., 9F12 .., 9F0C 1E <file 0x15>}`` on real cards (domain.md 5b); every part may
+    be missing but the template."""
+
+    df_name: bytes | None
+    label: str | None
+    """Tag 50, the application label (``MOT_T_EP``), when present."""
+    public_info: PublicInfo | None
+    """File 0x15 from tag 9F0C; None when the card does not answer it there (absent, or not
+    30 bytes): read it with READ BINARY."""
+
+
+def parse_purse_fci(fci: bytes) -> PurseFci:
+    """The e-purse FCI. An empty answer is an FCI with nothing in it; bytes that are not a
+    ``6F`` template, or a DF name other than the T-Union AID, are a :class:`TransitRecordError`
+    (the card selected something that is not the e-purse). A ``9F0C`` of 30 bytes must
+    decode as file 0x15."""
+    raw = _bytes(fci, "FCI")
+    if not raw:
+        return PurseFci(None, None, None)
     try:
-        objects = parse_ber_tlv(_bytes(fci, "FCI"))
+        objects = parse_ber_tlv(raw)
     except TlvError as exc:
         raise TransitRecordError(f"e-purse FCI: {exc.reason}") from None
-    found = find_ber(objects, FCI_PUBLIC_INFO_TAG)
-    if found is None:
+    if not objects or objects[0].tag != FCI_TEMPLATE_TAG or not objects[0].constructed:
+        raise TransitRecordError(f"e-purse FCI does not open with a 6F template: {raw.hex()}")
+    template = objects[0]
+    name = template.find(FCI_DF_NAME_TAG)
+    if name is not None and name.value != TUNION_AID:
+        raise TransitRecordError(
+            f"e-purse FCI names DF {name.value.hex().upper()}, not {TUNION_AID.hex().upper()}"
+        )
+    label = template.find(FCI_LABEL_TAG)
+    found = template.find(FCI_PUBLIC_INFO_TAG)
+    info = None
+    if found is not None and not found.constructed and len(found.value) == PUBLIC_INFO_LENGTH:
+        info = decode_public_info(found.value)
+    return PurseFci(
+        df_name=None if name is None else name.value,
+        label=None if label is None else label.value.decode("ascii", "replace"),
+        public_info=info,
+    )
+
+
+def public_info_from_fci(fci: bytes) -> PublicInfo:
+    """The 0x15 content the e-purse answers in its FCI: ``6F .. A5 .. 9F0C 1E <0x15>``;
+    a :class:`TransitRecordError` when the FCI does not carry it (use
+    :func:`parse_purse_fci` where that is a case to handle)."""
+    info = parse_purse_fci(fci).public_info
+    if info is None:
         raise TransitRecordError("e-purse FCI carries no 9F0C public information")
-    return decode_public_info(found.value)
+    return info
+
+
+# --- the balance ----------------------------------------------------------------------------
+
+
+def decode_balance(raw: bytes, what: str = "balance") -> int:
+    """The e-purse balance in fen from its 4 bytes (GET BALANCE, or bytes 0-3 of the
+    INITIALIZE answer), bit 31 dropped (:data:`BALANCE_MASK`)."""
+    raw = _bytes(raw, what)
+    if len(raw) != 4:
+        raise TransitRecordError(f"{what} has {len(raw)} bytes, not 4")
+    return int.from_bytes(raw, "big") & BALANCE_MASK
+
+
+# --- cyclic files ---------------------------------------------------------------------------
+
+
+def is_empty_record(raw: bytes) -> bool:
+    """True for a record the card never wrote: it answers ``9000`` with zero bytes only
+    (real cards, domain.md 5b). Reading a log stops there."""
+    raw = _bytes(raw, "record")
+    return len(raw) > 0 and not any(raw)
 
 
 # --- 0x18 purchase log ----------------------------------------------------------------------

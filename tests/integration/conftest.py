@@ -95,9 +95,11 @@ def chromium() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def artifacts() -> Path:
-    """Where browser tests leave screenshots: ``$ONECARD_ARTIFACTS`` or build/artifacts."""
-    root = Path(os.environ.get("ONECARD_ARTIFACTS", Path(__file__).parents[2] / "build"))
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where browser tests leave screenshots: ``$ONECARD_ARTIFACTS``, else under pytest's
+    temporary directory (never the repository)."""
+    given = os.environ.get("ONECARD_ARTIFACTS")
+    root = Path(given) if given else tmp_path_factory.getbasetemp()
     path = root / "artifacts" / "screens"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -3,6 +3,7 @@ purchase keys in slot 2, the pty scanner for e-codes, the journal."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -74,16 +75,16 @@ class CountingPurchase:
         return result
 
 
-def write_world(tmp: Path) -> dict:
+def write_world(tmp: Path, applist: dict = APPLIST) -> dict:
     """Keys (with purchase masters), trust store, cards, an e-code world and a signed
-    application list with category fares, under ``tmp``."""
+    application list (with category fares by default), under ``tmp``."""
     cards = issue_world(tmp / "world")
     ecode = issue_ecode_world(tmp / "ecode")
     documents = tmp / "documents"
     documents.mkdir()
     publisher = generate_private_key(Algorithm.SM2)
     (tmp / "publication.pub").write_text(public_key_bytes(publisher).hex() + "\n")
-    (documents / "applist.json").write_bytes(sign_document(APPLIST, publisher, Algorithm.SM2))
+    (documents / "applist.json").write_bytes(sign_document(applist, publisher, Algorithm.SM2))
     return {"tmp": tmp, "cards": cards, "ecode": ecode, "keyset": load_key_file(cards["keys"])}
 
 
@@ -182,8 +183,8 @@ def world(tmp_path: Path) -> dict:
     return write_world(tmp_path)
 
 
-@pytest.fixture
-def running(
+@contextlib.contextmanager
+def validator_running(
     world: dict, insert_card: Callable[..., InsertedCard]
 ) -> Iterator[tuple[TerminalRuntime, PtyScanner, CountingPurchase]]:
     """A validator runtime running in a thread, with its PSAM in slot 2 and a pty scanner."""
@@ -207,6 +208,14 @@ def running(
         if runtime is not None:
             runtime.shutdown()
         scanner.close()
+
+
+@pytest.fixture
+def running(
+    world: dict, insert_card: Callable[..., InsertedCard]
+) -> Iterator[tuple[TerminalRuntime, PtyScanner, CountingPurchase]]:
+    with validator_running(world, insert_card) as started:
+        yield started
 
 
 def test_validator_end_to_end(world: dict, insert_card, running) -> None:
@@ -309,3 +318,53 @@ def test_validator_end_to_end(world: dict, insert_card, running) -> None:
     assert entries[6].kind == "code" and entries[6].decision == "accept"
     assert "tac" in entries[5].extra and entries[5].extra["recovered"] is True
     assert all("name" not in json.dumps(e.extra) for e in entries)
+
+
+NATIONAL_BUS = {
+    "kind": "applist",
+    "version": 1,
+    "services": [
+        {
+            "code": SERVICE,
+            "name": "Bus line 1",
+            "scope": "national",  # T-Union cards of every city ride (national interoperability)
+            "fare": ADULT_FARE,
+            "category_fares": {"4": 0},
+            "cards": ["ssc", "tunion"],
+            "valid_from": "2020-01-01",
+        }
+    ],
+}
+
+
+def test_validator_takes_every_transit_card(tmp_path: Path, insert_card) -> None:
+    """A social security card with the transport function, a plain T-Union card of another
+    city and one whose balance carries bit 31 all pay by the e-purse protocol; the journal
+    knows the plain cards by their e-purse, never by a number."""
+    world = write_world(tmp_path, NATIONAL_BUS)
+    cards = world["cards"]["cards"]
+    with validator_running(world, insert_card) as (runtime, _scanner, counting):
+        outcomes = []
+        for name, contactless in (
+            ("genuine-sc-3.0-transit", True),
+            ("tunion-plain", False),
+            ("tunion-bit31", False),
+        ):
+            inserted = insert_card(
+                card=build_card(load_profile(cards[name]["file"]), contactless), slot=0
+            )
+            assert runtime.wait_for_outcomes(len(outcomes) + 1, timeout=30), runtime.outcomes
+            outcomes.append(runtime.outcomes[len(outcomes)])
+            inserted.remove()
+    for outcome in outcomes:
+        assert outcome.accepted and outcome.reason == "ok", outcome
+        assert outcome.fare == ADULT_FARE
+    assert [o.balance for o in outcomes] == [2000 - 200, 12345 - 200, 860 - 200]
+    assert all(r.mac2_verified for r in counting.results)
+    with Journal.open(tmp_path / "journal.db", TERMINAL_ID) as journal:
+        entries = list(journal.entries())
+    assert [e.extra["card_kind"] for e in entries] == ["ssc", "tunion", "tunion"]
+    assert entries[0].category == "3" and entries[0].region == "510107"
+    assert entries[1].category is None and entries[1].region == "310000"  # Shanghai
+    assert entries[1].extra["verdict"] == "epurse" and len(entries[1].extra["tac"]) == 8
+    assert all("44000000000000008002" not in json.dumps(e.extra) for e in entries)

@@ -1,7 +1,7 @@
 """The holder screen in a real browser: Debian's headless Chromium, driven by Playwright,
 shows the right message for each outcome after a card tap (pcscd + vpcd) or a scan (pty
 scanner), in both layouts at once; axe-core finds no serious violation; screenshots are
-left in build/artifacts/screens."""
+left in artifacts/screens under pytest's temporary directory (or $ONECARD_ARTIFACTS)."""
 
 from __future__ import annotations
 

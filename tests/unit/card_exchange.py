@@ -28,3 +28,29 @@ class InProcessConnection:
 
     def close(self) -> None:
         self.card.power_off()
+
+
+class ScriptedConnection:
+    """A CardConnection answering from a table of command bytes -> answer bytes: a card of
+    the field's shape without a simulator. Unlisted commands answer 6D00; every command
+    sent is kept in ``sent``."""
+
+    def __init__(
+        self,
+        answers: dict[bytes, bytes],
+        atr: bytes = bytes.fromhex("3B6D000000814A444686605199000001AC"),
+        protocol: str = "T=1",
+    ) -> None:
+        self.answers = answers
+        self.atr = atr
+        self.reader = "scripted"
+        self.protocol = protocol
+        self.interface = Interface.CONTACT
+        self.sent: list[bytes] = []
+
+    def transmit_raw(self, apdu: bytes) -> bytes:
+        self.sent.append(bytes(apdu))
+        return self.answers.get(bytes(apdu), b"\x6d\x00")
+
+    def close(self) -> None:
+        pass

@@ -91,6 +91,24 @@ def test_hotlist_entries_from_card_and_token():
             publish.hotlist_entry_for_token(bad)
 
 
+def test_hotlist_entry_of_a_tunion_card_is_what_a_validator_looks_up():
+    from terminal.cardtoken import tunion_card_token
+
+    token_key = bytes(range(32))
+    serial = "51000000000000000601"
+    assert (
+        publish.hotlist_entry_for_tunion(token_key, serial)
+        == tunion_card_token(token_key, bytes.fromhex(serial))[:8].hex()
+    )
+    # Never the entry of a card number that happens to read the same.
+    assert publish.hotlist_entry_for_tunion(token_key, serial) != publish.hotlist_entry_for_card(
+        token_key, serial
+    )
+    for bad in ("", "51" * 9, "zz" * 10):
+        with pytest.raises(PublicationError):
+            publish.hotlist_entry_for_tunion(token_key, bad)
+
+
 def _model_delta(changes, since):
     """Replay from empty: the set at ``since`` and at the end, then diff."""
     state: set[str] = set()

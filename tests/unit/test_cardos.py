@@ -7,6 +7,7 @@ from card_exchange import tx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from firmware_sim.apdu import Command, Response
 from firmware_sim.cardos import (
     Applet,
     CardOS,
@@ -37,6 +38,7 @@ def make_card(
     le_mode: str = "exact",
     multi_record: bool = True,
     uid: bytes | None = None,
+    **options: bool,
 ) -> CardOS:
     """MF
     ├─ DF 1000 (name A0000000011000, FCI)
@@ -50,7 +52,7 @@ def make_card(
     └─ DF 2000 (name A0000000012000, no FCI)
     """
     atr = t1_atr(HIST) if protocol == "T=1" else t0_atr(HIST)
-    card = CardOS(atr, protocol, uid, le_mode=le_mode, multi_record=multi_record)
+    card = CardOS(atr, protocol, uid, le_mode=le_mode, multi_record=multi_record, **options)
     app = card.mf.add(DedicatedFile(0x1000, name=APP_NAME, fci=APP_FCI))
     app.add(TransparentEF(0x1001, BINARY, sfi=1))
     app.add(RecordEF(0x1002, sfi=2, records=list(RECORDS)))
@@ -65,7 +67,9 @@ def make_card(
 
 
 def select_app(card: CardOS) -> None:
-    assert tx(card, "00A4040C07" + APP_NAME.hex())[1] == SW.OK
+    """SELECT by name, P2 00: the FCI answers directly (T=1) or as 61xx (T=0)."""
+    sw = tx(card, "00A4040007" + APP_NAME.hex())[1]
+    assert sw == SW.OK or sw >> 8 == 0x61
 
 
 # --- life cycle and class/instruction checks ------------------------------------------------
@@ -124,39 +128,39 @@ def test_select_df_by_fid_answers_fci_and_by_3f00_returns_to_mf() -> None:
 def test_select_without_data_selects_mf() -> None:
     card = make_card()
     select_app(card)
-    assert tx(card, "00A4000C")[1] == SW.OK
+    assert tx(card, "00A40000")[1] == SW.OK
     assert card.current_df is card.mf
 
 
 def test_select_by_fid_finds_parent_and_siblings() -> None:
     card = make_card()
-    assert tx(card, "00A4000C021000")[1] == SW.OK
-    assert tx(card, "00A4000C021100")[1] == SW.OK  # child of the current DF
+    assert tx(card, "00A40000021000")[1] == SW.OK
+    assert tx(card, "00A40000021100")[1] == SW.OK  # child of the current DF
     assert card.current_df.fid == 0x1100
-    assert tx(card, "00A4000C021001")[1] == SW.OK  # child of the parent
+    assert tx(card, "00A40000021001")[1] == SW.OK  # child of the parent
     assert card.current_ef is not None and card.current_ef.fid == 0x1001
     assert card.current_df.fid == 0x1000
-    assert tx(card, "00A4000C022000")[1] == SW.OK  # sibling of the current DF
+    assert tx(card, "00A40000022000")[1] == SW.OK  # sibling of the current DF
     assert card.current_df.fid == 0x2000
-    assert tx(card, "00A4000C021001")[1] == SW.FILE_NOT_FOUND  # now two levels away
+    assert tx(card, "00A40000021001")[1] == SW.FILE_NOT_FOUND  # now two levels away
 
 
 def test_select_parent_and_child_df() -> None:
     card = make_card()
-    assert tx(card, "00A4010C021000")[1] == SW.OK
-    assert tx(card, "00A4010C021001")[1] == SW.FILE_NOT_FOUND  # an EF is no DF
-    assert tx(card, "00A4030C")[1] == SW.OK
+    assert tx(card, "00A40100021000")[1] == SW.OK
+    assert tx(card, "00A40100021001")[1] == SW.FILE_NOT_FOUND  # an EF is no DF
+    assert tx(card, "00A40300")[1] == SW.OK
     assert card.current_df is card.mf
-    assert tx(card, "00A4030C")[1] == SW.FILE_NOT_FOUND  # nothing above the MF
-    assert tx(card, "00A4030C021000")[1] == SW.WRONG_LENGTH
+    assert tx(card, "00A40300")[1] == SW.FILE_NOT_FOUND  # nothing above the MF
+    assert tx(card, "00A40300021000")[1] == SW.WRONG_LENGTH
 
 
 def test_select_ef_under_current_df_only() -> None:
     card = make_card()
-    assert tx(card, "00A4020C021001")[1] == SW.FILE_NOT_FOUND
+    assert tx(card, "00A40200021001")[1] == SW.FILE_NOT_FOUND
     select_app(card)
-    assert tx(card, "00A4020C021001")[1] == SW.OK
-    assert tx(card, "00A4020C021100")[1] == SW.FILE_NOT_FOUND  # a DF is no EF
+    assert tx(card, "00A40200021001")[1] == SW.OK
+    assert tx(card, "00A40200021100")[1] == SW.FILE_NOT_FOUND  # a DF is no EF
 
 
 def test_select_ef_with_p2_00_answers_no_data() -> None:
@@ -167,20 +171,20 @@ def test_select_ef_with_p2_00_answers_no_data() -> None:
 
 def test_select_by_name_searches_whole_tree() -> None:
     card = make_card()
-    assert tx(card, "00A4040C08" + NESTED_NAME.hex())[1] == SW.OK
+    assert tx(card, "00A4040008" + NESTED_NAME.hex())[1] == SW.OK
     assert card.current_df.fid == 0x1100
     assert tx(card, "00A4040007" + OTHER_NAME.hex()) == (b"", SW.OK)  # DF without FCI
-    assert tx(card, "00A4040C05A000000001")[1] == SW.OK  # right-truncated name
+    assert tx(card, "00A4040005A000000001")[1] == SW.OK  # right-truncated name
     assert card.current_df.fid == 0x1000
-    assert tx(card, "00A4040C05A000000099")[1] == SW.FILE_NOT_FOUND
+    assert tx(card, "00A4040005A000000099")[1] == SW.FILE_NOT_FOUND
 
 
 def test_failed_select_keeps_current_file() -> None:
     card = make_card()
-    assert tx(card, "00A4000C021002")[1] == SW.FILE_NOT_FOUND  # not visible from the MF
+    assert tx(card, "00A40000021002")[1] == SW.FILE_NOT_FOUND  # not visible from the MF
     select_app(card)
-    tx(card, "00A4020C021002")
-    assert tx(card, "00A4000C029999")[1] == SW.FILE_NOT_FOUND
+    tx(card, "00A40200021002")
+    assert tx(card, "00A40000029999")[1] == SW.FILE_NOT_FOUND
     assert card.current_ef is not None and card.current_ef.fid == 0x1002
 
 
@@ -189,15 +193,80 @@ def test_failed_select_keeps_current_file() -> None:
     [
         ("00A40800021000", SW.WRONG_P1P2),  # P1 08: path from MF, not supported
         ("00A40004021000", SW.WRONG_P1P2),  # P2 04: FCP, not supported
-        ("00A4000C03100000", SW.WRONG_LENGTH),
-        ("00A4020C0110", SW.WRONG_LENGTH),
-        ("00A4010C0110", SW.WRONG_LENGTH),
-        ("00A4040C" + "11" + "A0" * 17, SW.WRONG_LENGTH),
-        ("00A4040C", SW.WRONG_LENGTH),
+        ("00A4000003100000", SW.WRONG_LENGTH),
+        ("00A402000110", SW.WRONG_LENGTH),
+        ("00A401000110", SW.WRONG_LENGTH),
+        ("00A40400" + "11" + "A0" * 17, SW.WRONG_LENGTH),
+        ("00A40400", SW.WRONG_LENGTH),
     ],
 )
 def test_select_parameter_errors(apdu: str, sw: int) -> None:
     assert tx(make_card(), apdu) == (b"", sw)
+
+
+# --- strict SELECT (SSC specification: P2 00 or 02 only) ------------------------------------
+
+
+@pytest.mark.parametrize("p2", ["0C", "04", "08", "01", "03", "FF"])
+def test_select_p2_other_than_00_02_is_6a86(p2: str) -> None:
+    card = make_card()
+    assert tx(card, f"00A404{p2}07" + APP_NAME.hex()) == (b"", SW.WRONG_P1P2)
+    assert card.current_df is card.mf  # nothing was selected
+
+
+def test_select_p2_0c_only_on_a_lenient_card() -> None:
+    card = make_card(select_p2_0c=True)
+    assert tx(card, "00A4040C07" + APP_NAME.hex()) == (b"", SW.OK)  # no FCI
+    assert card.current_df.fid == 0x1000
+
+
+def test_select_next_occurrence_walks_the_names_sharing_a_prefix() -> None:
+    card = make_card()
+    prefix = "A000000001"
+    assert tx(card, "00A4040005" + prefix)[1] == SW.OK
+    assert card.current_df.fid == 0x1000
+    assert tx(card, "00A4040205" + prefix) == (b"\x6f\x00", SW.OK)  # DF 1100, its FCI
+    assert card.current_df.fid == 0x1100
+    assert tx(card, "00A4040205" + prefix) == (b"", SW.OK)  # DF 2000 has no FCI
+    assert card.current_df.fid == 0x2000
+    assert tx(card, "00A4040205" + prefix)[1] == SW.FILE_NOT_FOUND
+    assert card.current_df.fid == 0x2000
+
+
+def test_select_next_occurrence_only_by_name() -> None:
+    assert tx(make_card(), "00A40002021000")[1] == SW.WRONG_P1P2
+
+
+def test_select_ef_then_read_by_identifier_as_real_readers_do() -> None:
+    # 00 A4 02 00 02 EF05 then 00 B2 07 00 0B: P2 00 is "identifier P1 in the current EF"
+    card = make_card(sfi_record_id=False)
+    select_app(card)
+    assert tx(card, "00A40200021002") == (b"", SW.OK)
+    assert tx(card, "00B2020003") == (RECORDS[1], SW.OK)
+    assert tx(card, "00B2020403") == (RECORDS[1], SW.OK)  # record number 2 of the current EF
+
+
+def test_sfi_plus_identifier_is_a_capability() -> None:
+    card = make_card(sfi_record_id=False)
+    select_app(card)
+    assert tx(card, "00B2011004") == (b"", SW.WRONG_P1P2)  # SFI 2, identifier 01
+    assert tx(card, "00B2011404") == (RECORDS[0], SW.OK)  # SFI 2, record 1 still works
+    card = make_card()
+    select_app(card)
+    assert tx(card, "00B2011004") == (RECORDS[0], SW.OK)
+
+
+def test_extended_length_read() -> None:
+    card = make_card()
+    select_app(card)
+    assert tx(card, "00B08100000010") == (BINARY[:16], SW.OK)  # case 2 extended, Le 0010
+
+
+def test_challenge_is_taken_once() -> None:
+    card = make_card()
+    challenge, _ = tx(card, "0084000008")
+    assert card.take_challenge() == challenge
+    assert card.take_challenge() is None
 
 
 # --- READ BINARY ----------------------------------------------------------------------------
@@ -215,7 +284,7 @@ def test_read_binary_by_offset_and_by_sfi() -> None:
 def test_read_binary_past_the_end() -> None:
     card = make_card()
     select_app(card)
-    tx(card, "00A4020C021001")
+    tx(card, "00A40200021001")
     assert tx(card, "00B0012040") == (BINARY[0x120:], SW.END_OF_FILE)
     assert tx(card, "00B0012C01") == (b"", SW.WRONG_PARAMETERS)  # offset 300 = size
     assert tx(card, "00B07FFF01") == (b"", SW.WRONG_PARAMETERS)
@@ -255,7 +324,7 @@ def test_read_binary_sfi_resolves_in_current_df() -> None:
 def test_read_record_by_number_of_current_ef() -> None:
     card = make_card()
     select_app(card)
-    tx(card, "00A4020C021002")
+    tx(card, "00A40200021002")
     assert tx(card, "00B2020403") == (RECORDS[1], SW.OK)
     assert tx(card, "00B2040400") == (b"", SW.RECORD_NOT_FOUND)
     assert tx(card, "00B2000400") == (b"", SW.RECORD_NOT_FOUND)  # no current record
@@ -264,7 +333,7 @@ def test_read_record_by_number_of_current_ef() -> None:
 def test_read_record_by_identifier_takes_first_occurrence() -> None:
     card = make_card()
     select_app(card)
-    tx(card, "00A4020C021002")
+    tx(card, "00A40200021002")
     assert tx(card, "00B2010004") == (RECORDS[0], SW.OK)
     assert tx(card, "00B2020003") == (RECORDS[1], SW.OK)
     assert tx(card, "00B2770000") == (b"", SW.RECORD_NOT_FOUND)
@@ -500,7 +569,7 @@ def test_power_on_resets_selection_rights_pending_and_challenge() -> None:
     card.grant(SECRET)
     tx(card, "0084000008")
     select_app(card)
-    tx(card, "00A4020C021002")
+    tx(card, "00A40200021002")
     tx(card, "00A4040007" + APP_NAME.hex())  # leaves 61xx data pending
     card.power_on()
     assert card.current_df is card.mf and card.current_ef is None
@@ -532,7 +601,7 @@ class PurseApplet(Applet):
     def install(self, card: CardOS) -> None:
         self.root = card.mf.add(DedicatedFile(0x3000, name=self.aid))
 
-    def process(self, card: CardOS, cmd: CommandAPDU) -> ResponseAPDU | None:
+    def process(self, card: CardOS, cmd: Command) -> Response | None:
         if cmd.cla == 0x80 and cmd.ins == 0x5C and self.is_selected(card):
             return card.respond(cmd, self.balance.to_bytes(4, "big"))
         if cmd.cla == 0x80 and cmd.ins == 0xEE:
@@ -548,7 +617,7 @@ def test_applet_handles_its_command_when_selected() -> None:
     purse = card.install(PurseApplet())
     assert isinstance(purse, PurseApplet)
     assert tx(card, "805C000204")[1] == SW.CLA_NOT_SUPPORTED  # not selected: nobody answers
-    assert tx(card, "00A4040C08" + purse.aid.hex())[1] == SW.OK
+    assert tx(card, "00A4040008" + purse.aid.hex())[1] == SW.OK
     assert tx(card, "805C000204") == ((1234).to_bytes(4, "big"), SW.OK)
     assert tx(card, "805C000200") == (b"", 0x6C04)  # respond() applies the Le rules
     assert tx(card, "00B2010400")[1] == SW.COMMAND_NOT_ALLOWED  # the OS still answers

@@ -104,10 +104,10 @@ def test_ssc_card_key_two_levels() -> None:
     for alg in (Alg.DES3, Alg.SM4):
         lvl1 = sy.diversify(master, b"519900sx", alg)
         want = sy.diversify(lvl1, hist13[5:13], alg)
-        assert sy.ssc_card_key(master, "519900", hist13, alg) == want
+        assert sy.ssc_card_key(master, b"519900sx", hist13[5:13], alg) == want
         assert len(want) == 16
     with pytest.raises(CryptoError):
-        sy.ssc_card_key(master, "519900", hist, Alg.SM4)  # only 12 bytes
+        sy.ssc_card_key(master, b"519900sx", hist[5:12], Alg.SM4)  # only 7 bytes
 
 
 def test_session_keys() -> None:
@@ -132,7 +132,7 @@ def test_session_keys() -> None:
         lambda: sy.diversify(bytes(16), bytes(8), Alg.SSF33),
         lambda: sy.diversify(bytes(16), bytes(8), 7),
         lambda: sy.diversify(bytes(16), bytes(7), Alg.SM4),
-        lambda: sy.ssc_card_key(bytes(16), "51990", bytes(13), Alg.SM4),
+        lambda: sy.ssc_card_key(bytes(16), b"51990sx", bytes(8), Alg.SM4),
         lambda: sy.sm4_ecb_encrypt("k" * 16, bytes(16)),  # type: ignore[arg-type]
     ],
 )

@@ -235,8 +235,12 @@ def test_decode_item_accepts_shorter_values() -> None:
 
 
 def test_decode_item_rejects_longer_values() -> None:
-    with pytest.raises(FieldError, match=r"^EF05 tag 07 \(card_number\): value of 10 bytes"):
-        decode_item(layout.BY_TAG[0x07], b"D2143569X0")
+    with pytest.raises(FieldError, match=r"^EF05 tag 03 \(spec_version\): value of 5 bytes"):
+        decode_item(layout.BY_TAG[0x03], b"3.000")
+
+
+def test_decode_item_takes_the_first_9_characters_of_the_card_number() -> None:
+    assert decode_item(layout.BY_TAG[0x07], b"D2143569X0") == "D2143569X"
 
 
 def test_decode_item_names_the_tag_on_bad_values() -> None:

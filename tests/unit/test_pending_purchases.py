@@ -55,3 +55,14 @@ def test_a_new_purchase_replaces_the_old_record_of_the_card():
 def test_garbage_records_are_typed_errors(text):
     with pytest.raises(TransitError):
         decode_pending(text)
+
+
+def test_a_plain_tunion_card_is_kept_under_its_purse_token():
+    from terminal.cardtoken import tunion_card_token
+
+    key = b"k" * 32
+    token = tunion_card_token(key, pending().app_serial)
+    store = PendingPurchases(None)
+    store.put(token, pending(), 1.0)
+    # The same serial on the next tap gives the same token: the record is found again.
+    assert store.get(tunion_card_token(key, bytes(pending().app_serial))) == pending()

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.cardtoken import card_token, hotlist_key
-from terminal.credential import Credential, CredentialKind
+from terminal.cardtoken import card_token, hotlist_key, tunion_card_token
+from terminal.credential import CardKind, Credential, CredentialKind
 from terminal.hotlist import HotList
 from terminal.policy import (
     ApplicationList,
@@ -85,6 +85,24 @@ BODY: dict[str, Any] = {
             "valid_from": "2025-01-01",
             "credentials": ["code"],
         },
+        {
+            "code": "metro",
+            "name": "Metro (every transit card)",
+            "scope": "national",
+            "fare": 300,
+            "category_fares": {"4": 0},
+            "valid_from": "2025-01-01",
+            "cards": ["ssc", "tunion"],
+        },
+        {
+            "code": "airport-line",
+            "name": "Airport line (transit cards only)",
+            "scope": "national",
+            "fare": 2500,
+            "valid_from": "2025-01-01",
+            "credentials": ["card"],
+            "cards": ["tunion"],
+        },
     ],
 }
 APPLIST = parse_application_list(BODY)
@@ -96,6 +114,8 @@ def credential(
     kind: CredentialKind = CredentialKind.CARD,
     expiry: dt.date | None = dt.date(2030, 1, 1),
     card_number: str = "D2143569X",
+    card_kind: CardKind = CardKind.SSC,
+    other_tokens: tuple[bytes, ...] = (),
 ) -> Credential:
     return Credential(
         kind=kind,
@@ -103,6 +123,23 @@ def credential(
         region=region,
         category=category,
         expiry=expiry,
+        card_kind=card_kind,
+        other_tokens=other_tokens,
+    )
+
+
+SERIAL = bytes.fromhex("31000000000000004321")
+
+
+def tunion_credential(region: str = "000000", serial: bytes = SERIAL) -> Credential:
+    """A plain T-Union card, as terminal.transit.identity.purse_credential makes it."""
+    return Credential(
+        kind=CredentialKind.CARD,
+        card_token=tunion_card_token(TOKEN_KEY, serial),
+        region=region,
+        category=None,
+        expiry=dt.date(2040, 12, 31),
+        card_kind=CardKind.TUNION,
     )
 
 
@@ -245,6 +282,7 @@ def test_every_reason_is_reachable() -> None:
         decide_at("museum-entry", credential(region="510104")).reason,
         decide_at("senior-park").reason,
         decide_at("bus").reason,
+        decide_at("bus", tunion_credential()).reason,
     }
     assert seen == {r.value for r in Reason}
 
@@ -268,12 +306,15 @@ def test_parse_defaults() -> None:
     assert museum.fare == 0 and dict(museum.category_fares) == {}
     assert museum.categories == frozenset("1234")
     assert museum.credentials == frozenset(CredentialKind)
+    assert museum.cards == frozenset({CardKind.SSC})  # lists from before T-Union cards
     assert museum.valid_to is None
-    assert APPLIST.version == 4 and len(APPLIST) == 7 and "bus" in APPLIST
+    assert APPLIST.version == 4 and len(APPLIST) == 9 and "bus" in APPLIST
+    metro = APPLIST.get("metro")
+    assert metro is not None and metro.cards == frozenset(CardKind)
 
 
 def test_parse_accepts_a_signed_body() -> None:
-    assert len(parse_application_list(dict(BODY, signature={"x": 1}))) == 7
+    assert len(parse_application_list(dict(BODY, signature={"x": 1}))) == 9
 
 
 def test_parse_empty_list() -> None:
@@ -327,6 +368,12 @@ def _service(**changes: Any) -> dict[str, Any]:
         (_service(categories=["0"]), "unknown categories"),
         (_service(credentials=["card", "nfc"]), "credentials must be among"),
         (_service(credentials=[]), "non-empty list"),
+        (_service(cards=["ssc", "bankcard"]), "cards must be among ssc, tunion"),
+        (_service(cards=["SSC"]), "cards must be among"),
+        (_service(cards=[]), "non-empty list"),
+        (_service(cards="ssc"), "non-empty list"),
+        (_service(cards=["ssc", "ssc"]), "repeats"),
+        (_service(cards=[1]), "must hold strings"),
     ],
 )
 def test_malformed_entries_are_refused(entry: Any, reason: str) -> None:
@@ -395,6 +442,8 @@ def _service_entries(draw: st.DrawFn, code: str) -> dict[str, Any]:
         entry["categories"] = sorted(draw(st.sets(_CATEGORY, min_size=1)))
     if draw(st.booleans()):
         entry["credentials"] = sorted(draw(st.sets(st.sampled_from(["card", "code"]), min_size=1)))
+    if draw(st.booleans()):
+        entry["cards"] = sorted(draw(st.sets(st.sampled_from(["ssc", "tunion"]), min_size=1)))
     return entry
 
 
@@ -422,6 +471,8 @@ def _credentials(draw: st.DrawFn) -> Credential:
         region=draw(_REGIONS),
         category=draw(st.one_of(st.none(), _CATEGORY)),
         expiry=draw(st.one_of(st.none(), _DATES)),
+        card_kind=draw(st.sampled_from(list(CardKind))),
+        other_tokens=draw(st.lists(st.binary(min_size=16, max_size=16), max_size=2).map(tuple)),
     )
 
 
@@ -445,6 +496,9 @@ def test_decide_never_raises_and_is_consistent(
     offered: frozenset[str] | None,
 ) -> None:
     hotlist = hotlist_of(cred) if hot else HotList.empty()
+    if hot and cred.other_tokens:
+        # Reported under its other identity only (the e-purse of an SSC): refused all the same.
+        hotlist = HotList.from_keys(1, [hotlist_key(cred.other_tokens[-1])])
     d = decide(cred, authentic, applist, hotlist, service, today, offered)
     assert d.reason in {r.value for r in Reason}
     assert d.accepted == (d.reason == "ok")
@@ -454,8 +508,63 @@ def test_decide_never_raises_and_is_consistent(
         assert item is not None
         assert authentic.ok and not hot
         assert item.scope.accepts(cred.region)
+        assert cred.card_kind in item.cards
         assert d.fare == item.fare_for(cred.category) >= 0
     if not authentic.ok:
         assert not d.accepted
     if hot:
         assert not d.accepted
+
+
+# --- card kinds: the SSC and the plain T-Union card -----------------------------------------
+
+
+def test_todays_lists_refuse_a_plain_tunion_card() -> None:
+    d = decide_at("bus", tunion_credential())
+    assert not d.accepted and d.reason == "card_kind_not_accepted"
+    assert "transit cards" in d.detail
+
+
+def test_a_service_taking_tunion_cards() -> None:
+    d = decide_at("metro", tunion_credential())
+    assert d.accepted and d.fare == 300  # no category: the full fare
+    assert decide_at("metro", credential(category="4")).fare == 0
+    assert decide_at("airport-line", credential()).reason == "card_kind_not_accepted"
+    assert decide_at("airport-line", tunion_credential()).accepted
+
+
+def test_card_kind_comes_after_the_service_facts_and_before_authenticity() -> None:
+    assert decide_at("ended", tunion_credential()).reason == "service_not_in_force"
+    refused = decide_at("bus", tunion_credential(), authentic=FORGED)
+    assert refused.reason == "card_kind_not_accepted"
+
+
+def test_the_placeholder_region_passes_only_a_national_scope() -> None:
+    body = copy.deepcopy(BODY)
+    for entry in body["services"]:
+        entry["cards"] = ["ssc", "tunion"]
+    applist = parse_application_list(body)
+
+    def at(service: str, cred: Credential) -> str:
+        return decide(cred, GENUINE, applist, HotList.empty(), service, TODAY).reason
+
+    assert at("museum-entry", tunion_credential()) == "region_not_accepted"
+    assert at("library-entry", tunion_credential()) == "region_not_accepted"
+    assert at("bus", tunion_credential()) == "ok"
+    assert at("museum-entry", tunion_credential(region="500000")) == "ok"
+
+
+def test_a_card_is_hotlisted_by_any_of_its_tokens() -> None:
+    purse_token = tunion_card_token(TOKEN_KEY, SERIAL)
+    ssc = credential(other_tokens=(purse_token,))
+    reported_purse = HotList.from_keys(1, [hotlist_key(purse_token)])
+    assert decide_at("bus", ssc, hotlist=reported_purse).reason == "hotlisted"
+    assert decide_at("metro", tunion_credential(), hotlist=reported_purse).reason == "hotlisted"
+    assert decide_at("bus", ssc, hotlist=hotlist_of(ssc)).reason == "hotlisted"
+    assert decide_at("bus", ssc).accepted
+
+
+def test_tunion_and_ssc_tokens_never_collide() -> None:
+    # The "tunion:" prefix: no card number is the input of a T-Union token.
+    assert tunion_card_token(TOKEN_KEY, SERIAL) == card_token(TOKEN_KEY, "tunion:" + SERIAL.hex())
+    assert tunion_card_token(TOKEN_KEY, SERIAL) != card_token(TOKEN_KEY, SERIAL.hex())

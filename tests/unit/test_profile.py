@@ -21,9 +21,9 @@ from firmware_sim.profile import (
     sample_profile_path,
     split_name,
 )
+from firmware_sim.spec.ssc import Generation
 from terminal.errors import ConfigError
 from terminal.ssc import cardnumber
-from terminal.ssc.layout import Generation
 
 BASE = sample_profile_path("chongqing-2.0").read_text(encoding="utf-8")
 
@@ -91,8 +91,19 @@ def test_samples_load_as_specified(
     assert len(profile.card.historical) == 13
 
 
-@pytest.mark.parametrize("name", ["chongqing-1.0", "chongqing-2.0", "sichuan-3.0"])
+SSC_SAMPLES = [
+    "chongqing-1.0",
+    "chongqing-2.0",
+    "sichuan-3.0",
+    "chongqing-2.0-t0",
+    "zhejiang-2.0",
+    "sichuan-3.0-transit",
+]
+
+
+@pytest.mark.parametrize("name", SSC_SAMPLES)
 def test_samples_carry_valid_check_characters(name: str) -> None:
+    # the terminal's check-character code cross-checks the simulator's
     profile = load_sample(name)
     assert cardnumber.is_valid(profile.issuer.card_number)
     ssn = profile.holder.ssn
@@ -106,6 +117,8 @@ def test_samples_carry_valid_check_characters(name: str) -> None:
 def test_only_the_sichuan_sample_needs_the_name_extension() -> None:
     for name in sample_names():
         profile = load_sample(name)
+        if profile.holder is None:  # a plain T-Union card
+            continue
         _, ext = split_name(profile.holder.name, profile.generation)
         assert bool(ext) == (name == "sichuan-3.0")
 
@@ -263,3 +276,147 @@ def test_the_documented_schema_example_is_a_valid_profile() -> None:
     example = doc.split("::\n", 1)[1].split("\nOptional tables")[0]
     profile = parse_profile(textwrap.dedent(example), "docstring.toml")
     assert profile.issuer.card_number == "A01000013"
+
+
+# --- field shapes (domain.md 5b) ------------------------------------------------------------
+
+
+def test_the_field_samples_load_as_specified() -> None:
+    t0 = load_sample("chongqing-2.0-t0")
+    assert (t0.card.protocol, t0.card.algorithm, t0.card.fci_template) == ("T=0", 1, False)
+    assert not t0.card.name_extension and not t0.card.multi_record and not t0.card.sfi_record_id
+    zhejiang = load_sample("zhejiang-2.0")
+    assert zhejiang.issuer is not None and zhejiang.issuer.region == "330381"
+    assert zhejiang.card.historical[7:9] == bytes.fromhex("3303")
+    transit = load_sample("sichuan-3.0-transit")
+    assert transit.generation is Generation.V3 and transit.card.algorithm == 3
+    assert transit.tunion is not None and transit.tunion.algorithm == 3
+    assert not transit.card.multi_record
+    for name in ("tunion-plain", "tunion-bit31"):
+        plain = load_sample(name)
+        assert not plain.has_ssse and plain.issuer is None and plain.holder is None
+        assert plain.tunion is not None and plain.keys is None
+    bit31 = load_sample("tunion-bit31").tunion
+    assert bit31 is not None and bit31.balance_bit31 and not bit31.fci_public_info
+    assert bit31.empty_log_records == 8 and len(bit31.purchase_log) == 2
+
+
+@pytest.mark.parametrize("name", sample_names())
+def test_every_sample_round_trips_through_format_profile(name: str) -> None:
+    profile = load_sample(name)
+    again = parse_profile(profile_module.format_profile(profile), f"{name}.toml")
+    assert again == profile
+
+
+def test_no_algorithm_template_means_a_des_card() -> None:
+    document = with_value("algorithm", "3", BASE).replace(
+        "[card]\n", "[card]\nfci_template = false\n"
+    )
+    assert "DES" in config_error(document)
+    document = BASE.replace("[card]\n", "[card]\nfci_template = false\n")
+    assert parse_profile(document).card.fci_template is False
+
+
+def test_no_tag_4e_holds_only_30_name_bytes() -> None:
+    document = BASE.replace("[card]\n", "[card]\nname_extension = false\n")
+    assert parse_profile(document).card.name_extension is False
+    reason = config_error(with_value("name", '"' + "测" * 20 + '"', document))
+    assert "4E" in reason
+
+
+def test_card_number_value_longer_than_9() -> None:
+    profile = parse_profile(with_value("card_number", '"A010000130"'))
+    assert profile.issuer is not None and profile.issuer.card_number == "A010000130"
+    assert "check" in config_error(with_value("card_number", '"A010000120"'))
+
+
+def test_empty_spec_version_is_a_1_0_card() -> None:
+    document = with_value("spec_version", '""', with_value("name", '"测试"'))
+    assert parse_profile(document).generation is Generation.V1
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("sfi_record_id", '"no"', "bool"),
+        ("select_p2_0c", "1", "bool"),
+        ("fci_template", '"false"', "bool"),
+    ],
+)
+def test_invalid_card_option(key: str, value: str, words: str) -> None:
+    reason = config_error(BASE.replace("[card]\n", f"[card]\n{key} = {value}\n"))
+    assert key in reason and words in reason
+
+
+TUNION = """
+[tunion]
+algorithm = 3
+balance = 500
+app_serial = "50000000000000000042"
+issuer_code = "5000"
+city_code = "5000"
+"""
+
+
+def test_tunion_table_with_defaults() -> None:
+    profile = parse_profile(BASE + TUNION)
+    settings = profile.tunion
+    assert settings is not None and settings.balance == 500 and settings.counter == 0
+    assert settings.fci_public_info and not settings.fci_label and not settings.balance_bit31
+    assert settings.public_info.to_bytes()[10:20] == bytes.fromhex("50000000000000000042")
+    assert settings.purchase_key is None and "<hidden>" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("algorithm = 2", "SM4"),
+        ("balance = 2147483648", "outside"),
+        ("counter = 65536", "outside"),
+        ('purchase_log = ["00"]', "23 bytes"),
+        ('app_serial = "5000"', "10 bytes"),
+        ("empty_log_records = -1", "outside"),
+        ('purchase_key = "00"', "16 bytes"),
+        ("colour = 1", "unknown"),
+    ],
+)
+def test_invalid_tunion_table(line: str, words: str) -> None:
+    key = line.split(" = ")[0]
+    table = re.sub(rf"(?m)^{key} = .*\n", "", TUNION) + line + "\n"
+    reason = config_error(BASE + table)
+    assert "[tunion]" in reason and words in reason
+
+
+PLAIN = (
+    """
+[card]
+protocol = "T=1"
+historical = "0086A1B2C3"
+"""
+    + TUNION
+)
+
+
+def test_plain_tunion_card() -> None:
+    profile = parse_profile(PLAIN)
+    assert not profile.has_ssse and profile.card.historical == bytes.fromhex("0086A1B2C3")
+    assert profile.card.uid == bytes.fromhex("00000042")  # low 4 bytes of the app serial
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda d: d.replace("[card]\n", '[card]\nspec_version = "2.00"\n'), "plain T-Union"),
+        (lambda d: d.replace('historical = "0086A1B2C3"\n', ""), "historical"),
+        (
+            lambda d: d + '\n[keys]\nirk = "' + "00" * 16 + '"\nrkssse = "' + "00" * 16 + '"\n',
+            "SSSE",
+        ),
+    ],
+)
+def test_invalid_plain_tunion_card(change, words: str) -> None:
+    assert words in config_error(change(PLAIN))
+
+
+def test_issuer_without_holder_is_refused() -> None:
+    assert "[holder]" in config_error(BASE.split("[holder]")[0] + TUNION)

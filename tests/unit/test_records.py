@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 from hypothesis import given
@@ -74,7 +75,8 @@ def test_issuer_data_of_a_3_0_card() -> None:
 def test_issuer_data_all_missing() -> None:
     data = decode_issuer_data({})
     assert data == IssuerData(None, None, None, None, None, None, None, None, False)
-    assert data.generation is None
+    # No spec version at all reads as a 1.0 card (Sichuan spec: empty version = 1.0).
+    assert data.generation is layout.Generation.V1
     assert data.card_category is None
 
 
@@ -84,7 +86,10 @@ def test_issuer_data_all_missing() -> None:
         (b"1.00", layout.Generation.V1),
         (b"2.01", layout.Generation.V2),
         (b"3.00", layout.Generation.V3),
-        (b"9.00", None),
+        (b"", layout.Generation.V1),  # empty means 1.0, not 2.0
+        (b"\x00\x00\x00\x00", layout.Generation.V1),
+        (b"9.00", layout.Generation.V3),  # a later version reads with the newest layout
+        (b"x.00", None),
     ],
 )
 def test_issuer_data_generation(version: bytes, generation: layout.Generation | None) -> None:
@@ -114,16 +119,39 @@ def test_issuer_data_ignores_other_file_and_unknown_tags() -> None:
 @pytest.mark.parametrize(
     ("values", "match"),
     [
-        ({0x05: bytes.fromhex("20230229")}, r"^EF05 tag 05 \(issue_date\): "),
-        ({0x06: bytes.fromhex("2023")}, r"^EF05 tag 06 \(expiry_date\): "),
-        ({0x07: b"D2143569X\x00\x00"}, r"^EF05 tag 07 \(card_number\): value of 11 bytes"),
-        ({0x02: b"\x81"}, r"^EF05 tag 02 \(category\): "),
+        ({0x07: b"D214\x01569X"}, r"^EF05 tag 07 \(card_number\): "),
         ({0x01: bytes.fromhex("D15600000510000B")}, r"^EF05 tag 01 \(card_id\): .*6 digits"),
     ],
 )
-def test_issuer_data_bad_values_name_the_tag(values: dict[int, bytes], match: str) -> None:
+def test_issuer_data_bad_identity_names_the_tag(values: dict[int, bytes], match: str) -> None:
+    """The items a card is identified by fail the read, naming the file and tag."""
     with pytest.raises(FieldError, match=match):
         decode_issuer_data(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "odd"),
+    [
+        ({0x05: bytes.fromhex("20230229")}, r"^EF05 tag 05 \(issue_date\): "),
+        ({0x06: bytes.fromhex("2023")}, r"^EF05 tag 06 \(expiry_date\): "),
+        ({0x02: b"\x81"}, r"^EF05 tag 02 \(category\): "),
+        ({0x04: b"\x00" * 13}, r"^EF05 tag 04 \(institution\): value of 13 bytes"),
+    ],
+)
+def test_issuer_data_odd_optional_value_is_left_out(values: dict[int, bytes], odd: str) -> None:
+    """One odd optional field never fails the read: it is left out and named."""
+    data = decode_issuer_data({**EF05, **values})
+    assert data.card_number == "D2143569X" and data.card_id is not None
+    assert len(data.odd) == 1 and re.match(odd, data.odd[0])
+    tag = next(iter(values))
+    assert getattr(data, layout.BY_TAG[tag].name) is None
+
+
+def test_issuer_data_card_number_is_its_first_9_characters() -> None:
+    """Sichuan spec 10.4: a longer tag 07 value is not an error."""
+    data = decode_issuer_data({0x07: b"D2143569X0\x00"})
+    assert data.card_number == "D2143569X" and data.card_number_valid
+    assert data.odd == ()
 
 
 def test_holder_data_with_name_extension() -> None:
@@ -153,7 +181,7 @@ def test_holder_data_ignores_other_file_and_unknown_tags() -> None:
 
 
 @pytest.mark.parametrize(
-    ("values", "match"),
+    ("values", "odd"),
     [
         ({0x0D: bytes.fromhex("19901301")}, r"^EF06 tag 0D \(birth_date\): "),
         ({0x09: b"\x81"}, r"^EF06 tag 09 \(name\): "),
@@ -162,9 +190,10 @@ def test_holder_data_ignores_other_file_and_unknown_tags() -> None:
         ({0x08: b"51010019900101123\x01"}, r"^EF06 tag 08 \(ssn\): "),
     ],
 )
-def test_holder_data_bad_values_name_the_tag(values: dict[int, bytes], match: str) -> None:
-    with pytest.raises(FieldError, match=match):
-        decode_holder_data(values)
+def test_holder_data_odd_values_are_left_out_and_named(values: dict[int, bytes], odd: str) -> None:
+    data = decode_holder_data({**EF06, **values})
+    assert len(data.odd) == 1 and re.match(odd, data.odd[0])
+    assert data.sex is not None  # the rest is there
 
 
 def test_repr_masks_personal_data() -> None:

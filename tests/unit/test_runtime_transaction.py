@@ -8,6 +8,8 @@ import enum
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from event_outputs import EventOutputs
+
 from terminal.cardtoken import card_token
 from terminal.clock import FixedClock
 from terminal.errors import JournalFullError
@@ -71,23 +73,6 @@ class FakeJournal:
         return type("Entry", (), {"seq": len(self.records)})()
 
 
-class FakeOutputs:
-    def __init__(self, events: Events) -> None:
-        self.events = events
-
-    def open_gate(self) -> None:
-        self.events.append(("gate",))
-
-    def indicate(self, outcome) -> None:
-        self.events.append(("indicate", outcome))
-
-    def show(self, message) -> None:
-        self.events.append(("show", message))
-
-    def close(self) -> None:
-        pass
-
-
 def messages(decision, reason, fare, balance):
     return decision, f"{decision}:{reason}"
 
@@ -122,7 +107,7 @@ def make(full: bool = False, clock: FixedClock | None = None):
         hotlist=NoHotlist,
         code_verifier=FakeVerifier(),
     )
-    steps = TransactionSteps(context, GateProfile(clock, 10), FakeOutputs(events), messages)
+    steps = TransactionSteps(context, GateProfile(clock, 10), EventOutputs(events), messages)
     return steps, events, journal, clock
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from firmware_sim.cardos import CardOS, atr_checksum
 from firmware_sim.profile import load_sample
+from firmware_sim.spec.ssc import BY_TAG, EF05, EF06, SSSE_NAME, Generation, record_order
 from firmware_sim.ssc_applet import (
     RKSSSE,
     SUB_APPLICATIONS,
@@ -21,10 +22,21 @@ from firmware_sim.ssc_applet import (
 )
 from terminal.apdu import CommandAPDU
 from terminal.errors import FieldError
-from terminal.ssc.layout import BY_TAG, SSSE_NAME, Generation, file_length, file_tags
 from terminal.status import SW, is_bytes_available, is_wrong_le
 
 SAMPLES = ("chongqing-1.0", "chongqing-2.0", "sichuan-3.0")
+FILES = {0xEF05: EF05, 0xEF06: EF06}
+
+
+def file_tags(generation: Generation, fid: int) -> tuple[int, ...]:
+    return record_order(generation, FILES[fid])
+
+
+def file_length(generation: Generation, fid: int) -> int:
+    """Bytes of every record of ``fid`` as ``tag len value``."""
+    return sum(2 + BY_TAG[tag].length for tag in record_order(generation, FILES[fid]))
+
+
 REAL_3_0_FCI = bytes.fromhex("6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103")
 
 
@@ -156,9 +168,9 @@ def test_select_ssse_on_t1_card_case3_answers_fci_directly() -> None:
 
 def test_select_ef05_needs_ssse_selected_first() -> None:
     card = card_for("chongqing-2.0")
-    assert tx(card, "00A4020C02EF05")[1] == SW.FILE_NOT_FOUND
+    assert tx(card, "00A4020002EF05")[1] == SW.FILE_NOT_FOUND
     select_ssse(card)
-    assert tx(card, "00A4020C02EF05")[1] == SW.OK
+    assert tx(card, "00A4020002EF05")[1] == SW.OK
 
 
 @pytest.mark.parametrize(("fid", "aid"), SUB_APPLICATIONS.items())
@@ -167,8 +179,10 @@ def test_sub_applications_select_by_aid_and_fid(fid: int, aid: bytes) -> None:
     fci, sw = transmit(card, CommandAPDU(0x00, 0xA4, 0x04, 0x00, aid, le=256))
     assert sw == SW.OK and fci == bytes.fromhex("6F0884") + b"\x06" + aid
     assert card.current_df.fid == fid
-    assert tx(card, "00A4030C")[1] == SW.OK  # parent: SSSE
-    assert tx(card, f"00A4000C02{fid:04X}")[1] == SW.OK  # child by FID
+    tx(card, "00A40300")  # parent: the SSSE (its FCI: 6C1E on this exact T=0 card)
+    assert card.current_df.name == SSSE_NAME
+    tx(card, f"00A4000002{fid:04X}")  # child by FID
+    assert card.current_df.fid == fid
 
 
 # --- EF05 / EF06 contents -------------------------------------------------------------------
@@ -252,7 +266,7 @@ def test_multi_record_read_returns_the_whole_file(sample: str) -> None:
 def test_exact_le_on_read_by_tag() -> None:
     card = card_for("chongqing-2.0")
     select_ssse(card)
-    tx(card, "00A4020C02EF05")
+    tx(card, "00A4020002EF05")
     assert tx(card, "00B2070000") == (b"", 0x6C0B)  # tag 07: 2 + 9 bytes
     assert tx(card, "00B207000A") == (b"", 0x6C0B)
     assert tx(card, "00B207000B") == (b"\x07\x09A01000013", SW.OK)

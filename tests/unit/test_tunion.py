@@ -39,7 +39,8 @@ def test_select_answers_public_info_in_fci(card) -> None:
     data, sw = tx(card, SELECT)
     assert sw == 0x9000
     info = public_info_from_fci(data)
-    assert info.app_serial == SERIAL and info == sample_public_info(SERIAL)
+    # the terminal's parser reads the simulator's file 0x15 back to the same bytes
+    assert info.app_serial == SERIAL and info.to_bytes() == sample_public_info(SERIAL).to_bytes()
     assert tx(card, "00B095001E") == (info.to_bytes(), 0x9000)
 
 

@@ -1,0 +1,208 @@
+"""The T-Union (交通联合) e-purse: JT/T 978 / PBOC e-purse tables (domain.md section 4 and 5b,
+docs/transit.md).
+
+Application, files and record layouts, command bytes and the answers' field layouts. The
+public information file 0x15 and the purchase log record 0x18 are small dataclasses with
+their byte layouts, so a profile can describe a card's files and the applet can write them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+TUNION_AID = bytes.fromhex("A000000632010105")
+"""DF name of the T-Union e-purse application (PPSE label ``MOT_T_EP``)."""
+TUNION_LABEL = b"MOT_T_EP"  # FCI tag 50, application label
+TUNION_ADF_FID = 0x1001
+
+# FCI of a real card: 6F 50 84 08 <AID> A5 44 {50 08 "MOT_T_EP", 87 01 .., 9F08 01 ..,
+# 9F12 0F "CARD IMAGE ...", 9F0C 1E <file 0x15>}; 9F0C is optional.
+TAG_FCI = 0x6F
+TAG_DF_NAME = 0x84
+TAG_PROPRIETARY = 0xA5
+TAG_APPLICATION_LABEL = b"\x50"
+TAG_PRIORITY_INDICATOR = b"\x87"  # application priority indicator
+TAG_APPLICATION_VERSION = b"\x9f\x08"
+TAG_PREFERRED_NAME = b"\x9f\x12"  # application preferred name
+TAG_ISSUER_DISCRETIONARY = b"\x9f\x0c"  # carries file 0x15 on most cards
+PREFERRED_NAME = b"CARD IMAGE 0001"  # 15 bytes, as a real card's A5 44 adds up
+
+
+@dataclass(frozen=True)
+class EFRef:
+    """An EF of the e-purse ADF: FID, SFI and the record or file length."""
+
+    name: str
+    fid: int
+    sfi: int
+    length: int
+
+
+PUBLIC_INFO = EFRef("0x15", 0x0015, 0x15, 30)  # 公共应用基本信息, transparent
+MANAGEMENT_INFO = EFRef("0x17", 0x0017, 0x17, 60)  # 管理信息, transparent
+PURCHASE_LOG = EFRef("0x18", 0x0018, 0x18, 23)  # 交易明细, cyclic, record 1 newest
+TRIP_RECORDS = EFRef("0x1E", 0x001E, 0x1E, 48)  # 公共交通过程信息, cyclic
+LOG_CAPACITY = 10  # records a cyclic file keeps
+TRIP_CAPACITY = 10
+
+
+class Ins(enum.IntEnum):
+    """Proprietary instructions of the e-purse (CLA 80)."""
+
+    GET_BALANCE = 0x5C  # 读余额
+    INITIALIZE = 0x50  # 初始化 (for purchase)
+    UPDATE_CAPP_DATA_CACHE = 0xDC  # 更新复合应用数据缓存
+    DEBIT_FOR_PURCHASE = 0x54  # 消费
+    GET_TRANSACTION_PROVE = 0x5A  # 取交易认证
+
+
+P2_EPURSE = 0x02  # GET BALANCE / INITIALIZE P2: the e-purse (ED would be 01)
+P1_PURCHASE = 0x01  # INITIALIZE P1: purchase
+P1_COMPOSITE = 0x03  # INITIALIZE P1: composite purchase (复合消费)
+DEBIT_P1, DEBIT_P2 = 0x01, 0x00
+INITIALIZE_DATA_LENGTH = 0x0B  # keyIdx(1) amount(4) terminal number(6)
+INITIALIZE_ANSWER_LENGTH = 0x0F  # balance(4) counter(2) overdraft(3) keyVer algId random(4)
+DEBIT_DATA_LENGTH = 0x0F  # serial(4) date(4) time(3) MAC1(4)
+DEBIT_ANSWER_LENGTH = 0x08  # TAC(4) MAC2(4)
+PROVE_DATA_LENGTH = 0x02  # counter + 1
+BALANCE_LENGTH = 4
+BALANCE_GARBAGE_BIT = 1 << 31  # some cards set bit 31 of the balance: not money (5b)
+BALANCE_MASK = BALANCE_GARBAGE_BIT - 1
+
+TYPE_PURCHASE = 0x06  # transaction type of INITIALIZE P1 01
+TYPE_COMPOSITE = 0x09  # transaction type of INITIALIZE P1 03
+TRANSACTION_TYPE = {P1_PURCHASE: TYPE_PURCHASE, P1_COMPOSITE: TYPE_COMPOSITE}
+KEY_INDEX = 0x01  # the one purchase key index
+KEY_VERSION = 0x01
+
+
+class AlgorithmId(enum.IntEnum):
+    """algId of the INITIALIZE answer (PBOC)."""
+
+    DES3 = 0x00
+    SM4 = 0x04
+
+
+ALGORITHM_ID_OF_FLAG = {0x01: AlgorithmId.DES3, 0x03: AlgorithmId.SM4}
+"""Card algorithm flag (01 3DES, 03 SM4) -> algId."""
+FLAG_OF_ALGORITHM_ID = {ident: flag for flag, ident in ALGORITHM_ID_OF_FLAG.items()}
+
+TAC_DIVERSIFIER = b"TAC\x00\x00\x00\x00\x00"  # DPK diversified with this gives the TAC key
+
+# --- BCD dates and times ------------------------------------------------------------------
+
+
+def bcd_date(day: dt.date) -> bytes:
+    """``YYYYMMDD`` in 4 BCD bytes."""
+    return bytes.fromhex(f"{day.year:04d}{day.month:02d}{day.day:02d}")
+
+
+def bcd_time(when: dt.time | dt.datetime) -> bytes:
+    """``HHMMSS`` in 3 BCD bytes."""
+    return bytes.fromhex(f"{when.hour:02d}{when.minute:02d}{when.second:02d}")
+
+
+def is_bcd_date(raw: bytes) -> bool:
+    """True when ``raw`` is 4 BCD bytes of a calendar date."""
+    digits = raw.hex()
+    if len(raw) != 4 or not digits.isdigit():
+        return False
+    try:
+        dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return False
+    return True
+
+
+def is_bcd_time(raw: bytes) -> bool:
+    """True when ``raw`` is 3 BCD bytes of a time of day."""
+    digits = raw.hex()
+    if len(raw) != 3 or not digits.isdigit():
+        return False
+    return int(digits[:2]) < 24 and int(digits[2:4]) < 60 and int(digits[4:]) < 60
+
+
+# --- file 0x15 and purchase log records ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublicInfo:
+    """File 0x15, 30 bytes: issuer code 0-1, city code 2-3, industry code 4-5, RFU 6-7
+    (0-7 the issuer id), app type 8, app version 9, app serial 10-19, start date 20-23,
+    expiry date 24-27, card type 28, RFU 29."""
+
+    issuer_code: bytes
+    city_code: bytes
+    industry_code: bytes
+    issuer_rfu: bytes
+    app_type: int
+    app_version: int
+    app_serial: bytes
+    start_date: dt.date
+    expiry_date: dt.date
+    card_type: int
+    rfu: int = 0x00
+
+    def __post_init__(self) -> None:
+        sizes = (
+            (self.issuer_code, 2, "issuer code"),
+            (self.city_code, 2, "city code"),
+            (self.industry_code, 2, "industry code"),
+            (self.issuer_rfu, 2, "issuer RFU"),
+            (self.app_serial, 10, "application serial"),
+        )
+        for value, size, what in sizes:
+            if len(value) != size:
+                raise ValueError(f"0x15 {what} is {size} bytes, not {len(value)}")
+
+    @property
+    def issuer_id(self) -> bytes:
+        """Bytes 0-7: the first diversification level of the purchase key."""
+        return self.issuer_code + self.city_code + self.industry_code + self.issuer_rfu
+
+    @property
+    def serial_low8(self) -> bytes:
+        """The low 8 bytes of the application serial: the second diversification level."""
+        return self.app_serial[2:]
+
+    def to_bytes(self) -> bytes:
+        return (
+            self.issuer_id
+            + bytes((self.app_type, self.app_version))
+            + self.app_serial
+            + bcd_date(self.start_date)
+            + bcd_date(self.expiry_date)
+            + bytes((self.card_type, self.rfu))
+        )
+
+
+APP_TYPE_EPURSE = 0x02
+EMPTY_LOG_RECORD = bytes(PURCHASE_LOG.length)
+"""An unused record of the cyclic 0x18 file: 23 zero bytes, answered with 9000."""
+
+
+def purchase_log_record(
+    counter: int,
+    overdraft: int,
+    amount: int,
+    transaction_type: int,
+    terminal_number: bytes,
+    date: bytes,
+    time: bytes,
+) -> bytes:
+    """One 0x18 record: counter(2) overdraft(3) amount(4) type(1) terminal no(6) date(4)
+    time(3) = 23 bytes. ``counter`` is the counter the purchase ran under."""
+    record = (
+        counter.to_bytes(2, "big")
+        + overdraft.to_bytes(3, "big")
+        + amount.to_bytes(4, "big")
+        + bytes((transaction_type,))
+        + terminal_number
+        + date
+        + time
+    )
+    if len(record) != PURCHASE_LOG.length:
+        raise ValueError(f"a purchase log record is 23 bytes, not {len(record)}")
+    return record
