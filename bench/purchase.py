@@ -10,6 +10,11 @@ in the field): median and p95 terminal time and card APDUs, for
 Terminal time is what our side spends (pcscd + vpcd + both simulated cards included); on a
 real card add 5-20 ms of air time per card APDU. Targets: <= 30 ms median, <= 8 card APDUs.
 
+Then the field's transit cards, one tap each (SCardConnect, purchase, SCardDisconnect): a T=0
+social security card with the e-purse, a contactless Sichuan 3.0 card with it, a plain T-Union
+card of another city and a T-Union card whose FCI lacks 9F0C (one READ BINARY more) and whose
+balance carries bit 31; the composite purchase against the plain purchase baseline.
+
     .venv/bin/python bench/purchase.py [--purchases 200]
 """
 
@@ -18,8 +23,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from drivers.pcsc import (
     PcscBackend,
@@ -28,6 +35,7 @@ from drivers.pcsc import (
     release_context,
     wait_for_card,
 )
+from firmware_sim.issuing import issue_world
 from firmware_sim.profile import load_profile, sample_profile_path
 from firmware_sim.psam_applet import build_psam
 from firmware_sim.ssc_applet import build_card
@@ -35,7 +43,7 @@ from firmware_sim.tunion_applet import add_tunion
 from firmware_sim.vpcd import VpcdBridge, reader_name
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.reader import CardChannel
-from terminal.secure.keyfile import generate_key_set
+from terminal.secure.keyfile import generate_key_set, load_key_file
 from terminal.secure.psam import PsamSecureModule
 from terminal.transit import PurchaseResult, PurchaseStatus, SoftwarePurchaseModule, purchase
 
@@ -113,6 +121,8 @@ def main() -> None:
         psam.close()
         for bridge in bridges:
             bridge.remove()
+        for reader in (card_reader, psam_reader):
+            wait_for_card(reader, present=False)
     reference = rows[0][1][0]
     print(
         f"T-Union purchase, {alg.name}, card {card.protocol} in {card_reader!r}, "
@@ -121,6 +131,69 @@ def main() -> None:
     print(f"{'flow':44} {'median ms':>10} {'p95 ms':>8} {'card APDUs':>11} {'ratio':>6}")
     for name, (median, p95, apdus) in rows:
         print(f"{name:44} {median:10.2f} {p95:8.2f} {apdus:11d} {median / reference:6.2f}")
+    bench_field_cards(card_reader, psam_reader, min(args.purchases, 100))
+
+
+FIELD_CARDS = (
+    ("genuine-cq-2.0-t0", False),
+    ("genuine-sc-3.0-transit", True),
+    ("tunion-plain", False),
+    ("tunion-bit31", False),
+)
+
+
+def bench_field_cards(card_reader: str, psam_reader: str, taps: int) -> None:
+    """One tap per purchase on each field card: ours (composite) against the plain purchase."""
+    with tempfile.TemporaryDirectory() as tmp:
+        world = issue_world(Path(tmp))
+        keyset = load_key_file(world["keys"])
+        psam_bridge = VpcdBridge(build_psam(keyset), PSAM_SLOT)
+        psam_bridge.insert()
+        assert wait_for_card(psam_reader, present=True)
+        backend = PcscBackend()
+        psam = PsamSecureModule.open(backend, psam_reader)
+        rows = []
+        try:
+            for name, contactless in FIELD_CARDS:
+                profile = load_profile(world["cards"][name]["file"])
+                card = build_card(profile, contactless=contactless)
+                if profile.tunion is None:  # the T=0 sample carries no e-purse of its own
+                    add_tunion(card, keyset, algorithm=SymmetricAlgorithm.DES3, balance=10**6)
+                bridge = VpcdBridge(card, CARD_SLOT)
+                bridge.insert()
+                assert wait_for_card(card_reader, present=True)
+                try:
+                    now = dt.datetime.now()
+
+                    def tap(composite: bool, now: dt.datetime = now) -> PurchaseResult:
+                        connection = backend.connect(card_reader)
+                        try:
+                            return purchase(
+                                CardChannel(connection), psam, 1, now, composite=composite
+                            )
+                        finally:
+                            connection.close()
+
+                    ours = run(taps, lambda: tap(True))
+                    plain = run(taps, lambda: tap(False))
+                    label = name + (" (CL)" if contactless else "")
+                    rows.append((label, card.protocol, ours, plain))
+                finally:
+                    bridge.remove()
+                    wait_for_card(card_reader, present=False)
+        finally:
+            psam.close()
+            psam_bridge.remove()
+    print(f"\nfield transit cards, {taps} taps each (connect + purchase + disconnect), PSAM slot 2")
+    print(
+        f"{'card':28} {'T':3} {'composite ms':>12} {'p95':>6} {'APDUs':>5} "
+        f"{'plain ms':>9} {'APDUs':>5} {'ratio':>6}"
+    )
+    for label, protocol, (med, p95, apdus), (plain_med, _p, plain_apdus) in rows:
+        print(
+            f"{label:28} {protocol[2:]:3} {med:12.2f} {p95:6.2f} {apdus:5d} "
+            f"{plain_med:9.2f} {plain_apdus:5d} {med / plain_med:6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,13 @@
    software secure module and with a PSAM in a second vpcd slot, each with the native and the
    pure SM2 back-end. Terminal time is what our side spends; on a real card add 5-20 ms of air
    time per APDU.
+3. The field's cards (a Chongqing 2.0 card, a T=0 2.0 card without algorithm template or tag
+   4E, a Zhejiang county card, a contactless Sichuan 3.0 card with the T-Union e-purse)
+   verified with a PSAM, ours (what the runtime does: the read mode learned per card kind,
+   terminal randoms for INTERNAL AUTHENTICATE) against the flow of the vendor reader
+   libraries in the public logs (SSCARD.js / the HSM stream: SELECT each EF, READ RECORD
+   with Le 00 and a re-send on 6Cxx, two GET CHALLENGEs before each authentication).
+   APDUs are the card's; the PSAM's are counted apart.
 
     .venv/bin/python bench/verify_card.py [--rounds 5] [--taps 100]
 """
@@ -35,12 +42,19 @@ from firmware_sim.profile import load_profile
 from firmware_sim.psam_applet import build_psam
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.vpcd import VpcdBridge, reader_name
+from terminal import ldt33
+from terminal.apdu import CommandAPDU
 from terminal.crypto import signing, sm2
 from terminal.pki.truststore import load_trust_store
+from terminal.reader import CardChannel
 from terminal.secure.keyfile import load_key_file
 from terminal.secure.psam import PsamSecureModule
 from terminal.secure.software import SoftwareSecureModule
+from terminal.ssc import auth, layout
+from terminal.ssc.authenticity import card_algorithm, verify_card
 from terminal.ssc.reading import verify_card_in_reader
+from terminal.ssc.session import ReadMode, ReadModeMemo, SscRead
+from terminal.tlv import parse_fci, records_by_tag
 
 AIR_MS_PER_APDU = 10.0
 
@@ -91,17 +105,174 @@ def bench_sm2(rounds: int) -> None:
     print(f"chosen back-end: {signing.sm2_backend()}")
 
 
+# --- part 3: the field's cards, ours against the vendor libraries' flow -------------------------
+
+FIELD_CARDS = (
+    ("genuine-cq-2.0", False),
+    ("genuine-cq-2.0-t0", False),
+    ("genuine-zj-2.0", False),
+    ("genuine-sc-3.0-transit", True),
+)
+
+
+def vendor_verify(channel: CardChannel, psam: PsamSecureModule) -> bool:
+    """The flow of the public logs' reader libraries: SELECT SSSE, SELECT EF05, READ RECORD of
+    01, 03, 07 with Le 00 (6Cxx re-sent), two GET CHALLENGEs and INTERNAL AUTHENTICATE with
+    them, on a 3.0 card two more and EXTERNAL AUTHENTICATE, then EF05 05, 06 and EF06 08, 09,
+    4E (and the rest of EF06). The PSAM computes what the HSM would. True when genuine."""
+
+    def read(tags: tuple[int, ...]) -> dict[int, bytes]:
+        got: dict[int, bytes] = {}
+        for tag in tags:
+            answer = channel.transmit(CommandAPDU(0x00, 0xB2, tag, 0x00, le=256))
+            if answer.ok:
+                got.update(records_by_tag(answer.data))
+        return got
+
+    fci = parse_fci(channel.transmit(CommandAPDU(0x00, 0xA4, 0x04, 0x00, layout.SSSE_NAME)).data)
+    channel.transmit(CommandAPDU(0x00, 0xA4, 0x02, 0x00, b"\xef\x05"))
+    ef05 = read((0x01, 0x03, 0x07))
+    from terminal.ssc.records import decode_issuer_data
+
+    issuer = decode_issuer_data(ef05)
+    region = issuer.region or ""
+    algorithm = card_algorithm(SscRead(fci, issuer, None, (), ReadMode.PER_TAG))
+    assert algorithm is not None
+    historical = ldt33.historical_bytes(channel.connection.atr)
+    original = channel.transmit(auth.get_challenge()).data
+    factor = channel.transmit(auth.get_challenge()).data
+    answer = channel.transmit(auth.internal_authenticate(factor, original))
+    expected = psam.cryptogram(auth.KeyName.IRK, algorithm, region, historical, factor, original)
+    if answer.data != expected:
+        return False
+    if issuer.generation is layout.Generation.V3:
+        original = channel.transmit(auth.get_challenge()).data
+        factor = channel.transmit(auth.get_challenge()).data
+        a = psam.cryptogram(auth.KeyName.RKSSSE, algorithm, region, historical, factor, original)
+        if not channel.transmit(auth.external_authenticate(a, original)).ok:
+            return False
+    channel.transmit(CommandAPDU(0x00, 0xA4, 0x02, 0x00, b"\xef\x05"))
+    read((0x05, 0x06))
+    channel.transmit(CommandAPDU(0x00, 0xA4, 0x02, 0x00, b"\xef\x06"))
+    read(layout.file_tags(issuer.generation or layout.Generation.V2, layout.EF06_FID))
+    return True
+
+
+def bench_field_cards(world: dict, rounds: int, taps: int) -> None:
+    today = datetime.date.today()
+    context = establish_context()
+    try:
+        names = list_readers(context)
+    finally:
+        release_context(context)
+    card_reader, psam_reader = reader_name(1, names), reader_name(2, names)
+    assert card_reader and psam_reader, "vpcd slots missing: run make setup"
+    store = load_trust_store(world["trust_store"], today)
+    psam_bridge = VpcdBridge(build_psam(load_key_file(world["keys"])), slot=2)
+    psam_bridge.insert()
+    rows = []
+    try:
+        wait_for_card(psam_reader)
+        backend = PcscBackend()
+        psam = PsamSecureModule(backend.connect(psam_reader))
+        for name, contactless in FIELD_CARDS:
+            profile = load_profile(world["cards"][name]["file"])
+            bridge = VpcdBridge(build_card(profile, contactless=contactless), slot=1)
+            bridge.insert()
+            try:
+                wait_for_card(card_reader)
+                memo = ReadModeMemo()
+
+                def ours(channel: CardChannel, memo: ReadModeMemo = memo) -> bool:
+                    historical = ldt33.historical_bytes(channel.connection.atr)
+                    result = verify_card(
+                        channel, historical, psam, store, today, memo.mode_for(historical)
+                    )
+                    if result.read is not None:
+                        memo.learn(historical, result.read.mode)
+                    return result.verdict.value == "genuine"
+
+                paths = {"ours": ours, "vendor flow": lambda c: vendor_verify(c, psam)}
+                times: dict[str, list[float]] = {label: [] for label in paths}
+                apdus: dict[str, int] = {}
+                psam_apdus: dict[str, int] = {}
+                for _ in range(rounds):
+                    for _ in range(taps):
+                        for label, flow in paths.items():
+                            before = psam.apdu_count
+                            start = time.perf_counter()
+                            connection = backend.connect(card_reader)
+                            try:
+                                channel = CardChannel(connection)
+                                assert flow(channel), f"{label}: {name} not genuine"
+                            finally:
+                                connection.close()
+                            times[label].append((time.perf_counter() - start) * 1000)
+                            apdus[label] = channel.apdu_count
+                            psam_apdus[label] = psam.apdu_count - before
+                for label in paths:
+                    rows.append(
+                        (
+                            name + (" (CL)" if contactless else ""),
+                            profile.card.protocol if not contactless else "T=1",
+                            label,
+                            apdus[label],
+                            psam_apdus[label],
+                            statistics.median(times[label]),
+                            percentile(times[label], 0.95),
+                        )
+                    )
+            finally:
+                bridge.remove()
+                wait_for_card(card_reader, present=False)
+        psam.close()
+    finally:
+        psam_bridge.remove()
+
+    print(
+        f"\nfield cards verified with a PSAM through pcscd + vpcd: {rounds} rounds x {taps} "
+        "taps per path (connect + verify + disconnect; ours as the runtime reads: mode learned)"
+    )
+    header = (
+        f"{'card':<26} {'T':<3} {'path':<12} {'card APDUs':>10} {'PSAM APDUs':>10} "
+        f"{'median ms':>9} {'p95 ms':>7} {'+ air @10ms/card APDU':>21}"
+    )
+    print(header)
+    print("-" * len(header))
+    for card, protocol, label, count, psam_count, med, p95 in rows:
+        print(
+            f"{card:<26} {protocol[2:]:<3} {label:<12} {count:>10} {psam_count:>10} "
+            f"{med:>9.2f} {p95:>7.2f} {med + count * AIR_MS_PER_APDU:>18.0f} ms"
+        )
+    print()
+    for i in range(0, len(rows), 2):
+        ours, vendor = rows[i], rows[i + 1]
+        print(
+            f"{ours[0]}: vendor/ours card APDUs x{vendor[3] / ours[3]:.2f} "
+            f"({vendor[3]} -> {ours[3]}), time x{vendor[5] / ours[5]:.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--taps", type=int, default=100, help="taps per configuration per round")
+
+    parser.add_argument(
+        "--part", choices=["all", "sm2", "sc3", "field"], default="all", help="which part to run"
+    )
     args = parser.parse_args()
 
-    bench_sm2(args.rounds)
+    if args.part in ("all", "sm2"):
+        bench_sm2(args.rounds)
 
     today = datetime.date.today()
     with tempfile.TemporaryDirectory() as tmp:
         world = issue_world(Path(tmp), today)
+        if args.part in ("all", "field"):
+            bench_field_cards(world, args.rounds, max(1, args.taps // 2))
+        if args.part not in ("all", "sc3"):
+            return
         context = establish_context()
         try:
             names = list_readers(context)

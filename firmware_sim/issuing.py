@@ -59,11 +59,12 @@ PURPOSE_TRANSIT = "transit"
 
 @dataclass(frozen=True)
 class CardKind:
-    """One personalised test card: which sample, what is wrong with it, the verdict due
-    (None for a card without the social security application) and what it is for."""
+    """One personalised test card: which sample, what is wrong with it, the verdict the
+    verification flow gives it (``not_ssc`` for a card without the social security
+    application) and what it is for."""
 
     sample: str
-    expected: str | None
+    expected: str
     story: str
     purpose: str = PURPOSE_VERIFICATION
 
@@ -105,16 +106,17 @@ CARD_KINDS: dict[str, CardKind] = {
 
 TRANSIT_KINDS: dict[str, CardKind] = {
     "tunion-plain": CardKind(
-        "tunion-plain", None, "a plain T-Union card of another city", PURPOSE_TRANSIT
+        "tunion-plain", "not_ssc", "a plain T-Union card of another city", PURPOSE_TRANSIT
     ),
     "tunion-bit31": CardKind(
         "tunion-bit31",
-        None,
+        "not_ssc",
         "a T-Union card: balance bit 31 set, no 9F0C in the FCI, mostly empty log",
         PURPOSE_TRANSIT,
     ),
 }
-"""Plain T-Union cards (no SSSE): no SSC verdict, for the validator's purchase."""
+"""Plain T-Union cards (no SSSE): the verification flow says ``not_ssc``; they are for the
+validator's purchase."""
 
 
 def card_keys(profile: CardProfile, keyset: KeySet | MasterKeys) -> CardKeys:

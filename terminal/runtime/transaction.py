@@ -44,6 +44,7 @@ from terminal.pki.truststore import TrustStore
 from terminal.policy import ApplicationList, AuthenticityOutcome, Decision, HotListLike, decide
 from terminal.reader import CardChannel, CardConnection, ReaderBackend
 from terminal.secure.module import SecureModule
+from terminal.ssc.layout import DECISION_ITEMS
 from terminal.ssc.session import ReadModeMemo
 
 log = logging.getLogger(__name__)
@@ -448,6 +449,9 @@ class TransactionSteps:
                     local_today(ctx.clock),
                     self.read_modes.mode_for(historical),
                     read_holder=self.profile.read_holder,
+                    # Without the holder there is nothing to hand over: the decision's
+                    # items are all the card is asked for.
+                    issuer_items=None if self.profile.read_holder else DECISION_ITEMS,
                 )
                 if verification.read is not None:
                     self.read_modes.learn(historical, verification.read.mode)

@@ -68,6 +68,10 @@ ITEMS: tuple[Item, ...] = (
 
 BY_TAG: dict[int, Item] = {item.tag: item for item in ITEMS}
 
+DECISION_ITEMS = frozenset({"card_id", "category", "spec_version", "expiry_date", "card_number"})
+"""The EF05 items an acceptance decision needs (identity, region, category, generation,
+validity): a gate or a validator reading per tag asks for these alone."""
+
 
 class Generation(enum.Enum):
     """Card generation, from EF05 tag 03 (spec version "1.0x", "2.0x", "3.00")."""

@@ -108,8 +108,11 @@ def _required_tags(fid: int) -> frozenset[int]:
 class _RecordSession:
     """The state-machine plumbing shared by the SSC read sessions."""
 
-    def __init__(self, mode: ReadMode, spec: CardSpec = CARD_SPEC) -> None:
+    def __init__(
+        self, mode: ReadMode, spec: CardSpec = CARD_SPEC, items: frozenset[str] | None = None
+    ) -> None:
         self._spec = spec
+        self._items = items
         self._state = _State(mode=ReadMode.MULTI_RECORD if mode is ReadMode.AUTO else mode)
         self._auto = mode is ReadMode.AUTO
         self._pending: CommandAPDU | None = None
@@ -195,6 +198,8 @@ class _RecordSession:
         values: dict[int, bytes] = {}
         for tag in layout.file_tags(generation, fid):
             item = layout.BY_TAG[tag]
+            if self._items is not None and item.name not in self._items:
+                continue
             answer = yield CommandAPDU(
                 0x00, spec.read_record_ins, tag, spec.read_by_identifier_p2, le=2 + item.length
             )
@@ -233,15 +238,21 @@ class BasicReadSession(_RecordSession):
     """Read EF05 (issuer data) and, where the card allows, EF06 (holder data).
 
     ``mode`` forces one read mode (benchmarks, cards known to misbehave); AUTO picks the
-    fastest the card accepts. ``read_holder`` False stops after EF05.
+    fastest the card accepts. ``read_holder`` False stops after EF05. ``items`` (item names,
+    e.g. :data:`terminal.ssc.layout.DECISION_ITEMS`) limits a per-tag read of EF05 to what
+    the caller needs; a multi-record read has the whole file in one APDU anyway.
     """
 
     def __init__(
-        self, mode: ReadMode = ReadMode.AUTO, read_holder: bool = True, spec: CardSpec = CARD_SPEC
+        self,
+        mode: ReadMode = ReadMode.AUTO,
+        read_holder: bool = True,
+        spec: CardSpec = CARD_SPEC,
+        items: frozenset[str] | None = None,
     ) -> None:
         self._read_holder = read_holder
         self._result: SscRead | None = None
-        super().__init__(mode, spec)
+        super().__init__(mode, spec, items)
 
     def result(self) -> SscRead:
         if self._result is None:
@@ -352,10 +363,13 @@ def run_session(channel: CardChannel, session: _RecordSession) -> None:
 
 
 def read_ssc(
-    channel: CardChannel, mode: ReadMode = ReadMode.AUTO, read_holder: bool = True
+    channel: CardChannel,
+    mode: ReadMode = ReadMode.AUTO,
+    read_holder: bool = True,
+    items: frozenset[str] | None = None,
 ) -> SscRead:
     """Run a :class:`BasicReadSession` over ``channel``."""
-    session = BasicReadSession(mode, read_holder)
+    session = BasicReadSession(mode, read_holder, items=items)
     run_session(channel, session)
     return session.result()
 

@@ -295,3 +295,16 @@ def test_read_mode_memo_never_forces_multi_record_and_is_bounded():
         memo.learn(i.to_bytes(7, "big"), ReadMode.PER_TAG)
     assert len(memo._modes) == ReadModeMemo.MAX_KINDS
     assert memo.mode_for((ReadModeMemo.MAX_KINDS + 9).to_bytes(7, "big")) is ReadMode.PER_TAG
+
+
+def test_a_decision_read_asks_only_for_the_items_a_decision_needs():
+    script = per_tag_script()
+    channel = scripted(script)
+    result = read_ssc(channel, read_holder=False, items=layout.DECISION_ITEMS)
+    sent = channel.connection.sent
+    assert b"\x00\xb2\x04\x00\x0e" not in sent and b"\x00\xb2\x05\x00\x06" not in sent
+    assert channel.apdu_count == 1 + 1 + 1 + 5  # SELECT, probe, SELECT EF05, 01 02 03 06 07
+    issuer = result.issuer
+    assert issuer.card_number == "D2143569X" and issuer.category == "3"
+    assert issuer.expiry_date is not None and issuer.generation is layout.Generation.V3
+    assert issuer.institution is None and issuer.issue_date is None

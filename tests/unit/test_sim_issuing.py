@@ -45,7 +45,7 @@ def test_manifest_lists_every_card_with_verdict_and_purpose(world) -> None:
     assert cards["genuine-cq-2.0"]["purpose"] == PURPOSE_VERIFICATION
     assert cards["genuine-sc-3.0-transit"]["purpose"] == "verification+transit"
     for name in TRANSIT_KINDS:
-        assert cards[name]["expected"] is None and cards[name]["purpose"] == PURPOSE_TRANSIT
+        assert cards[name]["expected"] == "not_ssc" and cards[name]["purpose"] == PURPOSE_TRANSIT
     assert json.loads((out / "world.json").read_text()) == manifest
     for name, entry in cards.items():  # every file loads, holds keys where it should
         profile = load_profile(entry["file"])
