@@ -41,6 +41,10 @@ class Credential:
     other_tokens: tuple[bytes, ...] = ()
     """Further tokens of the same card - the e-purse token of an SSC with the transport
     function - so that a card reported under either identity is refused (hotlist)."""
+    purse_token: bytes | None = None
+    """The token of the card's T-Union e-purse when one was read: the same on every tap
+    whichever side of the card identified it, so a validator keys its pending purchases and
+    repeat taps by it."""
 
     @property
     def tokens(self) -> tuple[bytes, ...]:

@@ -164,6 +164,7 @@ MESSAGES: dict[str, _Text] = {
     "torn": _text(("支付未完成", "Payment not finished"), _TAP_AGAIN),
     "pay_later": _text(("请上车", "Please board"), ("车费稍后结算", "Fare charged later")),
     "purchase_refused": _text(("扣费失败", "Payment refused"), _SERVICE_DESK),
+    "mac2_mismatch": _text(("支付校验失败", "Payment could not be verified"), _SERVICE_DESK),
     "pin_cancelled": _text(("已取消", "Cancelled"), _TAP_AGAIN),
     # Code verdicts (terminal.ecode.verify.CodeVerdict): a holder with a bad code can act on
     # what is wrong with it, unlike a card (docs/screen.md).

@@ -30,12 +30,17 @@ from terminal.credential import CredentialKind
 from terminal.errors import ConfigError
 from terminal.policy import Decision
 from terminal.runtime.transaction import Action, Presented
+from terminal.transit.purchase import PurchaseStatus
 
 log = logging.getLogger(__name__)
 
 PASSBACK = "passback"
 REPEAT_TAP = "repeat_tap"
 PAY_LATER = "pay_later"
+RECOVERED = "torn_purchase_recovered"
+MAC2_MISMATCH = "mac2_mismatch"
+CHARGED_REASONS = frozenset({"ok", RECOVERED, MAC2_MISMATCH})
+"""Validator outcomes whose journal entry records money the card gave."""
 
 
 def _from_decision(decision: Decision, **more: Any) -> Action:
@@ -126,61 +131,71 @@ class ValidatorProfile:
         """Purchases that may have charged a card but are not journaled yet, by card token
         (durable in production: :class:`terminal.transit.pending.PendingPurchases`)."""
 
+    @staticmethod
+    def _key(presented: Presented) -> bytes:
+        """What pending purchases and repeat taps are keyed by: the e-purse's token when the
+        card path read the e-purse - the same on every tap, whether the social security side
+        of the card answered this time or not - else the credential's token."""
+        credential = presented.credential
+        assert credential is not None
+        return credential.purse_token or credential.card_token
+
     def admit(self, presented: Presented, decision: Decision) -> Decision:
         assert presented.credential is not None
-        if self._recent.recent(presented.credential.card_token):
+        if self._recent.recent(self._key(presented)):
             return Decision(False, REPEAT_TAP, "this card has just paid")
         return decision
 
     def act(self, presented: Presented, decision: Decision) -> Action:
-        if not decision.accepted:
-            return _from_decision(decision)
-        fare = decision.fare or 0
         if presented.kind is CredentialKind.CODE:
+            if not decision.accepted:
+                return _from_decision(decision)
+            fare = decision.fare or 0
             return Action(True, PAY_LATER, "e-code: fare billed later", amount=fare, fare=fare)
         assert presented.channel is not None and presented.credential is not None
-        when = dt.datetime.fromtimestamp(self._clock.now(), CST)
-        # The card token (an SSC's, or a plain T-Union card's from its e-purse serial: both
-        # the same on every tap of the card) keys the pending purchases and repeat taps.
-        token = presented.credential.card_token
+        token = self._key(presented)
         # The card path left the e-purse selected and read its 0x15: no second SELECT.
         # None (not read, or no e-purse): the purchase selects and reports what it finds.
         selected = presented.purse
         pending = self._pending.get(token)
-        result = None
         if pending is not None:
             # The card may have been charged last time without the journal learning of it
-            # (pulled after DEBIT, or the terminal died): settle that first, never charge
-            # twice. The record goes only once the journal holds the outcome (committed), or
-            # here when the card proves it was not charged; a card pulled again during
-            # recovery (ReaderError) keeps it for the tap after.
+            # (pulled after DEBIT, or the terminal died): settle that first - whatever today's
+            # decision, since the money was taken under yesterday's - and never charge twice.
+            # The record goes only once the journal holds the outcome (committed), or here
+            # when the card proves it was not charged; a card pulled again during recovery
+            # (ReaderError) keeps it for the tap after.
             result = self._purchase.recover(
                 presented.channel, self._psam, pending, public_info=selected
             )
-            if result.status.value != "done":
+            if result.status is not PurchaseStatus.DONE:
                 self._pending.remove(token)
             else:
                 extra = {
                     "counter": result.counter,
                     "tac": result.tac,
                     "recovered": True,
-                    "mac2_verified": bool(getattr(result, "mac2_verified", False)),
+                    "mac2_verified": result.mac2_verified,
                 }
                 # The torn tap was journaled refused with no amount, so this entry is the
                 # one that records the money the card gave: the journal sums to the debits.
                 return Action(
                     True,
-                    "torn_purchase_recovered",
+                    RECOVERED,
                     "the earlier payment went through: not charged again",
                     amount=pending.amount,
                     fare=pending.amount,
                     balance=result.balance_after,
                     extra=extra,
                 )
+        if not decision.accepted:
+            return _from_decision(decision)
+        fare = decision.fare or 0
         if fare == 0:
             # A free ride (e.g. elderly): there is nothing to debit, and a zero-amount
             # INITIALIZE is refused by the card anyway.
             return _from_decision(decision, amount=0)
+        when = dt.datetime.fromtimestamp(self._clock.now(), CST)
         result = self._purchase.purchase(
             presented.channel,
             self._psam,
@@ -189,34 +204,49 @@ class ValidatorProfile:
             before_debit=lambda record: self._pending.put(token, record, self._clock.now()),
             public_info=selected,
         )
-        status = result.status.value
-        extra: dict[str, object] = {"counter": getattr(result, "counter", None)}
-        if getattr(result, "tac", None):
+        extra: dict[str, object] = {"counter": result.counter}
+        if result.tac:
             extra["tac"] = result.tac
-        if status == "done":
+        if result.status is PurchaseStatus.DONE:
             # False when the PSAM had lost the session: the TAC is for the back office to check.
-            extra["mac2_verified"] = bool(getattr(result, "mac2_verified", False))
-        if status == "done":
+            extra["mac2_verified"] = result.mac2_verified
             return Action(
                 True,
                 "ok",
                 decision.detail,
                 amount=fare,
                 fare=fare,
-                balance=getattr(result, "balance_after", None),
+                balance=result.balance_after,
                 extra=extra,
             )
-        if status == "torn":
-            # The pending record written before DEBIT stays: the next tap settles it.
+        if result.status is PurchaseStatus.TORN:
+            # The pending record written before DEBIT stays: the next tap settles it. What the
+            # back office needs to reconcile a card that never comes back goes along.
+            if result.pending is not None:
+                extra.update(
+                    attempted=result.pending.amount, psam_serial=result.pending.terminal_serial
+                )
             return Action(False, "torn", "card removed during payment: tap again", extra=extra)
+        if result.reason == MAC2_MISMATCH:
+            # The card debited (it answered DEBIT with a TAC) but its MAC2 does not verify
+            # under our keys: money was taken from a card that is not what it claims. Journal
+            # the charge with its TAC; the rider is sent to staff.
+            extra["mac2_verified"] = False
+            return Action(
+                False,
+                MAC2_MISMATCH,
+                "the card's payment proof does not verify",
+                amount=fare,
+                extra=extra,
+            )
         # No charge happened (refused before or by DEBIT): nothing to settle later.
         self._pending.remove(token)
-        if status == "insufficient_balance":
+        if result.status is PurchaseStatus.INSUFFICIENT_BALANCE:
             return Action(
                 False,
                 "insufficient_balance",
                 "balance too low",
-                balance=getattr(result, "balance_before", None),
+                balance=result.balance_before,
                 extra=extra,
             )
         return Action(False, "purchase_refused", "the card refused the payment", extra=extra)
@@ -224,11 +254,16 @@ class ValidatorProfile:
     def committed(self, presented: Presented, action: Action) -> None:
         if presented.credential is None:
             return
+        if presented.kind is CredentialKind.CODE:
+            if action.accepted:
+                self._recent.remember(presented.credential.card_token)
+            return
+        token = self._key(presented)
         if action.accepted:
-            self._recent.remember(presented.credential.card_token)
-        if action.reason in ("ok", "torn_purchase_recovered"):
+            self._recent.remember(token)
+        if action.reason in CHARGED_REASONS:
             # The journal now holds the charge: the pending record has done its job.
-            self._pending.remove(presented.credential.card_token)
+            self._pending.remove(token)
 
 
 class CounterProfile:

@@ -41,9 +41,17 @@ from terminal.credential import CardKind, Credential, CredentialKind
 from terminal.errors import JournalError, JournalFullError, OneCardError, ReaderError
 from terminal.journal.entry import TransactionRecord
 from terminal.pki.truststore import TrustStore
-from terminal.policy import ApplicationList, AuthenticityOutcome, Decision, HotListLike, decide
+from terminal.policy import (
+    CATEGORIES,
+    ApplicationList,
+    AuthenticityOutcome,
+    Decision,
+    HotListLike,
+    decide,
+)
 from terminal.reader import CardChannel, CardConnection, ReaderBackend
 from terminal.secure.module import SecureModule
+from terminal.ssc.authenticity import RkssseRefusals
 from terminal.ssc.layout import DECISION_ITEMS
 from terminal.ssc.session import ReadModeMemo
 
@@ -306,7 +314,6 @@ only says this terminal could not authenticate that side."""
 PURSE_VERDICT = "epurse"
 """The verdict journaled for a card known only by its e-purse: nothing was checked before
 the decision; the purchase's MAC2, checked by the PSAM, is the proof (``mac2_verified``)."""
-CARD_CATEGORIES = ("1", "2", "3", "4")
 
 
 def purse_authenticity(verdict: str, reason: str) -> AuthenticityOutcome:
@@ -346,7 +353,7 @@ def identify_card(
     reason = verification.reason
     purse_tokens = (tunion_card_token(token_key, purse.app_serial),) if purse is not None else ()
     if issuer is not None and issuer.card_number and issuer.region:
-        category = issuer.category if issuer.category in CARD_CATEGORIES else None
+        category = issuer.category if issuer.category in CATEGORIES else None
         if pays_by_purse and verdict != "genuine":
             category = None
         if pays_by_purse and purse is not None:
@@ -361,6 +368,7 @@ def identify_card(
             expiry=issuer.expiry_date,
             card_kind=CardKind.SSC,
             other_tokens=purse_tokens,
+            purse_token=purse_tokens[0] if purse_tokens else None,
         )
         return credential, authenticity
     if not pays_by_purse or purse is None:
@@ -415,6 +423,8 @@ class TransactionSteps:
         self.messages = messages or default_messages
         self.read_modes = ReadModeMemo()
         """How each kind of card is read best, learned tap by tap (the loop is one thread)."""
+        self.rkssse_refusals = RkssseRefusals()
+        """Card kinds whose RKSSSE our module got refused: their tries are not spent again."""
 
     def run(self, presentation: Presentation) -> TransactionOutcome:
         """Process ``presentation`` to completion and return how it ended. Never raises for
@@ -452,6 +462,7 @@ class TransactionSteps:
                     # Without the holder there is nothing to hand over: the decision's
                     # items are all the card is asked for.
                     issuer_items=None if self.profile.read_holder else DECISION_ITEMS,
+                    rkssse_refusals=self.rkssse_refusals,
                 )
                 if verification.read is not None:
                     self.read_modes.learn(historical, verification.read.mode)
@@ -553,7 +564,7 @@ class TransactionSteps:
             kind=CredentialKind.CODE,
             card_token=token,
             region=payload.region,
-            category=category if category in ("1", "2", "3", "4") else None,
+            category=category if category in CATEGORIES else None,
         )
         presented = Presented(
             kind=CredentialKind.CODE,

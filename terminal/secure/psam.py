@@ -81,7 +81,8 @@ MAC1_ANSWER_LENGTH = 8  # terminal serial(4) || MAC1(4)
 
 @dataclass(frozen=True)
 class PsamCommands:
-    """Header bytes of the PSAM commands (one table, as :data:`terminal.ssc.auth.COMMANDS`)."""
+    """Header bytes of the PSAM commands: one table, as
+    :data:`terminal.ssc.cardspec.CARD_SPEC` is for the card."""
 
     delivery_session_key: tuple[int, int] = (0xBF, 0xDE)  # CLA INS; P1 usage, P2 algorithm
     cipher_data: tuple[int, int] = (0x80, 0xFA)  # CLA INS; P1 P2 00 00

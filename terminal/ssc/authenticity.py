@@ -35,7 +35,7 @@ from terminal.pki.truststore import TrustStore
 from terminal.reader import CardChannel
 from terminal.secure.module import SecureModule
 from terminal.ssc import auth, layout
-from terminal.ssc.cardspec import CARD_SPEC
+from terminal.ssc.cardspec import CARD_SPEC, HISTORICAL_BYTES_NEEDED
 from terminal.ssc.records import HolderData
 from terminal.ssc.session import (
     ReadMode,
@@ -76,9 +76,39 @@ class Check(enum.Enum):
 class CheckResult:
     check: Check
     detail: str
+    sw: int | None = None
+    """The card's status word when the card refused the check (``63C2``: two tries left)."""
 
     def to_json(self) -> dict[str, str]:
-        return {"result": self.check.value, "detail": self.detail}
+        out = {"result": self.check.value, "detail": self.detail}
+        if self.sw is not None:
+            out["sw"] = f"{self.sw:04X}"
+        return out
+
+
+class RkssseRefusals:
+    """Card kinds (region, algorithm) whose EXTERNAL AUTHENTICATE this terminal's secure
+    module has seen refused.
+
+    A refused RKSSSE cryptogram costs the card one of its tries (``63Cx``, then ``6983``: the
+    holder data locked until the card is reset at the issuer). When the module lacks the
+    right master for a region, every card of that region would pay a try on every tap; so
+    after the first refusal the terminal stops trying that kind of card until it restarts
+    (an operator fixing the key file restarts it anyway). Bounded; not thread-safe - one per
+    transaction loop.
+    """
+
+    MAX_KINDS = 256
+
+    def __init__(self) -> None:
+        self._refused: set[tuple[str, SymmetricAlgorithm]] = set()
+
+    def refused(self, region: str, algorithm: SymmetricAlgorithm) -> bool:
+        return (region, algorithm) in self._refused
+
+    def note(self, region: str, algorithm: SymmetricAlgorithm) -> None:
+        if len(self._refused) < self.MAX_KINDS:
+            self._refused.add((region, algorithm))
 
 
 @dataclass
@@ -123,7 +153,7 @@ def card_algorithm(read: SscRead) -> SymmetricAlgorithm | None:
 
 def _card_diversification(read: SscRead, atr_historical: bytes) -> tuple[str, bytes] | None:
     region = read.issuer.region
-    if region is None or len(atr_historical) < 13:
+    if region is None or len(atr_historical) < HISTORICAL_BYTES_NEEDED:
         return None
     return region, atr_historical
 
@@ -180,7 +210,7 @@ def external_authentication(
     answer = channel.transmit(auth.external_authenticate(auth_data, original))
     if not answer.ok:
         return CheckResult(
-            Check.FAILED, f"card refused EXTERNAL AUTHENTICATE: {describe(answer.sw)}"
+            Check.FAILED, f"card refused EXTERNAL AUTHENTICATE: {describe(answer.sw)}", answer.sw
         )
     return CheckResult(Check.PASSED, "RKSSSE accepted: holder data unlocked")
 
@@ -195,6 +225,7 @@ def verify_card(
     read_holder: bool = True,
     random: auth.RandomSource = auth.random_bytes,
     issuer_items: frozenset[str] | None = None,
+    rkssse_refusals: RkssseRefusals | None = None,
 ) -> CardVerification:
     """Run the whole flow over ``channel`` and return the verdict with its evidence.
 
@@ -203,7 +234,10 @@ def verify_card(
     without the social security application, such as a plain T-Union card).
     ``random`` is the source of the terminal's random bytes (tests and trace replays hand in
     their own); ``issuer_items`` limits a per-tag read of EF05 to those items
-    (:data:`terminal.ssc.layout.DECISION_ITEMS` at a gate: fewer APDUs on every tap).
+    (:data:`terminal.ssc.layout.DECISION_ITEMS` at a gate: fewer APDUs on every tap);
+    ``rkssse_refusals`` spares the cards of a kind whose external authentication this module
+    has seen refused (:class:`RkssseRefusals`). Holder data that cannot be read is reported
+    in ``unreadable``: it says nothing about whether the card is genuine.
     """
     try:
         read = read_ssc(channel, mode, read_holder=False, items=issuer_items)
@@ -247,9 +281,17 @@ def verify_card(
             )
             symmetric_ok = checks["internal_auth"].check is Check.PASSED
             if symmetric_ok and generation is layout.Generation.V3 and read_holder:
-                checks["external_auth"] = external_authentication(
-                    channel, module, algorithm, region, historical, random
-                )
+                if rkssse_refusals is not None and rkssse_refusals.refused(region, algorithm):
+                    checks["external_auth"] = CheckResult(
+                        Check.SKIPPED, "cards of this region refused this module's RKSSSE"
+                    )
+                else:
+                    checks["external_auth"] = external_authentication(
+                        channel, module, algorithm, region, historical, random
+                    )
+                    refused = checks["external_auth"].sw is not None
+                    if refused and rkssse_refusals is not None:
+                        rkssse_refusals.note(region, algorithm)
                 unlocked = checks["external_auth"].check is Check.PASSED
     except (SecureModuleError, CryptoError) as error:
         # The terminal cannot compute for this card (a PSAM without SM4, a missing key):
@@ -263,15 +305,23 @@ def verify_card(
 
     if read_holder and symmetric_ok is not False:
         if unlocked:
+            # A card read in one multi-record APDU is asked the same for EF06, falling back
+            # to per tag like the first read; a per-tag card is not probed again.
+            holder_mode = ReadMode.PER_TAG if read.mode is ReadMode.PER_TAG else ReadMode.AUTO
             try:
-                holder, more = read_holder_data(channel, generation, read.mode)
+                holder, more = read_holder_data(channel, generation, holder_mode)
+                unreadable += more
             except CardError as error:
-                return result(Verdict.CARD_ERROR, error.reason)
+                log.info("holder data not read: %s", error.reason)
+                unreadable.append(Unreadable("EF06", None, error.sw))
             except ParseError as error:
-                return result(Verdict.CARD_ERROR, f"malformed holder data: {error.reason}")
-            unreadable += more
+                # The card answered 9000 with something that is not holder data.
+                log.info("holder data malformed: %s", error.reason)
+                unreadable.append(Unreadable("EF06", None, SW.OK))
         else:
-            unreadable.append(Unreadable("EF06", None, SW.SECURITY_NOT_SATISFIED))
+            refusal = checks.get("external_auth")
+            sw = refusal.sw if refusal is not None and refusal.sw is not None else None
+            unreadable.append(Unreadable("EF06", None, sw or SW.SECURITY_NOT_SATISFIED))
 
     pki_verdict: Verdict | None = None
     if generation is layout.Generation.V3:

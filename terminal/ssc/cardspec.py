@@ -4,7 +4,10 @@ Every card-dependent command header, key identifier and default the terminal sen
 applies lives in :data:`CARD_SPEC`, each with the specification's name beside it, so that a
 fact found wrong in the field is corrected in one place. The values are those of the SSC
 specification part 5 (command tables), the Sichuan reader specification (LD/T 33 based) and
-real card logs; the data layout of EF05/EF06 is the other table, :mod:`terminal.ssc.layout`.
+real card logs. The data layout of EF05/EF06 is the other table, :mod:`terminal.ssc.layout`,
+with the rules about the data itself: an empty spec version is a 1.0 card
+(``Generation.from_spec_version``), the card number is the first 9 characters of tag 07
+(its item truncates).
 
 The simulator (``firmware_sim``) does not import this module: it has its own tables written
 from the specification, so a misreading on one side shows up as a failing test.
@@ -35,7 +38,6 @@ class CardSpec:
     # READ RECORD (spec part 5; real logs read `00 A4 02 00 02 EF05` then `00 B2 07 00 0B`).
     read_record_ins: int = 0xB2
     read_by_identifier_p2: int = 0x00  # current EF, record identifier (= tag) in P1
-    read_by_number_mode: int = 0b100  # P2 = SFI<<3 | 100: record number P1
     read_to_last_mode: int = 0b101  # P2 = SFI<<3 | 101: records P1..last (ISO 7816-4)
 
     # Security commands (spec part 5 table 22; Sichuan spec table B.1).
@@ -52,10 +54,6 @@ class CardSpec:
     # Defaults where the card says nothing.
     default_algorithm: SymmetricAlgorithm = SymmetricAlgorithm.DES3
     """No algorithm template (9F0C/86) in the FCI: a DES/3DES card (Sichuan spec 10.1)."""
-    default_spec_version: str = "1.0"
-    """An empty spec version (EF05 tag 03) means a 1.0 card (Sichuan spec)."""
-    card_number_length: int = 9
-    """Tag 07: the first 9 characters are the card number; more is not an error (10.4)."""
 
     # Key diversification, level 1 (Sichuan spec 10.3): ASCII(region6) || "sx", except where
     # the card identification code opens with one of these prefixes: keep that many region

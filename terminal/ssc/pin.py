@@ -12,10 +12,10 @@ import enum
 from dataclasses import dataclass
 
 from terminal.apdu import CommandAPDU, ResponseAPDU
-from terminal.errors import CardError, NotSocialSecurityCardError, OneCardError
+from terminal.errors import CardError, OneCardError
 from terminal.reader import CardChannel
-from terminal.ssc import layout
 from terminal.ssc.cardspec import CARD_SPEC
+from terminal.ssc.session import select_ssse, ssse_selected
 from terminal.status import SW, describe, tries_left
 
 PIN_SEPARATOR = b"\xff"
@@ -75,12 +75,7 @@ def interpret(answer: ResponseAPDU) -> PinResult:
 
 
 def _select_ssse(channel: CardChannel) -> None:
-    cla, ins, p1, p2 = CARD_SPEC.select_by_name
-    answer = channel.transmit(CommandAPDU(cla, ins, p1, p2, layout.SSSE_NAME))
-    if answer.sw == SW.FILE_NOT_FOUND:
-        raise NotSocialSecurityCardError("no social security application on this card", answer.sw)
-    if not answer.ok:
-        raise CardError(f"SELECT SSSE refused: {describe(answer.sw)}", answer.sw)
+    ssse_selected(channel.transmit(select_ssse()))
 
 
 def verify_pin(channel: CardChannel, pin: str) -> PinResult:

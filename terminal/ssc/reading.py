@@ -20,8 +20,7 @@ from terminal.pki.truststore import TrustStore
 from terminal.reader import CardChannel, CardConnection, Interface, ReaderBackend
 from terminal.secure.module import SecureModule
 from terminal.ssc.auth import RandomSource, random_bytes
-from terminal.ssc.authenticity import CardVerification, verify_card
-from terminal.ssc.cardspec import CARD_SPEC
+from terminal.ssc.authenticity import CardVerification, card_algorithm, verify_card
 from terminal.ssc.records import HolderData
 from terminal.ssc.session import ReadMode, SscRead, read_ssc
 
@@ -58,11 +57,7 @@ class CardReading:
             "issue_date": _iso(issuer.issue_date),
             "expiry_date": _iso(issuer.expiry_date),
             # No algorithm template in the FCI is a DES/3DES card (Sichuan spec 10.1).
-            "algorithm": (
-                CARD_SPEC.default_algorithm.value
-                if self.ssc.fci.algorithm is None
-                else self.ssc.fci.algorithm
-            ),
+            "algorithm": _algorithm_flag(self.ssc),
             "algorithm_template": self.ssc.fci.algorithm is not None,
             "holder": None if holder is None else _holder_json(holder, reveal),
             "unreadable": [u.to_json() for u in self.ssc.unreadable],
@@ -91,6 +86,13 @@ class CardReading:
             expiry_date=issuer.expiry_date,
             device_number=device_number,
         )
+
+
+def _algorithm_flag(read: SscRead) -> int | None:
+    """The card's algorithm flag as the terminal uses it (DES/3DES without a template); the
+    raw flag for one no module holds (SSF33, unknown)."""
+    algorithm = card_algorithm(read)
+    return int(algorithm) if algorithm is not None else read.fci.algorithm
 
 
 def _iso(value: datetime.date | None) -> str | None:

@@ -234,6 +234,34 @@ class _RecordSession:
         state.values[fid] = values
 
 
+def select_ssse(spec: CardSpec = CARD_SPEC) -> CommandAPDU:
+    """``00 A4 04 00 0F sx1.sh.社会保障``: SELECT the SSSE by DF name, without Le as real
+    readers send it (the card answers its FCI; ``61xx`` over T=0)."""
+    cla, ins, p1, p2 = spec.select_by_name
+    return CommandAPDU(cla, ins, p1, p2, layout.SSSE_NAME)
+
+
+def ssse_selected(answer: ResponseAPDU) -> FileControlInfo:
+    """The FCI of the SSSE from the card's answer to :func:`select_ssse`.
+
+    :class:`NotSocialSecurityCardError` when the card has no such application, a
+    :class:`CardError` for any other refusal, a :class:`TlvError` for an FCI that does not
+    parse. A 9000 without data is an FCI without template (a DES/3DES card).
+    """
+    if answer.sw in _NO_APPLICATION:
+        raise NotSocialSecurityCardError(
+            f"no social security application on this card ({describe(answer.sw)})", answer.sw
+        )
+    if not answer.ok:
+        raise CardError(f"SELECT SSSE refused: {describe(answer.sw)}", answer.sw)
+    if not answer.data:
+        return FileControlInfo(df_name=None, sfi_of_dir=None, algorithm=None)
+    try:
+        return parse_fci(answer.data)
+    except TlvError as exc:
+        raise TlvError(f"FCI of the SSSE: {exc.reason}") from exc
+
+
 class BasicReadSession(_RecordSession):
     """Read EF05 (issuer data) and, where the card allows, EF06 (holder data).
 
@@ -260,19 +288,7 @@ class BasicReadSession(_RecordSession):
         return self._result
 
     def _run(self) -> Generator[CommandAPDU, ResponseAPDU, None]:
-        # Without Le, as real readers send it: the card answers the FCI (61xx over T=0).
-        cla, ins, p1, p2 = self._spec.select_by_name
-        answer = yield CommandAPDU(cla, ins, p1, p2, layout.SSSE_NAME)
-        if answer.sw in _NO_APPLICATION:
-            raise NotSocialSecurityCardError(
-                f"no social security application on this card ({describe(answer.sw)})", answer.sw
-            )
-        if not answer.ok:
-            raise CardError(f"SELECT SSSE refused: {describe(answer.sw)}", answer.sw)
-        try:
-            fci = parse_fci(answer.data)
-        except TlvError as exc:
-            raise TlvError(f"FCI of the SSSE: {exc.reason}") from exc
+        fci = ssse_selected((yield select_ssse(self._spec)))
 
         state = self._state
         # EF05 has the same records in every generation; its tag 03 tells the generation.

@@ -63,6 +63,8 @@ DEFAULT_KEY_INDEX = 0x01
 
 TYPE_PURCHASE = 0x06  # transaction type of a plain purchase (P1=01)
 TYPE_COMPOSITE = 0x09  # transaction type of a composite purchase (P1=03)
+PURCHASE_TYPES = frozenset({TYPE_PURCHASE, TYPE_COMPOSITE})
+"""Transaction types of the purchases a terminal makes (0x18 also logs loads, type 02)."""
 TRANSACTION_TYPE_NAMES: dict[int, str] = {
     TYPE_PURCHASE: "purchase",
     TYPE_COMPOSITE: "composite purchase",

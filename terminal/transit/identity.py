@@ -87,11 +87,13 @@ def purse_region(city_code: bytes) -> str:
 
 def purse_credential(info: PublicInfo, token_key: bytes) -> Credential:
     """The credential of a card known only by its e-purse (:attr:`CardKind.TUNION`)."""
+    token = tunion_card_token(token_key, info.app_serial)
     return Credential(
         kind=CredentialKind.CARD,
-        card_token=tunion_card_token(token_key, info.app_serial),
+        card_token=token,
         region=purse_region(info.city_code),
         category=None,
         expiry=info.expiry_date,
         card_kind=CardKind.TUNION,
+        purse_token=token,
     )

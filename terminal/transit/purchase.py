@@ -57,13 +57,13 @@ from terminal.errors import (
     TransitError,
     TransitRecordError,
 )
+from terminal.masking import mask_middle
 from terminal.reader import CardChannel
 from terminal.status import SW
 
 # The command table lives in terminal.transit.commands. Its names stay importable from this
 # module (the PSAM module and the simulator import them from here): the re-exports are marked.
 from terminal.transit.commands import (
-    ALGORITHM_ID,  # noqa: F401  (re-export)
     ALGORITHM_IDS,
     BALANCE_LENGTH,
     DEFAULT_KEY_INDEX,
@@ -71,23 +71,14 @@ from terminal.transit.commands import (
     MAC1_DATA_LENGTH,
     MAC_LENGTH,
     MAX_AMOUNT,
-    P1_COMPOSITE,  # noqa: F401  (re-export)
-    P1_PURCHASE,  # noqa: F401  (re-export)
-    P2_EPURSE,  # noqa: F401  (re-export)
     PURCHASE_LOG_CAPACITY,
-    SFI_MANAGEMENT_INFO,  # noqa: F401  (re-export)
-    SFI_PUBLIC_INFO,  # noqa: F401  (re-export)
-    SFI_PURCHASE_LOG,  # noqa: F401  (re-export)
-    SFI_TRIP_RECORDS,  # noqa: F401  (re-export)
+    PURCHASE_TYPES,
     SW_BLOCKED,
     SW_INSUFFICIENT_BALANCE,
-    SW_KEY_INDEX_UNSUPPORTED,  # noqa: F401  (re-export)
     SW_MAC_INVALID,
     SW_NO_APPLICATION,
     SW_NO_RECORD,
-    SW_PROVE_UNAVAILABLE,
     TAC_LENGTH,
-    TUNION_AID,  # noqa: F401  (re-export)
     TYPE_COMPOSITE,
     TYPE_PURCHASE,
     debit_for_purchase,
@@ -97,7 +88,6 @@ from terminal.transit.commands import (
     initialize_for_purchase,
     read_public_info,
     read_purchase_log,
-    read_record,  # noqa: F401  (re-export)
     select_tunion,
     update_capp_data_cache,
 )
@@ -706,7 +696,7 @@ class PurchaseSession(_Session):
             pending=pending,
         )
         if isinstance(answer, _CardGone):
-            log.warning("card %s left during DEBIT: purchase pending", serial_hex)
+            log.warning("card %s left during DEBIT: purchase pending", mask_middle(serial_hex))
             return PurchaseResult(
                 PurchaseStatus.TORN,
                 balance,
@@ -747,10 +737,13 @@ class PurchaseSession(_Session):
         if verdict is Mac2Verdict.INVALID:
             # The card says it debited, but not with the key our PSAM derives: not a genuine
             # e-purse (or a corrupted answer). Nothing to give the rider; report it.
-            log.error("card %s: MAC2 of the DEBIT answer does not verify", serial_hex)
+            log.error("card %s: MAC2 of the DEBIT answer does not verify", mask_middle(serial_hex))
             return replace(done, status=PurchaseStatus.REFUSED, reason="mac2_mismatch")
         if verdict is Mac2Verdict.UNKNOWN:
-            log.warning("card %s: the secure module lost the session; MAC2 unchecked", serial_hex)
+            log.warning(
+                "card %s: the secure module lost the session; MAC2 unchecked",
+                mask_middle(serial_hex),
+            )
         return done
 
     def _refused(
@@ -791,12 +784,14 @@ class RecoverySession(_Session):
     SELECT (the application serial must be the pending one; skipped when ``public_info`` is
     given), GET TRANSACTION PROVE for ``counter + 1``: an answer whose MAC2 the PSAM verifies
     for the pending session means the card debited (``done``, recovered; charged once). A
-    MAC2 of another transaction, or no prove (``9406``), leads to the purchase log (0x18),
-    newest first: a record with the pending counter, amount, terminal and time means done
-    (the card was used elsewhere since, or the PSAM lost the session). The log ends at an
-    empty record (9000 with zero bytes: real cards), at 6A83 or another status word, at a
-    record older than the pending counter, or after :data:`MAX_LOG_RECORDS_ON_RECOVERY`
-    records; the purchase is then not on the card (``not_charged``). A record of the wrong
+    MAC2 of another transaction, or no prove (``9406`` or any other refusal), leads to the
+    purchase log (0x18), newest first: a purchase record (type 06 or 09; loads are skipped,
+    their counter is the online one) with the pending counter, amount, terminal and time
+    means done (the card was used elsewhere since, or the PSAM lost the session). The log
+    ends at an empty record (9000 with zero bytes: real cards), at 6A83 or another status
+    word, at a purchase older than the pending counter, or after
+    :data:`MAX_LOG_RECORDS_ON_RECOVERY` records; the purchase is then not on the card
+    (``not_charged``). A record of the wrong
     length is a :class:`TransitRecordError` naming it: the pending purchase stays for the
     next tap rather than be guessed either way.
     """
@@ -811,8 +806,8 @@ class RecoverySession(_Session):
         info = yield from self._select(self.selected)
         if info.app_serial != p.app_serial:
             raise PendingMismatchError(
-                f"card {info.app_serial.hex()} is not the card {p.app_serial.hex()} of the "
-                "pending purchase"
+                f"card {mask_middle(info.app_serial.hex())} is not the card "
+                f"{mask_middle(p.app_serial.hex())} of the pending purchase"
             )
         serial_hex = info.app_serial.hex()
         done = PurchaseResult(
@@ -839,8 +834,8 @@ class RecoverySession(_Session):
             verdict = yield Mac2Step(mac2, p.terminal_serial)
             if verdict is Mac2Verdict.VALID:
                 return replace(done, tac=tac.hex().upper(), mac2_verified=True)
-        elif response.sw not in (SW_PROVE_UNAVAILABLE, SW.REFERENCE_DATA_NOT_FOUND):
-            raise _fail("GET TRANSACTION PROVE", response.sw)
+        # No usable prove (9406, or a card that does not offer the command at all): the
+        # purchase log still tells, and a pending purchase must never stay unsettleable.
         for number in range(1, MAX_LOG_RECORDS_ON_RECOVERY + 1):
             response = self._card(
                 (yield CardStep(read_purchase_log(number), f"READ RECORD 0x18 #{number}"))
@@ -852,10 +847,14 @@ class RecoverySession(_Session):
                 raise TransitRecordError(
                     f"0x18 record {number} has {len(record)} bytes, not 23 (SW 9000)"
                 )
+            if record[9] not in PURCHASE_TYPES:
+                # A load (top-up) logs the online counter, which has no order with the
+                # offline counter purchases run under: skip it, don't stop at it.
+                continue
             if _logged_as(record, p):
                 return done
             if int.from_bytes(record[0:2], "big") < p.counter:
-                break  # older than the pending purchase: it is not in the log
+                break  # an older purchase: the pending one is not in the log
         if response.sw not in (SW.OK, SW_NO_RECORD):
             log.info("0x18 read ended with %s", describe_sw(response.sw))
         return PurchaseResult(

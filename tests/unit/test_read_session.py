@@ -308,3 +308,9 @@ def test_a_decision_read_asks_only_for_the_items_a_decision_needs():
     assert issuer.card_number == "D2143569X" and issuer.category == "3"
     assert issuer.expiry_date is not None and issuer.generation is layout.Generation.V3
     assert issuer.institution is None and issuer.issue_date is None
+
+
+def test_select_answered_without_fci_reads_as_a_des_card():
+    script = per_tag_script(fci="")
+    result = read_ssc(scripted(script), read_holder=False)
+    assert result.fci.algorithm is None and result.issuer.card_number == "D2143569X"

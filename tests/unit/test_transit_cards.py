@@ -271,20 +271,6 @@ def torn_card(**options) -> tuple[FakeEPurse, PendingPurchase, EnginePsam]:
     return card, torn.pending, psam
 
 
-def not_debited(pending: PendingPurchase) -> PendingPurchase:
-    """The same pending purchase as if DEBIT never reached the card."""
-    return PendingPurchase(
-        pending.app_serial,
-        pending.counter,
-        pending.amount,
-        pending.transaction_type,
-        pending.terminal_number,
-        pending.terminal_serial,
-        pending.when,
-        pending.balance_before,
-    )
-
-
 def test_torn_purchase_recovered_by_the_prove() -> None:
     card, pending, psam = torn_card(fci_public_info=False, bit31=True)
     result = recover(channel(card), psam, pending)
@@ -362,7 +348,7 @@ def test_recovery_on_a_selected_purse_and_on_another_card() -> None:
     assert result.status is PurchaseStatus.DONE and card.sent[0][:2] == b"\x80\x5a"
     other = FakeEPurse(1000, info=public_info(serial=bytes.fromhex("31000000000000009999")))
     with pytest.raises(PendingMismatchError):
-        recover(channel(other), psam, not_debited(pending))
+        recover(channel(other), psam, pending)
 
 
 # --- any answer at all ----------------------------------------------------------------------
@@ -409,3 +395,22 @@ def test_any_city_code_gives_a_six_digit_region(city: bytes) -> None:
     region = purse_region(city)
     assert len(region) == 6 and region.isdigit()
     assert region == UNKNOWN_REGION or region.endswith("0000")  # a province, never a city
+
+
+def test_recovery_skips_a_load_whose_online_counter_is_lower() -> None:
+    """A load (type 02) logs the online counter, which has no order with the offline one
+    purchases run under: the scan goes past it to the pending purchase."""
+    card, pending, _psam = torn_card()
+    card._prove = None
+    top_up = log_record(3, 5000, WHEN + dt.timedelta(hours=1), kind=0x02)
+    card.log.insert(0, top_up)
+    result = recover(channel(card), EnginePsam(serial=99), pending)
+    assert result.status is PurchaseStatus.DONE  # not "not charged": no second charge
+
+
+@pytest.mark.parametrize("answer", ["6D00", "6985", "6A86"])
+def test_recovery_falls_back_to_the_log_on_any_refused_prove(answer: str) -> None:
+    card, pending, _psam = torn_card()
+    card._prove_command = lambda apdu: bytes.fromhex(answer)
+    result = recover(channel(card), EnginePsam(serial=99), pending)
+    assert result.status is PurchaseStatus.DONE

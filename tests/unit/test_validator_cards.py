@@ -376,3 +376,63 @@ def test_identify_card_is_pure() -> None:
     blocked = SimpleNamespace(verdict=authenticity.Verdict("blocked"), reason="9303", read=None)
     _, auth = identify_card(blocked, info, KEY, pays_by_purse=True, accept_unverified=False)
     assert not auth.ok and auth.verdict == "blocked"
+
+
+# --- never charged twice, nothing charged lost -------------------------------------------------
+
+
+def test_torn_ssc_is_settled_even_when_its_ssc_side_fails_next_time(monkeypatch) -> None:
+    """Pending purchases are keyed by the e-purse: the card is the same card whether its
+    social security side answered this tap or not, so it is never charged twice."""
+    fake_ssc(monkeypatch, "genuine")
+    t = make()
+    card = FakeEPurse(1000)
+    card.tear_debit = True
+    assert t.tap(card).reason == "torn" and card.balance == 800
+    # Next tap: the SSC side does not read (the card is then known by its e-purse alone).
+    monkeypatch.setattr(
+        authenticity,
+        "verify_card",
+        lambda *a, **k: SimpleNamespace(
+            verdict=authenticity.Verdict.CARD_ERROR, reason="odd answer (fake)", read=None
+        ),
+    )
+    settled = t.tap(card)
+    assert settled.accepted and settled.reason == "torn_purchase_recovered", settled
+    assert card.balance == 800 and len(t.pending) == 0
+    assert sum(r.amount or 0 for r in t.journal.records) == 200
+
+
+def test_a_torn_purchase_is_settled_before_a_refusal(monkeypatch) -> None:
+    """Reported between the torn tap and the next: the earlier charge still reaches the
+    journal (the money was taken under the earlier decision)."""
+    t = make()
+    card = FakeEPurse(1000)
+    card.tear_debit = True
+    assert t.tap(card).reason == "torn"
+    t.context.hotlist = lambda: HotList.from_keys(1, [hotlist_key(purse_token())])
+    settled = t.tap(card)
+    assert settled.reason == "torn_purchase_recovered" and settled.amount == 200
+    assert len(t.pending) == 0
+    assert t.tap(card).reason == "hotlisted"  # and from now on, refused
+
+
+def test_a_debit_whose_mac2_does_not_verify_is_journaled_as_a_charge() -> None:
+    """The card answered DEBIT with a TAC: it debited. A MAC2 our PSAM does not verify makes
+    the card suspect, not the money less taken."""
+    t = make()
+    card = FakeEPurse(1000)
+    original = card._debit
+
+    def bad_mac2(apdu: bytes) -> bytes:
+        answer = original(apdu)
+        return answer[:4] + bytes(4) + answer[8:]  # TAC kept, MAC2 zeroed
+
+    card._debit = bad_mac2
+    outcome = t.tap(card)
+    assert outcome.decision == "refuse" and outcome.reason == "mac2_mismatch"
+    assert outcome.amount == 200 and card.balance == 800
+    record = t.journal.records[-1]
+    assert record.amount == 200 and record.extra["mac2_verified"] is False
+    assert len(record.extra["tac"]) == 8
+    assert len(t.pending) == 0  # the journal holds the charge
