@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from firmware_sim.spec.iso7816 import EXTENDED_LE_MAX, SHORT_LE_MAX
 from terminal.errors import ApduError
 
 HEADER_LENGTH = 4
-SHORT_LE_MAX = 256
-EXTENDED_LE_MAX = 65536
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,19 @@ restricts them (strict by default: a parameter the specification does not list i
 
 ========================  ===================================================================
 ``00 A4`` SELECT          P1 00 by FID (none or ``3F00``: the MF), 01 child DF, 02 EF under
-                          the current DF, 03 parent, 04 DF name. P2 00 (first occurrence,
-                          FCI of a DF) or 02 (next occurrence of a DF name); P2 0C only on a
-                          card with ``select_p2_0c``. Else ``6A86``.
+                          the current DF, 03 parent, 04 DF name (exact; right-truncated only
+                          on a card with ``partial_df_name``). P2 00 (first occurrence, FCI
+                          of a DF) or 02 (next occurrence of a DF name); P2 0C only on a
+                          card with ``select_p2_0c``. Else ``6A86``. A blocked DF, or a
+                          file in one, ``9303`` however it is named.
 ``00 B0`` READ BINARY     transparent EF, offset in P1-P2 or SFI in P1 + offset in P2
 ``00 B2`` READ RECORD     P2 04: record P1 of the current EF; P2 00: the record whose
                           identifier (SIMPLE-TLV tag) is P1 in the current EF; P2 SFI<<3|4:
                           record P1 of the EF with that SFI. With capabilities:
                           SFI<<3|0 (``sfi_record_id``) and mode 101, records P1 to the last
                           (``multi_record``). Else ``6A86``.
-``00 84`` GET CHALLENGE   4, 8 or 16 random bytes, kept as :attr:`CardOS.last_challenge`
+``00 84`` GET CHALLENGE   8 random bytes (``00 84 00 00 08``; 4 or 16 too on a card whose
+                          ``challenge_lengths`` has them), kept as :attr:`CardOS.last_challenge`
 ``00 C0`` GET RESPONSE    the data a ``61xx`` announced
 ``FF CA`` GET DATA (UID)  PC/SC part 3 pseudo-APDU, contactless cards only
 ========================  ===================================================================
@@ -25,7 +28,9 @@ restricts them (strict by default: a parameter the specification does not list i
 Everything else goes to the installed :class:`Applet` objects first (as applets in jCardSim
 or a Java Card), so an application can add proprietary commands (``80 50``, ``80 54``, ...)
 or take over an interindustry one (``00 88``, ``00 82``). What nobody answers is an unknown
-class (``6E00``) or, in class 00, an unknown instruction (``6D00``).
+instruction (``6D00``) in class 00 and in the card's ``proprietary_classes``, an unknown
+class (``6E00``) otherwise. Extended lengths are ``6700`` unless the card has
+``extended_length``.
 
 Length rules are those of the card being imitated, see :meth:`CardOS.respond`: social
 security cards are exact about Le (``6Cxx`` unless Le is exactly the data length, Le 00
@@ -37,18 +42,21 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
+from collections.abc import Iterable
 from typing import TypeVar
 
 from firmware_sim.apdu import Command, Response, parse_command, status
 from firmware_sim.filesystem import (
     DedicatedFile,
     ElementaryFile,
+    File,
     FileSystem,
     RecordEF,
     TransparentEF,
+    is_blocked,
 )
 from firmware_sim.spec import iso7816
-from firmware_sim.spec.iso7816 import Ins, SelectBy, SelectOccurrence
+from firmware_sim.spec.iso7816 import SHORT_LE_MAX, Ins, SelectBy, SelectOccurrence
 from firmware_sim.spec.status import SW, bytes_available, wrong_le
 from terminal.errors import ApduError
 
@@ -56,7 +64,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = ("T=0", "T=1")
 MAX_HISTORICAL = 15  # the low nibble of T0 counts them
-SHORT_LE_MAX = iso7816.SHORT_LE_MAX
 
 
 class LeMode(enum.StrEnum):
@@ -108,12 +115,19 @@ class CardOS:
     ``protocol`` is the transmission protocol the reader uses with the card ("T=0" or
     "T=1"); it decides whether case-4 answers go through ``61xx`` / GET RESPONSE. ``uid``
     is set for a contactless card and answers ``FF CA``. The keyword options imitate card
-    shapes; each defaults to what the sample cards do:
+    shapes; each defaults to the strict card (the specification's command set, nothing more):
 
     * ``le_mode`` exact (``6Cxx`` unless Le is the length) or lenient;
     * ``multi_record``: READ RECORD mode 101, records P1 to the last;
     * ``sfi_record_id``: READ RECORD by record identifier with an SFI (P2 SFI<<3|0);
-    * ``select_p2_0c``: SELECT with ISO's P2 0C (no answer data), not defined on SSC cards.
+    * ``select_p2_0c``: SELECT with ISO's P2 0C (no answer data), not defined on SSC cards;
+    * ``partial_df_name``: SELECT by a right-truncated DF name (ISO allows it);
+    * ``extended_length``: extended-length command APDUs (else ``6700``);
+    * ``challenge_lengths``: the GET CHALLENGE Le values answered (default 8 only, the
+      ``00 84 00 00 08`` of domain.md 2; 4 and 16 may be added);
+    * ``proprietary_classes``: the classes of the card's own applications (class 80 on a
+      social security card): an instruction of one of them that no selected application
+      answers is ``6D00``; an instruction of any other class but 00 is ``6E00``.
     """
 
     def __init__(
@@ -123,9 +137,13 @@ class CardOS:
         uid: bytes | None = None,
         *,
         le_mode: LeMode | str = LeMode.EXACT,
-        multi_record: bool = True,
-        sfi_record_id: bool = True,
+        multi_record: bool = False,
+        sfi_record_id: bool = False,
         select_p2_0c: bool = False,
+        partial_df_name: bool = False,
+        extended_length: bool = False,
+        challenge_lengths: Iterable[int] = (iso7816.CHALLENGE_LENGTH,),
+        proprietary_classes: Iterable[int] = (),
     ) -> None:
         if not atr or atr[0] not in (0x3B, 0x3F):
             raise ValueError("an ATR starts with TS 3B (direct) or 3F (inverse convention)")
@@ -133,6 +151,10 @@ class CardOS:
             raise ValueError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
         if uid is not None and len(uid) not in (4, 7, 10):
             raise ValueError(f"a UID has 4, 7 or 10 bytes, not {len(uid)}")
+        lengths = frozenset(challenge_lengths)
+        if not lengths or not lengths <= iso7816.CHALLENGE_LENGTHS:
+            allowed = sorted(iso7816.CHALLENGE_LENGTHS)
+            raise ValueError(f"challenge lengths {sorted(lengths)} are not some of {allowed}")
         self.atr = bytes(atr)
         self.protocol = protocol
         self.uid = uid
@@ -140,6 +162,10 @@ class CardOS:
         self.multi_record = multi_record
         self.sfi_record_id = sfi_record_id
         self.select_p2_0c = select_p2_0c
+        self.partial_df_name = partial_df_name
+        self.extended_length = extended_length
+        self.challenge_lengths = lengths
+        self.proprietary_classes = frozenset(proprietary_classes)
         self.fs = FileSystem()
         self.applets: list[Applet] = []
         self.powered = False
@@ -196,9 +222,11 @@ class CardOS:
         self._rights.add(right)
 
     def revoke(self, right: str) -> None:
+        """Withdraw ``right`` (a card that drops a security state before the next power-on)."""
         self._rights.discard(right)
 
     def is_granted(self, right: str) -> bool:
+        """True while ``right`` is satisfied (granted since the last power-on, not revoked)."""
         return right in self._rights
 
     def may_read(self, ef: ElementaryFile) -> bool:
@@ -221,6 +249,11 @@ class CardOS:
         try:
             cmd = parse_command(bytes(apdu))
         except (ApduError, TypeError, ValueError):
+            self._pending = None
+            return status(SW.WRONG_LENGTH).to_bytes()
+        if cmd.extended and not self.extended_length:
+            # A card without extended lengths reads the 00 after the header as a length
+            # that does not fit what follows.
             self._pending = None
             return status(SW.WRONG_LENGTH).to_bytes()
         try:
@@ -281,6 +314,10 @@ class CardOS:
                 return response
         if cmd.cla == iso7816.CLA_PCSC:
             return self._pcsc(cmd)
+        if cmd.cla in self.proprietary_classes:
+            # The card knows the class (its applications define commands in it), not this
+            # instruction in the current state.
+            return status(SW.INS_NOT_SUPPORTED)
         if cmd.cla != iso7816.CLA_INTERINDUSTRY:
             return status(SW.CLA_NOT_SUPPORTED)
         handler = {
@@ -314,7 +351,8 @@ class CardOS:
         P1 00 FID (none or ``3F00``: the MF), 01 child DF, 02 EF of the current DF,
         03 parent DF (no data), 04 DF name. P2 00 answers the FCI of a DF (nothing for an
         EF); P2 02 (P1 04 only) selects the next DF with that name; P2 0C, on cards that
-        take it, answers nothing. Not found: ``6A82``, current file unchanged.
+        take it, answers nothing. Not found: ``6A82``; a blocked DF or a file in one:
+        ``9303``; either way the current file is unchanged.
         """
         no_answer = self.select_p2_0c and cmd.p2 == iso7816.SELECT_NO_RESPONSE_DATA
         next_occurrence = cmd.p2 == SelectOccurrence.NEXT
@@ -322,35 +360,41 @@ class CardOS:
             return status(SW.INCORRECT_P1_P2)
         if next_occurrence and cmd.p1 != SelectBy.DF_NAME:
             return status(SW.INCORRECT_P1_P2)
+        found = self._find(cmd, next_occurrence)
+        if isinstance(found, Response):
+            return found
+        if found is None:
+            return status(SW.FILE_NOT_FOUND)
+        if is_blocked(found):
+            return status(SW.APPLICATION_LOCKED)
+        target = self.fs.make_current(found)
+        if no_answer or not isinstance(target, DedicatedFile):
+            return status(SW.NORMAL_PROCESSING)
+        return self.respond(cmd, target.fci)
+
+    def _find(self, cmd: Command, next_occurrence: bool) -> File | Response | None:
+        """The file a SELECT names (None: not found), or the status word of a malformed one."""
         data, fs = cmd.data, self.fs
-        target: DedicatedFile | ElementaryFile | None
         if cmd.p1 == SelectBy.FID:
             if len(data) not in (0, 2):
                 return status(SW.WRONG_LENGTH)
-            target = fs.select_fid(int.from_bytes(data, "big")) if data else fs.select_fid(0x3F00)
-        elif cmd.p1 in (SelectBy.CHILD_DF, SelectBy.EF_UNDER_CURRENT_DF):
+            return fs.find_fid(int.from_bytes(data, "big") if data else fs.mf.fid)
+        if cmd.p1 in (SelectBy.CHILD_DF, SelectBy.EF_UNDER_CURRENT_DF):
             if len(data) != 2:
                 return status(SW.WRONG_LENGTH)
             fid = int.from_bytes(data, "big")
             if cmd.p1 == SelectBy.CHILD_DF:
-                target = fs.select_child_df(fid)
-            else:
-                target = fs.select_child_ef(fid)
-        elif cmd.p1 == SelectBy.PARENT_DF:
+                return fs.find_child_df(fid)
+            return fs.find_child_ef(fid)
+        if cmd.p1 == SelectBy.PARENT_DF:
             if data:
                 return status(SW.WRONG_LENGTH)
-            target = fs.select_parent()
-        elif cmd.p1 == SelectBy.DF_NAME:
+            return fs.find_parent()
+        if cmd.p1 == SelectBy.DF_NAME:
             if not 1 <= len(data) <= 16:
                 return status(SW.WRONG_LENGTH)
-            target = fs.select_name(data, next_occurrence=next_occurrence)
-        else:
-            return status(SW.INCORRECT_P1_P2)
-        if target is None:
-            return status(SW.FILE_NOT_FOUND)
-        if no_answer or not isinstance(target, DedicatedFile):
-            return status(SW.NORMAL_PROCESSING)
-        return self.respond(cmd, target.fci)
+            return fs.find_name(data, next_occurrence=next_occurrence, partial=self.partial_df_name)
+        return status(SW.INCORRECT_P1_P2)
 
     def _ef_for_read(self, sfi: int) -> ElementaryFile | Response:
         """The EF a READ names: by SFI in the current DF (and it becomes current), or the
@@ -438,11 +482,11 @@ class CardOS:
         return self.respond(cmd, data)
 
     def _get_challenge(self, cmd: Command) -> Response:
-        """``00 84 00 00 Le``: Le (4, 8 or 16) random bytes for a following authentication;
-        they replace any earlier challenge."""
+        """``00 84 00 00 Le``: Le (8, or one of the card's other ``challenge_lengths``) random
+        bytes for a following authentication; they replace any earlier challenge."""
         if cmd.p1 or cmd.p2:
             return status(SW.INCORRECT_P1_P2)
-        if cmd.data or cmd.le not in iso7816.CHALLENGE_LENGTHS:
+        if cmd.data or cmd.le not in self.challenge_lengths:
             return status(SW.WRONG_LENGTH)
         self.last_challenge = secrets.token_bytes(cmd.le)
         return Response(self.last_challenge, SW.NORMAL_PROCESSING)

@@ -38,7 +38,6 @@ except ImportError:  # pragma: no cover - older cryptography
 
 DES3 = ssc.Algorithm.DES3
 SM4 = ssc.Algorithm.SM4
-CRYPTOGRAM_LENGTH = 8
 MAC_LENGTH = 4
 
 
@@ -174,10 +173,10 @@ def session_key(algorithm: int, card_key: bytes, process_factor: bytes) -> bytes
 def cryptogram(algorithm: int, key: bytes, data: bytes) -> bytes:
     """Leftmost 8 bytes of ``E_key(data || 00..)``: what INTERNAL AUTHENTICATE answers and
     EXTERNAL AUTHENTICATE expects, and what the PSAM's CIPHER DATA computes."""
-    if len(data) != CRYPTOGRAM_LENGTH:
-        raise CryptoError(f"a cryptogram is of 8 bytes, not {len(data)}")
-    block = block_size(algorithm)
-    return encrypt(algorithm, key, bytes(data) + bytes(block - 8))[:CRYPTOGRAM_LENGTH]
+    size = ssc.CRYPTOGRAM_LENGTH
+    if len(data) != size:
+        raise CryptoError(f"a cryptogram is of {size} bytes, not {len(data)}")
+    return encrypt(algorithm, key, bytes(data) + bytes(block_size(algorithm) - size))[:size]
 
 
 # --- the e-purse purchase -------------------------------------------------------------------

@@ -6,9 +6,11 @@ answers when the DF is selected. Elementary files (EFs) hold data: a transparent
 byte string, a record EF is a list of records. An EF may have a short file identifier (SFI,
 1..30) so that READ commands can name it without a SELECT, and a read access condition: the
 name of a right (e.g. ``"RKSSSE"``) that must have been granted before the EF may be read.
+A DF may be blocked (an application blocked for good): nothing in it may be selected.
 
 :class:`FileSystem` keeps the volatile navigation state - the current DF and the current EF -
-and implements the ISO SELECT search rules on the tree. It knows nothing about APDUs.
+and implements the ISO SELECT search rules on the tree: the ``find_*`` methods look a file up
+as SELECT names it, :meth:`FileSystem.make_current` selects it. It knows nothing about APDUs.
 """
 
 from __future__ import annotations
@@ -72,13 +74,18 @@ class RecordEF(ElementaryFile):
 
 @dataclass(eq=False)
 class DedicatedFile:
-    """A DF: FID, optional DF name (AID), the FCI answered on SELECT, and its children."""
+    """A DF: FID, optional DF name (AID), the FCI answered on SELECT, and its children.
+
+    ``blocked``: the application of this DF is blocked for good; the card OS refuses to
+    select it or anything in it (``9303``), however the file is named.
+    """
 
     fid: int
     name: bytes | None = None
     fci: bytes = b""
     children: list[File] = field(default_factory=list, repr=False)
     parent: DedicatedFile | None = field(default=None, repr=False)
+    blocked: bool = False
 
     def __post_init__(self) -> None:
         _check_fid(self.fid)
@@ -125,12 +132,21 @@ class DedicatedFile:
 
     def contains(self, file: File) -> bool:
         """True when ``file`` is this DF or lies anywhere below it."""
-        node: File | None = file
-        while node is not None:
-            if node is self:
-                return True
-            node = node.parent
-        return False
+        return any(node is self for node in _self_and_ancestors(file))
+
+
+def _self_and_ancestors(file: File) -> Iterator[File]:
+    node: File | None = file
+    while node is not None:
+        yield node
+        node = node.parent
+
+
+def is_blocked(file: File) -> bool:
+    """True when ``file`` is a blocked DF or lies in one."""
+    return any(
+        isinstance(node, DedicatedFile) and node.blocked for node in _self_and_ancestors(file)
+    )
 
 
 File: TypeAlias = DedicatedFile | TransparentEF | RecordEF
@@ -140,9 +156,10 @@ File: TypeAlias = DedicatedFile | TransparentEF | RecordEF
 class FileSystem:
     """The file tree of one card and its volatile selection state.
 
-    The ``select_*`` methods implement the SELECT search rules of ISO 7816-4 section 7.1.1.
-    Each returns the selected file and makes it current, or returns None and leaves the
-    selection unchanged (a failed SELECT keeps the current file, as on a real card).
+    The ``find_*`` methods implement the SELECT search rules of ISO 7816-4 section 7.1.1:
+    each returns the file SELECT names, or None, and changes nothing; the caller makes the
+    file current (:meth:`make_current`) once it may be selected, so a refused SELECT keeps
+    the current file, as on a real card.
     """
 
     def __init__(self) -> None:
@@ -167,67 +184,57 @@ class FileSystem:
             self.current_ef = file
         return file
 
-    def select_fid(self, fid: int) -> File | None:
-        """SELECT P1=00: the MF (``3F00``), or any file reachable from the current DF.
+    def find_fid(self, fid: int) -> File | None:
+        """SELECT P1=00: the MF (``3F00``), or a file reachable from the current DF.
 
         The search order is the one ISO gives for file identifiers: the immediate children of
         the current DF, the current DF itself, its parent, and the parent's other children.
         """
         if fid == MF_FID:
-            return self.make_current(self.mf)
+            return self.mf
         df = self.current_df
         candidates: list[File | None] = [df.child(fid), df if df.fid == fid else None]
         if df.parent is not None:
             up = df.parent
             candidates += [up if up.fid == fid else None, up.child(fid)]
-        found = next((c for c in candidates if c is not None), None)
-        return None if found is None else self.make_current(found)
+        return next((c for c in candidates if c is not None), None)
 
-    def select_child_df(self, fid: int) -> DedicatedFile | None:
+    def find_child_df(self, fid: int) -> DedicatedFile | None:
         """SELECT P1=01: a DF directly under the current DF."""
         found = self.current_df.child(fid)
-        if not isinstance(found, DedicatedFile):
-            return None
-        self.make_current(found)
-        return found
+        return found if isinstance(found, DedicatedFile) else None
 
-    def select_child_ef(self, fid: int) -> ElementaryFile | None:
+    def find_child_ef(self, fid: int) -> ElementaryFile | None:
         """SELECT P1=02: an EF directly under the current DF."""
         found = self.current_df.child(fid)
-        if not isinstance(found, ElementaryFile):
-            return None
-        self.make_current(found)
-        return found
+        return found if isinstance(found, ElementaryFile) else None
 
-    def select_parent(self) -> DedicatedFile | None:
+    def find_parent(self) -> DedicatedFile | None:
         """SELECT P1=03: the parent of the current DF (none above the MF)."""
-        parent = self.current_df.parent
-        if parent is None:
-            return None
-        self.make_current(parent)
-        return parent
+        return self.current_df.parent
 
-    def select_name(self, name: bytes, *, next_occurrence: bool = False) -> DedicatedFile | None:
-        """SELECT P1=04: the DF named ``name`` anywhere in the tree.
+    def find_name(
+        self, name: bytes, *, next_occurrence: bool = False, partial: bool = False
+    ) -> DedicatedFile | None:
+        """SELECT P1=04: the DF named ``name`` anywhere in the tree, in tree order.
 
-        An exact name wins; otherwise the first DF whose name starts with ``name`` (ISO allows
-        a right-truncated DF name). ``next_occurrence`` (P2 02) looks only at the DFs after
-        the current DF in tree order, for the next one whose name starts with ``name``.
+        ``partial`` (a card that takes right-truncated DF names, ISO 7816-4 allows it): an
+        exact name wins, else the first DF whose name starts with ``name``. Without it only
+        the exact name matches. ``next_occurrence`` (P2 02) looks only at the DFs after the
+        current DF in tree order, for the next one that matches.
         """
-        dfs = [f for f in self.mf.walk() if isinstance(f, DedicatedFile) and f.name]
+
+        def matches(df: DedicatedFile) -> bool:
+            if df.name is None:
+                return False
+            return df.name == name or (partial and df.name.startswith(name))
+
+        dfs = [f for f in self.mf.walk() if isinstance(f, DedicatedFile)]
         if next_occurrence:
-            after = [f for f in self.mf.walk() if isinstance(f, DedicatedFile)]
-            start = after.index(self.current_df) + 1 if self.current_df in after else 0
-            later = [df for df in after[start:] if df.name]
-            found = next((df for df in later if df.name and df.name.startswith(name)), None)
-        else:
-            found = next((df for df in dfs if df.name == name), None)
-            if found is None:
-                found = next((df for df in dfs if df.name and df.name.startswith(name)), None)
-        if found is None:
-            return None
-        self.make_current(found)
-        return found
+            start = dfs.index(self.current_df) + 1 if self.current_df in dfs else 0
+            return next((df for df in dfs[start:] if matches(df)), None)
+        exact = next((df for df in dfs if df.name == name), None)
+        return exact or next((df for df in dfs if matches(df)), None)
 
     def ef_by_sfi(self, sfi: int) -> ElementaryFile | None:
         """The EF with short file identifier ``sfi`` in the current DF (not selected)."""

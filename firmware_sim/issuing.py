@@ -41,13 +41,14 @@ from firmware_sim.profile import (
     format_profile,
     load_sample,
 )
+from firmware_sim.spec.psam import SSC_KEY_NAMES
+from firmware_sim.spec.ssc import Generation
 from terminal.crypto.signing import Algorithm, generate_private_key, private_key_bytes
 from terminal.pki.truststore import write_trust_store
 from terminal.secretfile import write_secret_file
 from terminal.secure.keyfile import KeySet, generate_key_set, write_key_file
 
 PKI_NAMES = {Algorithm.SM2: "sm2", Algorithm.ECDSA_P256: "ecdsa-p256"}
-SSC_KEY_NAMES = ("irk", "rkssse", "ukssse")
 
 PURPOSE_VERIFICATION = "verification"
 """A social security card for the verification flow: ``expected`` is its verdict."""
@@ -134,7 +135,7 @@ def card_keys(profile: CardProfile, keyset: KeySet | MasterKeys) -> CardKeys:
             raise ValueError(f"key set has no {name} master key of algorithm {algorithm}")
         return crypto.ssc_card_key(algorithm, master, region, profile.card.historical)
 
-    irk, rkssse, ukssse = (key(name) for name in SSC_KEY_NAMES)
+    irk, rkssse, ukssse = (key(name) for name in SSC_KEY_NAMES.values())
     return CardKeys(irk, rkssse, ukssse)
 
 
@@ -221,7 +222,7 @@ def issue_world(
     for name, kind in CARD_KINDS.items():
         profile = personalise_tunion(load_sample(kind.sample), keyset)
         keys = card_keys(profile, keyset)
-        third_generation = profile.generation.value == "3.0"
+        third_generation = profile.generation is Generation.V3
         pki = pki_for(profile, sichuan) if third_generation else None
         if name.startswith("forged"):
             keys = random_card_keys()

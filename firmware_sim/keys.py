@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from firmware_sim.spec.psam import PURCHASE_KEY_NAME
+from firmware_sim.spec.psam import PURCHASE_KEY_NAME, SSC_KEY_NAMES
 from firmware_sim.spec.ssc import Algorithm
 
-KEY_NAMES = frozenset({"irk", "rkssse", "ukssse", PURCHASE_KEY_NAME})
+KEY_NAMES = frozenset({*SSC_KEY_NAMES.values(), PURCHASE_KEY_NAME})
 KEY_LENGTH = 16
 
 

@@ -26,13 +26,8 @@ from firmware_sim.cardos import Applet, CardOS
 from firmware_sim.filesystem import DedicatedFile, TransparentEF
 from firmware_sim.spec.pki import CARD_CERT_FID, COMMANDS, ISSUER_CERT_FID, PKI_DF_FID, PkiCommands
 from firmware_sim.spec.status import SW
+from firmware_sim.tlv import fci
 from terminal.crypto.signing import Algorithm, PrivateKey, sign
-
-
-def pki_fci(df_name: bytes) -> bytes:
-    """``6F L 84 L <DF name>``: the FCI the PKI DF answers on SELECT."""
-    inner = b"\x84" + bytes((len(df_name),)) + df_name
-    return b"\x6f" + bytes((len(inner),)) + inner
 
 
 def auth_message(challenge: bytes, commands: PkiCommands = COMMANDS) -> bytes:
@@ -68,7 +63,7 @@ class PkiApplet(Applet):
 
     def install(self, card: CardOS) -> None:
         c = self.commands
-        df = card.mf.add(DedicatedFile(PKI_DF_FID, name=c.df_name, fci=pki_fci(c.df_name)))
+        df = card.mf.add(DedicatedFile(PKI_DF_FID, name=c.df_name, fci=fci(c.df_name)))
         if self.issuer_cert is not None:
             df.add(TransparentEF(ISSUER_CERT_FID, self.issuer_cert, sfi=c.issuer_cert_sfi))
         df.add(TransparentEF(CARD_CERT_FID, self.card_cert, sfi=c.card_cert_sfi))

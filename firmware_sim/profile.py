@@ -24,9 +24,12 @@ Schema (every key is required unless a default is given)::
     pin = "123456"             # the holder PIN, 4-12 digits; default "123456", the
                                # initial PIN cards are issued with
     pin_tries = 3              # VERIFY tries before the PIN blocks (6983); default 3
-    sfi_record_id = true       # READ RECORD by identifier with an SFI (P2 SFI<<3|0);
-                               # default true; false answers 6A86 (the current EF still works)
+    sfi_record_id = false      # READ RECORD by identifier with an SFI (P2 SFI<<3|0);
+                               # default false: 6A86 (by identifier in the current EF works)
     select_p2_0c = false       # accept SELECT P2 0C (not defined on SSC cards); default false
+    partial_df_name = false    # SELECT by a right-truncated DF name; default false (exact)
+    extended_length = false    # extended-length APDUs; default false (6700)
+    challenge_lengths = [8]    # GET CHALLENGE Le values answered, of 4, 8, 16; default [8]
     fci_template = true        # SSSE FCI carries 9F0C/86 (the algorithm flag); default true;
                                # false: no template, which makes a DES card (algorithm 1)
     name_extension = true      # EF06 has a tag 4E record (2.0 and 3.0 cards); default true;
@@ -37,7 +40,8 @@ Schema (every key is required unless a default is given)::
     card_id = "500103D15600000510000001FFFFFFFF"
     #   32 hex: region (6 digits) + D156000005 + serial (8 hex) + authentication code (8 hex)
     category = "3"             # 1 pre-school, 2 student, 3 adult, 4 elderly
-    institution = "915600000250010050010001"   # 24 hex digits
+    institution = "915600000250010050010001"   # 9156000002 + issuing region (6 digits) +
+                               # initialiser region (6 digits) + sequence (2 digits)
     issue_date = 2021-03-01    # TOML dates
     expiry_date = 2031-03-01
     card_number = "A01000013"  # 8-character body + check character (verified); a longer
@@ -58,7 +62,8 @@ SSSE; a profile with ``[tunion]`` and neither ``[issuer]`` nor ``[holder]`` is a
 T-Union card (no SSSE: selecting it answers 6A82), whose ``[card]`` table takes only
 ``protocol`` and ``historical`` (1 to 15 bytes, required), ``uid`` (default: the low 4
 bytes of the application serial), ``le_mode`` (default exact), ``multi_record`` (default
-false), ``sfi_record_id`` and ``select_p2_0c``::
+false), ``sfi_record_id``, ``select_p2_0c``, ``partial_df_name``, ``extended_length`` and
+``challenge_lengths``::
 
     [tunion]
     algorithm = 1              # purchase key cipher: 1 3DES (algId 00), 3 SM4 (algId 04)
@@ -99,6 +104,7 @@ secrets, so such files are made at test or demo time, never committed::
 
 The ATR historical bytes are T1-T2 chip vendor, T3-T5 vendor/OS, T6-T7 card manufacturer,
 T8-T9 the first four digits of the region (BCD, from ``card_id``) and TA-TD the card serial.
+Text values hold no control characters (a name with a line break is refused).
 """
 
 from __future__ import annotations
@@ -106,13 +112,14 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from firmware_sim.cardos import PROTOCOLS, LeMode
-from firmware_sim.spec import ssc, tunion
+from firmware_sim.spec import iso7816, ssc, tunion
 from firmware_sim.spec.ssc import Generation
 from terminal.errors import ConfigError
 
@@ -134,7 +141,20 @@ _PLAIN_CARD_KEYS = (
     "multi_record",
     "sfi_record_id",
     "select_p2_0c",
+    "partial_df_name",
+    "extended_length",
+    "challenge_lengths",
 )
+
+# File 0x15 of a sample e-purse, where a [tunion] table (or add_tunion) gives no value.
+SAMPLE_ISSUER_CODE = b"\x50\x00"
+SAMPLE_CITY_CODE = b"\x50\x00"
+DEFAULT_INDUSTRY_CODE = b"\x00\x01"
+DEFAULT_START_DATE = dt.date(2020, 1, 1)
+DEFAULT_EXPIRY_DATE = dt.date(2040, 12, 31)
+DEFAULT_CARD_TYPE = 0x01
+ISSUER_RFU = b"\xff\xff"  # 0x15 bytes 6-7
+APP_VERSION = 0x01  # 0x15 byte 9
 
 
 def citizen_id_check_digit(body: str) -> str:
@@ -160,8 +180,11 @@ class CardSettings:
     pin: str = "123456"
     pin_tries: int = 3
     blocked: bool = False
-    sfi_record_id: bool = True
+    sfi_record_id: bool = False
     select_p2_0c: bool = False
+    partial_df_name: bool = False
+    extended_length: bool = False
+    challenge_lengths: tuple[int, ...] = (iso7816.CHALLENGE_LENGTH,)
     fci_template: bool = True
     name_extension: bool = True
 
@@ -282,6 +305,32 @@ class CardProfile:
         return self.issuer is not None
 
 
+def sample_public_info(
+    app_serial: bytes,
+    *,
+    issuer_code: bytes = SAMPLE_ISSUER_CODE,
+    city_code: bytes = SAMPLE_CITY_CODE,
+    industry_code: bytes = DEFAULT_INDUSTRY_CODE,
+    start: dt.date = DEFAULT_START_DATE,
+    expiry: dt.date = DEFAULT_EXPIRY_DATE,
+    card_type: int = DEFAULT_CARD_TYPE,
+) -> tunion.PublicInfo:
+    """File 0x15 of a sample e-purse: an e-purse application (type 02, version 01) with
+    ``app_serial``; the rest as given or the sample defaults (a [tunion] table's defaults)."""
+    return tunion.PublicInfo(
+        issuer_code=issuer_code,
+        city_code=city_code,
+        industry_code=industry_code,
+        issuer_rfu=ISSUER_RFU,
+        app_type=tunion.APP_TYPE_EPURSE,
+        app_version=APP_VERSION,
+        app_serial=app_serial,
+        start_date=start,
+        expiry_date=expiry,
+        card_type=card_type,
+    )
+
+
 # --- validation helpers --------------------------------------------------------------------
 
 
@@ -344,6 +393,10 @@ class _Table:
         # bool is an int in Python, but `algorithm = true` is a mistake, not 1
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.error(key, f"expected {kind.__name__}, got {value!r}")
+        if isinstance(value, str):
+            control = next((c for c in value if unicodedata.category(c) == "Cc"), None)
+            if control is not None:
+                raise self.error(key, f"control character U+{ord(control):04X} in {value!r}")
         return value
 
     def flag(self, key: str, default: bool) -> bool:
@@ -416,15 +469,28 @@ def _uid(t: _Table, default: str) -> bytes:
     return bytes.fromhex(uid_hex)
 
 
+def _challenge_lengths(t: _Table) -> tuple[int, ...]:
+    lengths: list[object] = t.get("challenge_lengths", list, [iso7816.CHALLENGE_LENGTH])
+    allowed = sorted(iso7816.CHALLENGE_LENGTHS)
+    numbers = [n for n in lengths if isinstance(n, int) and not isinstance(n, bool)]
+    ok = bool(lengths) and len(numbers) == len(lengths) and set(numbers) <= set(allowed)
+    t.check("challenge_lengths", ok, f"{lengths!r} is not a list of some of {allowed}")
+    return tuple(sorted(set(numbers)))
+
+
 def _transport(t: _Table, le_default: str | None = None) -> dict[str, Any]:
-    """The [card] keys every card has: protocol, Le and READ RECORD capabilities."""
+    """The [card] keys every card has: protocol, Le, and the capabilities beyond the strict
+    command set (each off by default)."""
     modes = {m.value: m.name.lower() for m in LeMode}
     le_mode = LeMode(t.choice("le_mode", str, modes, le_default))
     return {
         "protocol": t.choice("protocol", str, {p: "contact protocol" for p in PROTOCOLS}),
         "le_mode": le_mode,
-        "sfi_record_id": t.flag("sfi_record_id", True),
+        "sfi_record_id": t.flag("sfi_record_id", False),
         "select_p2_0c": t.flag("select_p2_0c", False),
+        "partial_df_name": t.flag("partial_df_name", False),
+        "extended_length": t.flag("extended_length", False),
+        "challenge_lengths": _challenge_lengths(t),
     }
 
 
@@ -483,7 +549,12 @@ def _issuer(t: _Table) -> IssuerData:
         f"region (6 digits) + {SSC_RID} + serial (8 hex) + authentication code (8 hex)",
     ).upper()
     category = t.choice("category", str, CATEGORIES)
-    institution = t.text("institution", r"[0-9A-Fa-f]{24}", "24 hex digits").upper()
+    institution = t.text(
+        "institution",
+        rf"{ssc.INSTITUTION_PREFIX}\d{{14}}",
+        f"{ssc.INSTITUTION_PREFIX} + issuing region (6 digits) + initialiser region "
+        "(6 digits) + sequence (2 digits), 24 digits",
+    )
     issue_date, expiry_date = t.date("issue_date"), t.date("expiry_date")
     t.check("expiry_date", expiry_date > issue_date, f"{expiry_date} is not after {issue_date}")
     card_number = t.text(
@@ -542,20 +613,17 @@ def _pki(t: _Table) -> PkiPersonalisation:
 
 def _tunion(t: _Table) -> TUnionSettings:
     algorithm = t.choice("algorithm", int, PURCHASE_ALGORITHMS)
-    start = t.date("start_date", dt.date(2020, 1, 1))
-    expiry = t.date("expiry_date", dt.date(2040, 12, 31))
+    start = t.date("start_date", DEFAULT_START_DATE)
+    expiry = t.date("expiry_date", DEFAULT_EXPIRY_DATE)
     t.check("expiry_date", expiry > start, f"{expiry} is not after {start}")
-    info = tunion.PublicInfo(
+    info = sample_public_info(
+        t.hex_bytes("app_serial", 10),
         issuer_code=t.hex_bytes("issuer_code", 2),
         city_code=t.hex_bytes("city_code", 2),
-        industry_code=t.hex_bytes("industry_code", 2, "0001"),
-        issuer_rfu=b"\xff\xff",
-        app_type=tunion.APP_TYPE_EPURSE,
-        app_version=0x01,
-        app_serial=t.hex_bytes("app_serial", 10),
-        start_date=start,
-        expiry_date=expiry,
-        card_type=t.number("card_type", 0, 0xFF, 1),
+        industry_code=t.hex_bytes("industry_code", 2, DEFAULT_INDUSTRY_CODE.hex()),
+        start=start,
+        expiry=expiry,
+        card_type=t.number("card_type", 0, 0xFF, DEFAULT_CARD_TYPE),
     )
     log: list[object] = t.get("purchase_log", list, [])
     records = []
@@ -646,6 +714,20 @@ def load_sample(name: str = DEFAULT_SAMPLE) -> CardProfile:
 # --- writing ---------------------------------------------------------------------------------
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string: backslash and quote escaped, every control character as \\uXXXX
+    (TOML forbids them raw), so whatever the text the file is valid TOML."""
+    out = []
+    for c in text:
+        if c in '\\"':
+            out.append("\\" + c)
+        elif unicodedata.category(c) == "Cc":
+            out.append(f"\\u{ord(c):04X}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 def _toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -655,8 +737,7 @@ def _toml_value(value: object) -> str:
         return f'"{value.hex().upper()}"'
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return _toml_string(str(value))
 
 
 def _card_table(profile: CardProfile) -> dict[str, object]:
@@ -667,6 +748,9 @@ def _card_table(profile: CardProfile) -> dict[str, object]:
         "multi_record": card.multi_record,
         "sfi_record_id": card.sfi_record_id,
         "select_p2_0c": card.select_p2_0c,
+        "partial_df_name": card.partial_df_name,
+        "extended_length": card.extended_length,
+        "challenge_lengths": card.challenge_lengths,
         "historical": card.historical,
         "uid": card.uid,
     }
@@ -744,7 +828,11 @@ def format_profile(profile: CardProfile, comment: str = "") -> str:
             "card_certificate": profile.pki.card_certificate,
             "issuer_certificate": profile.pki.issuer_certificate,
         }
-    lines = [f"# {line}" for line in comment.splitlines()]
+    # A comment line ends at a line break; any other control character would make it invalid.
+    lines = [
+        "# " + "".join(" " if unicodedata.category(c) == "Cc" else c for c in line)
+        for line in comment.splitlines()
+    ]
     for name, values in tables.items():
         lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     return "\n".join(lines).lstrip("\n") + "\n"

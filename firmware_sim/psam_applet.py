@@ -54,21 +54,23 @@ from firmware_sim.cardos import PROTOCOLS, Applet, CardOS, t0_atr, t1_atr
 from firmware_sim.filesystem import DedicatedFile, TransparentEF
 from firmware_sim.keys import MasterKeys
 from firmware_sim.spec import psam, tunion
-from firmware_sim.spec.psam import PSAM_AID, KeyUsage
+from firmware_sim.spec.psam import (
+    HISTORICAL_MARKER,
+    PSAM_ADF_FID,
+    PSAM_AID,
+    TERMINAL_NUMBER_FID,
+    KeyUsage,
+)
 from firmware_sim.spec.ssc import Algorithm
 from firmware_sim.spec.status import SW
-
-PSAM_ADF_FID = psam.PSAM_ADF_FID
-EF16_FID = psam.TERMINAL_NUMBER_FID
-PSAM_HISTORICAL_MARKER = psam.HISTORICAL_MARKER
-"""Historical bytes start with this; the 6 BCD bytes of the terminal number follow."""
+from firmware_sim.tlv import fci
 
 Handler = Callable[[CardOS, Command], Response]
 
 
 def psam_fci() -> bytes:
     """``6F 08 84 06 D15600000590``: FCI template with the DF name."""
-    return bytes((0x6F, 2 + len(PSAM_AID), 0x84, len(PSAM_AID))) + PSAM_AID
+    return fci(PSAM_AID)
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,9 @@ class PsamApplet(Applet):
     def install(self, card: CardOS) -> None:
         adf = card.mf.add(DedicatedFile(PSAM_ADF_FID, name=PSAM_AID, fci=psam_fci()))
         adf.add(
-            TransparentEF(EF16_FID, self.keys.terminal_number_bytes, sfi=psam.TERMINAL_NUMBER_SFI)
+            TransparentEF(
+                TERMINAL_NUMBER_FID, self.keys.terminal_number_bytes, sfi=psam.TERMINAL_NUMBER_SFI
+            )
         )
         self.root = adf
 
@@ -133,14 +137,14 @@ class PsamApplet(Applet):
         # Whatever the outcome, the previous session key goes: a failed delivery must not
         # leave the key of the previous card usable by the next CIPHER DATA.
         self._session = None
-        if cmd.p1 not in psam.KEY_NAMES or cmd.p2 not in tuple(Algorithm):
+        if cmd.p1 not in psam.SSC_KEY_NAMES or cmd.p2 not in tuple(Algorithm):
             return status(SW.INCORRECT_P1_P2)
         if len(cmd.data) != psam.DELIVERY_DATA_LENGTH:
             return status(SW.WRONG_LENGTH)
         alg = cmd.p2
         if alg not in self.keys.algorithms():
             return status(SW.FUNCTION_NOT_SUPPORTED)  # 6A81, SSF33 included
-        master = self.keys.key(alg, psam.KEY_NAMES[KeyUsage(cmd.p1)])
+        master = self.keys.key(alg, psam.SSC_KEY_NAMES[KeyUsage(cmd.p1)])
         if master is None:
             return status(SW.REFERENCED_DATA_NOT_FOUND)  # 6A88
         d1, d2, process_factor = cmd.data[:8], cmd.data[8:16], cmd.data[16:]
@@ -211,7 +215,7 @@ def psam_atr(keys: object, protocol: str = "T=1") -> bytes:
 
     T=1: ``3B EA 00 00 81 31 FE 45 <10 historical> TCK``; T=0: ``3B 6A 00 00 <10 historical>``.
     """
-    historical = PSAM_HISTORICAL_MARKER + MasterKeys.coerce(keys).terminal_number_bytes
+    historical = HISTORICAL_MARKER + MasterKeys.coerce(keys).terminal_number_bytes
     return t1_atr(historical) if protocol == "T=1" else t0_atr(historical)
 
 

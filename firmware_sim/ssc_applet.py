@@ -6,9 +6,12 @@ File tree the applet installs under the MF::
      └─ DDF1  SSSE, DF name "sx1.sh.社会保障" (GBK), FCI 6F..84..A5(88 SFI [9F0C(86 alg)])
          ├─ EF05  issuer data, record EF, SFI 05, free read
          ├─ EF06  holder data, record EF, SFI 06, free read (1.0/2.0) or RKSSSE (3.0)
-         ├─ EF07  fingerprint, transparent, SFI 07, RKSSSE on 3.0 cards
-         ├─ EF08  photo, transparent, SFI 08, RKSSSE on 3.0 cards
+         ├─ EF07  fingerprint, transparent, SFI 07, read key (RKSSSE) on every card
+         ├─ EF08  photo, transparent, SFI 08, read key (RKSSSE) on every card
          └─ DF01 DF02 DF03 DF04 DF07  sub-applications, AIDs D15600000500..04
+
+A blocked card (``blocked = true``) has the SSSE DF marked blocked: the card OS answers
+``9303`` to every SELECT of it or of a file in it, by name, FID or otherwise.
 
 EF05 and EF06 records are SIMPLE-TLV ``tag len value`` in the generation's record order
 (:func:`firmware_sim.spec.ssc.record_order`), values encoded by the item formats of
@@ -23,7 +26,7 @@ OS answers them; the applet owns the files and, while the SSSE is selected, answ
                                             card's last GET CHALLENGE (8 bytes) is the process
                                             factor P; SK = session key of P under the card's
                                             RKSSSE; accepted when A = cryptogram(SK, R). Grants
-                                            the read right of EF06/EF07/EF08 (3.0 cards).
+                                            the read right of EF07/EF08 (and EF06 on 3.0).
                                             ``6A88`` other key id, ``6A86`` P1 not 00,
                                             ``6984`` no challenge pending (one serves once),
                                             ``63Cx`` wrong (x tries left), ``6983`` blocked.
@@ -49,28 +52,30 @@ from firmware_sim.pki_applet import PkiApplet
 from firmware_sim.profile import CardKeys, CardProfile, split_name
 from firmware_sim.spec import iso7816, ssc
 from firmware_sim.spec.iso7816 import Ins
-from firmware_sim.spec.ssc import EF05, EF06, EF07, EF08, SSSE_NAME, Format, Generation, Item
+from firmware_sim.spec.ssc import (
+    EF05,
+    EF06,
+    EF07,
+    EF08,
+    RKSSSE,
+    SSSE_FID,
+    SSSE_NAME,
+    SUB_APPLICATIONS,
+    Format,
+    Generation,
+    Item,
+)
 from firmware_sim.spec.status import SW, tries_left
+from firmware_sim.tlv import fci, tlv
 from firmware_sim.tunion_applet import install_from_profile
 from terminal.crypto.signing import Algorithm, load_private_key
 from terminal.errors import FieldError
 
-SSSE_FID = ssc.SSSE_FID
-SUB_APPLICATIONS = ssc.SUB_APPLICATIONS
-RKSSSE = ssc.RKSSSE
-"""Right granted by EXTERNAL AUTHENTICATE with the read key: reads EF06 on 3.0 cards."""
 EXTERNAL_AUTH_TRIES = 15  # retry counter of RKSSSE: non-volatile, like the PIN's
 
 # Biometric EFs hold placeholders: the terminal only needs something to read in chunks.
 FINGERPRINT_SIZE = 512
 PHOTO_SIZE = 1024
-
-
-def _tlv(tag: bytes, value: bytes) -> bytes:
-    """BER-TLV with a one-byte length (values up to 127 bytes, all this applet needs)."""
-    if len(value) > 0x7F:
-        raise ValueError(f"TLV value of {len(value)} bytes needs a long length form")
-    return tag + bytes((len(value),)) + value
 
 
 def ssse_fci(algorithm: int, *, template: bool = True) -> bytes:
@@ -82,12 +87,11 @@ def ssse_fci(algorithm: int, *, template: bool = True) -> bytes:
     9F0C wrapping 86, the algorithm flag (01 DES/3DES, 02 SSF33, 03 SM4). ``template``
     False leaves 9F0C out (``6F 16 84 0F <name> A5 03 88 01 1E``): a DES card.
     """
-    proprietary = _tlv(bytes((ssc.TAG_SFI_OF_DIRECTORY,)), bytes((ssc.DIRECTORY_SFI,)))
+    proprietary = tlv(ssc.TAG_SFI_OF_DIRECTORY, bytes((ssc.DIRECTORY_SFI,)))
     if template:
-        flag = _tlv(bytes((ssc.TAG_ALGORITHM_FLAG,)), bytes((algorithm,)))
-        proprietary += _tlv(ssc.TAG_ALGORITHM_TEMPLATE, flag)
-    name = _tlv(bytes((ssc.TAG_DF_NAME,)), SSSE_NAME)
-    return _tlv(bytes((ssc.TAG_FCI,)), name + _tlv(bytes((ssc.TAG_PROPRIETARY,)), proprietary))
+        flag = tlv(ssc.TAG_ALGORITHM_FLAG, bytes((algorithm,)))
+        proprietary += tlv(iso7816.TAG_ISSUER_DISCRETIONARY, flag)
+    return fci(SSSE_NAME, proprietary)
 
 
 def encode_value(item: Item, value: str | bytes | dt.date, length: int | None = None) -> bytes:
@@ -187,9 +191,6 @@ class SscApplet(Applet):
         self.external_auth_tries = EXTERNAL_AUTH_TRIES
 
     def process(self, card: CardOS, cmd: Command) -> Response | None:
-        selecting_ssse = cmd.ins == Ins.SELECT and cmd.data == SSSE_NAME
-        if self.profile.card.blocked and (self.is_selected(card) or selecting_ssse):
-            return status(SW.APPLICATION_LOCKED)
         if not self.is_selected(card):
             return None
         if cmd.cla == iso7816.CLA_INTERINDUSTRY and cmd.ins == Ins.INTERNAL_AUTHENTICATE:
@@ -221,7 +222,8 @@ class SscApplet(Applet):
         if isinstance(usable, Response):
             return usable
         keys, algorithm = usable
-        process_factor, original = cmd.data[:8], cmd.data[8:]
+        process_factor = cmd.data[: ssc.PROCESS_FACTOR_LENGTH]
+        original = cmd.data[ssc.PROCESS_FACTOR_LENGTH :]
         sk = crypto.session_key(algorithm, keys.irk, process_factor)
         return card.respond(cmd, crypto.cryptogram(algorithm, sk, original))
 
@@ -243,7 +245,8 @@ class SscApplet(Applet):
         if isinstance(usable, Response):
             return usable
         keys, algorithm = usable
-        auth_data, original = cmd.data[:8], cmd.data[8:]
+        auth_data = cmd.data[: ssc.CRYPTOGRAM_LENGTH]
+        original = cmd.data[ssc.CRYPTOGRAM_LENGTH :]
         sk = crypto.session_key(algorithm, keys.rkssse, challenge)
         if not hmac.compare_digest(auth_data, crypto.cryptogram(algorithm, sk, original)):
             self.external_auth_tries -= 1
@@ -256,22 +259,28 @@ class SscApplet(Applet):
 
     def install(self, card: CardOS) -> None:
         profile = self.profile
-        protected = RKSSSE if profile.generation is Generation.V3 else None
+        # EF06 is free on 1.0/2.0 cards; the biometric EFs need the read key on every card
+        # (domain.md 2: "transparent, read key").
+        holder_access = RKSSSE if profile.generation is Generation.V3 else None
         records = ssse_records(profile)
-        fci = ssse_fci(profile.card.algorithm, template=profile.card.fci_template)
-        ssse = card.mf.add(DedicatedFile(SSSE_FID, name=SSSE_NAME, fci=fci))
-        ssse.add(RecordEF(EF05.fid, sfi=EF05.sfi, records=records[EF05.fid]))
-        ssse.add(RecordEF(EF06.fid, sfi=EF06.sfi, read_access=protected, records=records[EF06.fid]))
-        ssse.add(
-            TransparentEF(EF07.fid, bytes(FINGERPRINT_SIZE), sfi=EF07.sfi, read_access=protected)
-        )
-        ssse.add(
-            TransparentEF(
-                EF08.fid, _placeholder_jpeg(PHOTO_SIZE), sfi=EF08.sfi, read_access=protected
+        ssse = card.mf.add(
+            DedicatedFile(
+                SSSE_FID,
+                name=SSSE_NAME,
+                fci=ssse_fci(profile.card.algorithm, template=profile.card.fci_template),
+                blocked=profile.card.blocked,
             )
         )
+        ssse.add(RecordEF(EF05.fid, sfi=EF05.sfi, records=records[EF05.fid]))
+        ssse.add(
+            RecordEF(EF06.fid, sfi=EF06.sfi, read_access=holder_access, records=records[EF06.fid])
+        )
+        ssse.add(TransparentEF(EF07.fid, bytes(FINGERPRINT_SIZE), sfi=EF07.sfi, read_access=RKSSSE))
+        ssse.add(
+            TransparentEF(EF08.fid, _placeholder_jpeg(PHOTO_SIZE), sfi=EF08.sfi, read_access=RKSSSE)
+        )
         for fid, aid in SUB_APPLICATIONS.items():
-            ssse.add(DedicatedFile(fid, name=aid, fci=_tlv(b"\x6f", _tlv(b"\x84", aid))))
+            ssse.add(DedicatedFile(fid, name=aid, fci=fci(aid)))
         self.root = ssse
 
 
@@ -299,6 +308,11 @@ def build_card(profile: CardProfile, contactless: bool = False) -> CardOS:
         multi_record=settings.multi_record,
         sfi_record_id=settings.sfi_record_id,
         select_p2_0c=settings.select_p2_0c,
+        partial_df_name=settings.partial_df_name,
+        extended_length=settings.extended_length,
+        challenge_lengths=settings.challenge_lengths,
+        # Class 80 is the SSC's and the e-purse's (CHANGE PIN, GET BALANCE ...).
+        proprietary_classes=(iso7816.CLA_PROPRIETARY,),
     )
     if profile.has_ssse:
         card.install(SscApplet(profile))

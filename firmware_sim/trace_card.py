@@ -8,39 +8,37 @@ an extra command, a command for the card while the PSAM's turn is next, anything
 end - is a :class:`TraceMismatch` (an ``AssertionError``: no terminal code catches it, the test
 fails naming the position and both commands in hex).
 
-Three ways in:
+Two ways in:
 
 * :class:`TraceBackend`, a :class:`terminal.reader.ReaderBackend` in process: a card reader
   and, when the trace has PSAM exchanges, a PSAM reader;
 * :class:`TraceCard`, a :class:`firmware_sim.vpcd.VirtualICC`, so a trace runs through the
-  real pcscd (tests/integration/test_traces_vpcd.py);
-* :func:`run_trace_flow`, which runs the flow a trace names (``# flow:``) over either and
-  returns the outcome its ``# expect:`` lines are checked against.
+  real pcscd (tests/integration/test_traces_vpcd.py).
 
 :class:`TraceRandom` hands the terminal the recorded random values, so INTERNAL and EXTERNAL
 AUTHENTICATE carry the recorded process factor and originals.
+
+This module is the card side only: it reads the trace format (:mod:`terminal.tracefile`) and
+shows the trace as the reader interface the terminal uses (:mod:`terminal.reader`); it never
+runs terminal code. Running the flow a trace names is the tests' job
+(``tests/unit/trace_flows.py``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from firmware_sim.spec.status import SW
 from terminal.errors import NoCardError, NoReaderError
-from terminal.reader import Interface, ReaderBackend, ReaderInfo
-from terminal.tracefile import Exchange, Flow, Slot, Trace
-
-if TYPE_CHECKING:
-    from terminal.secure.psam import PsamSecureModule
-    from terminal.ssc.reading import CardReading
+from terminal.reader import Interface, ReaderInfo
+from terminal.tracefile import Exchange, Slot, Trace
 
 CARD_READER = "Trace card reader"
 PSAM_READER = "Trace PSAM reader"
 DEFAULT_PSAM_ATR = bytes.fromhex("3B6900004F4E45434152442D50")
 """The ATR of a PSAM whose trace gives none: T=0, historical bytes "ONECARD-P"."""
-NO_PRECISE_DIAGNOSIS = b"\x6f\x00"
+NO_PRECISE_DIAGNOSIS = SW.NO_PRECISE_DIAGNOSIS.to_bytes(2, "big")
 """What a :class:`TraceCard` answers over vpcd after a mismatch (the mismatch is kept)."""
 
 _FIELD_NAMES = ("CLA", "INS", "P1", "P2", "Lc/Le")
@@ -275,135 +273,3 @@ class TraceRandom:
         left = len(self.values) - self.position
         if left:
             raise TraceMismatch(f"{left} recorded random value(s) not drawn by the terminal")
-
-
-# --- running the flow a trace names --------------------------------------------------------
-
-DEFAULT_TODAY = dt.date(2026, 1, 1)
-"""``today`` of a verify trace without ``# today:`` (only PKI checks use the date)."""
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, bytes):
-        return value.hex().upper()
-    return str(value)
-
-
-def _reading_outcome(reading: CardReading) -> dict[str, str]:
-    # Every scalar of the ``onecard read --json`` output, so a new field is an outcome too.
-    data = reading.to_json(reveal=True)
-    out = {
-        key: _text(value)
-        for key, value in data.items()
-        if value is None or isinstance(value, str | int | bool)
-    }
-    out["holder"] = "present" if reading.ssc.holder is not None else "none"
-    unreadable = [
-        f"{u.file}{'' if u.tag is None else f'/{u.tag:02X}'}:{u.sw:04X}"
-        for u in reading.ssc.unreadable
-    ]
-    out["unreadable"] = ",".join(unreadable) if unreadable else "none"
-    return out
-
-
-def run_trace_flow(
-    trace: Trace,
-    backend: ReaderBackend,
-    card_reader: str = CARD_READER,
-    psam_reader: str | None = PSAM_READER,
-) -> dict[str, str]:
-    """Run the terminal flow ``trace`` names over ``backend`` - the real code path:
-    :func:`terminal.ssc.reading.read_card`, :func:`terminal.ssc.reading.verify_card_in_reader`
-    with a :class:`terminal.secure.psam.PsamSecureModule` in ``psam_reader`` and the recorded
-    randoms, :func:`terminal.transit.purchase.purchase` - and return its outcome as text by
-    key (the keys ``# expect:`` lines name, docs/traces.md)."""
-    from terminal.secure.psam import PsamSecureModule
-
-    if trace.flow is None:
-        raise TraceMismatch("the trace names no flow (# flow: read|verify|purchase)")
-    if trace.header("secure-module") == "software":
-        raise TraceMismatch(
-            "recorded with a key-file secure module: its cryptograms left no PSAM exchange to "
-            "replay (record verify traces with --psam)"
-        )
-    random = TraceRandom(trace.randoms)
-    module = None
-    if trace.has_psam and trace.flow is not Flow.READ:
-        if psam_reader is None:
-            raise TraceMismatch("the trace has PSAM exchanges but no PSAM reader was given")
-        module = PsamSecureModule.open(backend, psam_reader)
-    try:
-        out = _run(trace, backend, card_reader, module, random)
-    finally:
-        if module is not None:
-            module.close()
-    random.assert_complete()
-    return out
-
-
-def _run(
-    trace: Trace,
-    backend: ReaderBackend,
-    card_reader: str,
-    module: PsamSecureModule | None,
-    random: TraceRandom,
-) -> dict[str, str]:
-    from terminal.reader import CardChannel
-    from terminal.ssc.reading import read_card, verify_card_in_reader
-
-    if trace.flow is Flow.READ:
-        return _reading_outcome(read_card(backend, card_reader))
-    if trace.flow is Flow.VERIFY:
-        reading, verification = verify_card_in_reader(
-            backend,
-            card_reader,
-            module,
-            None,
-            trace.today or DEFAULT_TODAY,
-            random=random,
-        )
-        out = _reading_outcome(reading) if reading is not None else {}
-        out["verdict"] = verification.verdict.value
-        for name, check in verification.checks.items():
-            out[name] = check.check.value
-        return out
-    from terminal.transit.purchase import purchase
-
-    if module is None or trace.amount is None or trace.when is None:
-        raise TraceMismatch("a purchase trace needs PSAM exchanges, # amount: and # when:")
-    connection = backend.connect(card_reader)
-    try:
-        result = purchase(CardChannel(connection), module, trace.amount, trace.when)
-    finally:
-        connection.close()
-    return {
-        key: _text(getattr(result, key, None))
-        for key in (
-            "status",
-            "balance_before",
-            "balance_after",
-            "counter",
-            "tac",
-            "apdu_count",
-            "app_serial",
-            "terminal_serial",
-            "reason",
-            "mac2_verified",
-        )
-    }
-
-
-def expectation_failures(trace: Trace, outcome: dict[str, str]) -> list[str]:
-    """What of the trace's ``# expect:`` lines the outcome does not meet (empty: all met)."""
-    failures = []
-    for item in trace.expect:
-        if item.key not in outcome:
-            known = ", ".join(sorted(outcome))
-            failures.append(f"{item.key}: no such outcome of this flow (known: {known})")
-        elif outcome[item.key] != item.value:
-            failures.append(f"{item.key}: expected {item.value}, got {outcome[item.key]}")
-    return failures

@@ -22,7 +22,9 @@ are the card OS's):
                                         ``balance_bit31``: garbage, not money).
 ``80 50 01|03 02 0B k amt(4) term(6)``  INITIALIZE FOR PURCHASE (P1 03 composite): balance(4)
                                         counter(2) overdraft(3) keyVer(1) algId(1) random(4).
-                                        ``9401`` balance < amount, ``9403`` unknown key index
+                                        ``9401`` balance < amount (the overdraft limit is only
+                                        reported: this e-purse never goes below zero),
+                                        ``9403`` unknown key index
                                         (or no purchase key), ``9303`` locked after
                                         :data:`MAC1_TRIES` wrong MAC1s.
 ``80 DC <id> F0 30 <record>``           UPDATE CAPP DATA CACHE (after a P1 03 INITIALIZE): stage
@@ -44,7 +46,6 @@ field after it debited but before the terminal heard the answer.
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 import secrets
 from collections.abc import Callable
@@ -55,32 +56,27 @@ from firmware_sim.apdu import Command, Response, status
 from firmware_sim.cardos import Applet, CardOS
 from firmware_sim.filesystem import DedicatedFile, RecordEF, TransparentEF
 from firmware_sim.keys import MasterKeys
-from firmware_sim.profile import TUnionSettings
+from firmware_sim.profile import TUnionSettings, sample_public_info
 from firmware_sim.spec import iso7816, tunion
 from firmware_sim.spec.status import SW
 from firmware_sim.spec.tunion import (
+    LOG_CAPACITY,
     MANAGEMENT_INFO,
     PUBLIC_INFO,
     PURCHASE_LOG,
+    TRIP_CAPACITY,
     TRIP_RECORDS,
+    TUNION_ADF_FID,
     TUNION_AID,
     Ins,
     PublicInfo,
 )
+from firmware_sim.tlv import fci, tlv
 
-TUNION_ADF_FID = tunion.TUNION_ADF_FID
 MAC1_TRIES = 3
-LOG_CAPACITY = tunion.LOG_CAPACITY
-TRIP_CAPACITY = tunion.TRIP_CAPACITY
 DEFAULT_BALANCE = 5000  # fen
 DEFAULT_APP_SERIAL = bytes.fromhex("50000000000000000001")
 COUNTRY_CODE = b"\x01\x56\x00\x00"  # 0x17: country 156 (China)
-
-
-def _tlv(tag: bytes, value: bytes) -> bytes:
-    if len(value) >= 0x80:
-        raise ValueError("the e-purse FCI uses one-byte lengths")
-    return tag + bytes((len(value),)) + value
 
 
 def tunion_fci(public_info: bytes | None, *, label: bool = False) -> bytes:
@@ -91,15 +87,13 @@ def tunion_fci(public_info: bytes | None, *, label: bool = False) -> bytes:
     """
     proprietary = b""
     if label:
-        proprietary += _tlv(tunion.TAG_APPLICATION_LABEL, tunion.TUNION_LABEL)
-        proprietary += _tlv(tunion.TAG_PRIORITY_INDICATOR, b"\x01")
-        proprietary += _tlv(tunion.TAG_APPLICATION_VERSION, b"\x02")
-        proprietary += _tlv(tunion.TAG_PREFERRED_NAME, tunion.PREFERRED_NAME)
+        proprietary += tlv(tunion.TAG_APPLICATION_LABEL, tunion.TUNION_LABEL)
+        proprietary += tlv(tunion.TAG_PRIORITY_INDICATOR, b"\x01")
+        proprietary += tlv(tunion.TAG_APPLICATION_VERSION, b"\x02")
+        proprietary += tlv(tunion.TAG_PREFERRED_NAME, tunion.PREFERRED_NAME)
     if public_info is not None:
-        proprietary += _tlv(tunion.TAG_ISSUER_DISCRETIONARY, public_info)
-    body = _tlv(bytes((tunion.TAG_DF_NAME,)), TUNION_AID)
-    body += _tlv(bytes((tunion.TAG_PROPRIETARY,)), proprietary)
-    return _tlv(bytes((tunion.TAG_FCI,)), body)
+        proprietary += tlv(iso7816.TAG_ISSUER_DISCRETIONARY, public_info)
+    return fci(TUNION_AID, proprietary)
 
 
 @dataclass
@@ -121,32 +115,6 @@ class _Prove:
     counter_after: int
     mac2: bytes
     tac: bytes
-
-
-def sample_public_info(
-    app_serial: bytes,
-    *,
-    issuer_code: bytes = b"\x50\x00",
-    city_code: bytes = b"\x50\x00",
-    industry_code: bytes = b"\x00\x01",
-    start: dt.date = dt.date(2020, 1, 1),
-    expiry: dt.date = dt.date(2040, 12, 31),
-    card_type: int = 0x01,
-) -> PublicInfo:
-    """File 0x15 of a sample card."""
-    return PublicInfo(
-        issuer_code=issuer_code,
-        city_code=city_code,
-        industry_code=industry_code,
-        issuer_rfu=b"\xff\xff",
-        app_type=tunion.APP_TYPE_EPURSE,
-        app_version=0x01,
-        app_serial=app_serial,
-        start_date=start,
-        expiry_date=expiry,
-        card_type=card_type,
-        rfu=0x00,
-    )
 
 
 class TUnionApplet(Applet):
@@ -275,7 +243,9 @@ class TUnionApplet(Applet):
         amount = int.from_bytes(cmd.data[1:5], "big")
         if amount == 0:
             return status(SW.INCORRECT_DATA)
-        if amount > self.balance + self.overdraft:
+        if amount > self.balance:
+            # docs/transit.md: 9401 when amount > balance. The overdraft limit is reported
+            # in the answer and the log, never spent: the balance stays a 31-bit count.
             return status(SW.INSUFFICIENT_BALANCE)
         random = secrets.token_bytes(4)
         transaction_type = tunion.TRANSACTION_TYPE[cmd.p1]
@@ -319,6 +289,8 @@ class TUnionApplet(Applet):
         date, time, mac1 = cmd.data[4:8], cmd.data[8:11], cmd.data[11:15]
         if not (tunion.is_bcd_date(date) and tunion.is_bcd_time(time)):
             return status(SW.INCORRECT_DATA)
+        if purchase.amount > self.balance:  # INITIALIZE checked it; the balance never goes below 0
+            return status(SW.INSUFFICIENT_BALANCE)
         alg = self.algorithm
         sk = crypto.purchase_session_key(alg, self._key, purchase.random, self.counter, serial)
         expected = crypto.mac1(

@@ -34,7 +34,7 @@ from terminal.ssc.session import ReadMode
 if TYPE_CHECKING:
     import datetime
 
-    from terminal.tracefile import RecordingBackend
+    from terminal.tracerecord import RecordingBackend
 
 # Distinct exit codes, so scripts can tell failures apart without parsing text.
 EXIT_CODES: dict[type[OneCardError], int] = {
@@ -165,7 +165,7 @@ def _traced_backend(args: argparse.Namespace) -> tuple[ReaderBackend, RecordingB
     backend = _reader_backend(args)
     if not getattr(args, "trace", None):
         return backend, None
-    from terminal.tracefile import RecordingBackend
+    from terminal.tracerecord import RecordingBackend
 
     psam = getattr(args, "psam", None)
     recorder = RecordingBackend(backend, psam_reader=psam, raw=args.trace_raw)
@@ -184,6 +184,7 @@ def _write_trace(
     fails is the one worth a trace)."""
     if recorder is None:
         return
+    from terminal.secretfile import write_secret_file
     from terminal.tracefile import Expectation, Flow, format_trace
 
     items = [Expectation(*item.split("=", 1)) for item in expect]
@@ -192,7 +193,8 @@ def _write_trace(
         # Cryptograms of a key file leave no PSAM exchange a replay could answer from.
         extra.append(("secure-module", "software"))
     trace = recorder.trace(flow=Flow(flow), randoms=randoms, today=today, expect=items, extra=extra)
-    Path(args.trace).write_text(format_trace(trace), encoding="utf-8")
+    # Mode 0600, atomically: a trace holds card identifiers even with holder data masked.
+    write_secret_file(args.trace, format_trace(trace))
 
 
 def trace_options(p: argparse.ArgumentParser) -> None:
@@ -234,7 +236,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from terminal.pki.truststore import load_trust_store
     from terminal.ssc.auth import random_bytes
     from terminal.ssc.reading import verify_card_in_reader
-    from terminal.tracefile import RecordingRandom
+    from terminal.tracerecord import RecordingRandom
 
     today = datetime.date.fromisoformat(args.today) if args.today else datetime.date.today()
     store = load_trust_store(args.trust, today) if args.trust else None

@@ -98,8 +98,21 @@ EventSink = Callable[[ReaderEvent], None]
 # --- the channel ----------------------------------------------------------------------------
 
 GET_RESPONSE_INS = 0xC0
-_SECRET_INS = frozenset({0x20, 0x24, 0x5E})  # VERIFY, CHANGE REFERENCE DATA, CHANGE PIN
+PIN_INSTRUCTIONS = frozenset({0x20, 0x24, 0x2C, 0x5E})
+"""Instructions whose command data is a PIN: VERIFY (20), CHANGE REFERENCE DATA (24), RESET
+RETRY COUNTER (2C, unblock: PUK and new PIN), CHANGE PIN (80 5E). Whatever keeps a command
+beyond the call that sends it (the diagnostic trace here, trace files) keeps :func:`hide_pin`
+of it."""
 MAX_CHAINED_RESPONSES = 64  # 64 * 256 bytes: far beyond any SSC answer, bounds a looping card
+
+
+def hide_pin(apdu: bytes) -> bytes:
+    """``apdu`` with its command data zeroed when it carries a PIN (:data:`PIN_INSTRUCTIONS`,
+    any class): header and Lc kept, so it still reads as the command it was. Any other
+    command unchanged."""
+    if len(apdu) > 5 and apdu[1] in PIN_INSTRUCTIONS:
+        return bytes(apdu[:5]) + bytes(len(apdu) - 5)
+    return bytes(apdu)
 
 
 class CardChannel:
@@ -139,6 +152,5 @@ class CardChannel:
         answer = self.connection.transmit_raw(raw)
         if self.trace is not None:
             # PIN data never leaves the call that sends it, not even into a trace.
-            shown = raw[:4] + b"\x00" * (len(raw) - 4) if raw[1] in _SECRET_INS else raw
-            self.trace.append((shown, answer))
+            self.trace.append((hide_pin(raw), answer))
         return ResponseAPDU.from_bytes(answer)

@@ -5,7 +5,8 @@ interface, and the ordered APDU exchanges, each on its slot (the card or the PSA
 terminal's own random values in the order it drew them (the process factor and originals of
 INTERNAL/EXTERNAL AUTHENTICATE), so that a replay can make the terminal send exactly the
 recorded bytes. ``firmware_sim.trace_card`` replays a trace as a strict card; ``onecard read
---trace`` and ``onecard verify --trace`` record one (:class:`RecordingBackend`).
+--trace`` and ``onecard verify --trace`` record one (:mod:`terminal.tracerecord`, which also
+keeps the holder's data out of it). This module reads and writes the text.
 
 Three text shapes are read (docs/traces.md):
 
@@ -40,12 +41,12 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from terminal.apdu import CommandAPDU
 from terminal.errors import ApduError, ParseError
-from terminal.reader import CardConnection, Interface, ReaderBackend, ReaderInfo
+from terminal.ldt33 import historical_bytes
+from terminal.reader import Interface
 
 FORMAT_VERSION = "1"
 MAGIC_KEY = "onecard-trace"
@@ -157,39 +158,26 @@ class Trace:
 # --- ATR and ATS ----------------------------------------------------------------------------
 
 
-def _interface_bytes(atr: bytes) -> tuple[list[int], int]:
-    """The protocols the TDi bytes of ``atr`` name, in order, and the index of its first
-    historical byte; :class:`ValueError` when the bytes run past the end."""
+def check_atr(atr: bytes) -> bytes:
+    """``atr`` if it opens with TS and T0 and its historical bytes (after the interface bytes
+    T0 announces, :func:`terminal.ldt33.historical_bytes`) are all there; ValueError
+    otherwise."""
     if len(atr) < 2 or atr[0] not in (0x3B, 0x3F):
         raise ValueError("an ATR starts with TS 3B or 3F and T0")
-    protocols: list[int] = []
-    position = 2  # the first byte after T0
-    y = atr[1] >> 4
-    while True:
-        position += bin(y & 0x7).count("1")  # TAi TBi TCi
-        if not y & 0x8:
-            break
-        if position >= len(atr):
-            raise ValueError("ATR interface bytes cut short")
-        protocols.append(atr[position] & 0x0F)  # TDi: its low nibble names a protocol
-        y = atr[position] >> 4
-        position += 1
-    if position + (atr[1] & 0x0F) > len(atr):
-        raise ValueError("ATR historical bytes cut short")
-    return protocols, position
-
-
-def check_atr(atr: bytes) -> bytes:
-    """``atr`` if its interface and historical bytes are all there; ValueError otherwise."""
-    _interface_bytes(atr)
+    if len(historical_bytes(atr)) != atr[1] & 0x0F:
+        raise ValueError("ATR interface or historical bytes cut short")
     return atr
 
 
 def atr_protocol(atr: bytes) -> str:
-    """The protocol a reader picks for a contact ``atr``: the first one TD1.. offers (T=0
-    when the ATR has no TD1, ISO 7816-3)."""
-    protocols, _ = _interface_bytes(atr)
-    return "T=1" if protocols and protocols[0] == 1 else "T=0"
+    """The protocol a reader picks for a contact ``atr``: the one TD1 names (T=0 when the
+    ATR has no TD1, ISO 7816-3)."""
+    check_atr(atr)
+    t0 = atr[1]
+    td1 = 2 + bin(t0 & 0x70).count("1")  # after TA1 TB1 TC1
+    if not t0 & 0x80 or td1 >= len(atr):
+        return "T=0"
+    return "T=1" if atr[td1] & 0x0F == 1 else "T=0"
 
 
 def is_pseudo_atr(atr: bytes) -> bool:
@@ -678,205 +666,3 @@ def format_trace(trace: Trace) -> str:
 def _one_line(text: str) -> str:
     """``text`` with every character that would end a line (str.splitlines) made a space."""
     return " ".join(text.splitlines())
-
-
-# --- recording ------------------------------------------------------------------------------
-
-_SECRET_INS = frozenset({0x20, 0x24, 0x5E})
-"""VERIFY, CHANGE REFERENCE DATA, CHANGE PIN: their data (the PIN) is never written; the same
-rule as :class:`terminal.reader.CardChannel`'s diagnostic trace."""
-
-HOLDER_FID = 0xEF06
-HOLDER_SFI = 0x06
-HOLDER_TAGS = frozenset({0x08, 0x09, 0x4E, 0x0A, 0x0B, 0x0C, 0x0D})
-"""EF06 records whose values are personal data: SSN, name, name extension, sex, ethnicity,
-birthplace, birth date (domain.md 2)."""
-
-_FILLER: dict[int, bytes] = {
-    0x08: b"0" * 18,  # an: not a citizen ID (no region 000000 exists)
-    0x09: "测试".encode("gbk"),  # GBK name "test", padded with 00
-    0x0A: b"9",  # sex not stated
-    0x0B: b"\x01",
-    0x0C: b"\x00\x00\x00",
-    0x0D: b"\x19\x70\x01\x01",
-}
-
-
-def holder_filler(tag: int, length: int) -> bytes:
-    """A synthetic value of ``length`` bytes for EF06 record ``tag``, in the item's format
-    (so a replay still decodes it): zeros, "测试", "9", 19700101 - never the holder's."""
-    base = _FILLER.get(tag, b"")[:length]
-    if tag == 0x09 and len(base) % 2:
-        base = base[:-1]  # never half a GBK character
-    return base + bytes(length - len(base))
-
-
-def anonymise_holder_records(data: bytes) -> bytes:
-    """``data`` (EF06 records, SIMPLE-TLV, one or many) with the value of every holder tag
-    replaced by :func:`holder_filler`; data that does not walk as records is zeroed whole."""
-    out = bytearray(data)
-    offset = 0
-    while offset < len(data):
-        tag = data[offset]
-        if offset + 1 >= len(data):
-            return bytes(len(data))
-        length, start = data[offset + 1], offset + 2
-        if length == 0xFF:
-            if offset + 3 >= len(data):
-                return bytes(len(data))
-            length, start = int.from_bytes(data[offset + 2 : offset + 4], "big"), offset + 4
-        if start + length > len(data) or tag in (0x00, 0xFF):
-            return bytes(len(data))
-        out[start : start + length] = (
-            holder_filler(tag, length) if tag in HOLDER_TAGS else bytes(length)
-        )
-        offset = start + length
-    return bytes(out)
-
-
-class _PrivacyFilter:
-    """What one card connection may write: PIN data zeroed in commands, EF06 values replaced
-    in answers. Follows SELECT to know when EF06 is the current file."""
-
-    def __init__(self, raw: bool) -> None:
-        self.raw = raw
-        self.current_ef: int | None = None
-        self.holder_answer_pending = False  # a holder READ RECORD answered 61xx
-
-    def command(self, apdu: bytes) -> bytes:
-        if len(apdu) > 5 and apdu[1] in _SECRET_INS:
-            return apdu[:5] + bytes(len(apdu) - 5)
-        return apdu
-
-    def answer(self, apdu: bytes, answer: bytes) -> bytes:
-        holder = self._reads_holder(apdu)
-        self._follow(apdu, answer)
-        if self.raw or not holder or len(answer) <= 2:
-            self.holder_answer_pending = holder and answer[:1] == b"\x61"
-            return answer
-        self.holder_answer_pending = False
-        return anonymise_holder_records(answer[:-2]) + answer[-2:]
-
-    def _reads_holder(self, apdu: bytes) -> bool:
-        if len(apdu) < 4:
-            return False
-        ins, p2 = apdu[1], apdu[3]
-        if ins == 0xC0:  # GET RESPONSE: holder data if it fetches a holder answer
-            return self.holder_answer_pending
-        if ins != 0xB2:
-            return False
-        sfi = p2 >> 3
-        return sfi == HOLDER_SFI or (sfi == 0 and self.current_ef == HOLDER_FID)
-
-    def _follow(self, apdu: bytes, answer: bytes) -> None:
-        if len(apdu) < 4 or apdu[1] != 0xA4:
-            return
-        p1 = apdu[2]
-        if p1 in (0x00, 0x02) and len(apdu) >= 7 and apdu[4] == 2:
-            self.current_ef = int.from_bytes(apdu[5:7], "big")
-        elif p1 == 0x04:
-            self.current_ef = None
-
-
-class _RecordingConnection:
-    """A :class:`CardConnection` that notes every exchange before handing the answer on."""
-
-    def __init__(self, inner: CardConnection, slot: Slot, recorder: RecordingBackend) -> None:
-        self._inner = inner
-        self._slot = slot
-        self._recorder = recorder
-        self._filter = _PrivacyFilter(recorder.raw or slot is Slot.PSAM)
-        self.reader = inner.reader
-        self.atr = inner.atr
-        self.protocol = inner.protocol
-        self.interface = inner.interface
-
-    def transmit_raw(self, apdu: bytes) -> bytes:
-        shown = self._filter.command(bytes(apdu))
-        try:
-            answer = self._inner.transmit_raw(apdu)
-        except BaseException:
-            # The card left (or the reader failed) with the command on the wire: keep it.
-            self._recorder.exchanges.append(Exchange(self._slot, shown, None))
-            raise
-        written = self._filter.answer(bytes(apdu), bytes(answer))
-        self._recorder.exchanges.append(Exchange(self._slot, shown, written))
-        return answer
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class RecordingBackend:
-    """A :class:`ReaderBackend` around another that records what crosses every connection.
-
-    Connections to ``psam_reader`` are the PSAM slot, all others the card. Unless ``raw``,
-    the values of holder data (EF06 tags 08, 09, 4E, 0A-0D) are replaced by a synthetic
-    filler of the same length; PIN data (VERIFY, CHANGE PIN) is never kept either way.
-    :meth:`trace` gives what was recorded so far as a :class:`Trace`.
-    """
-
-    def __init__(
-        self, backend: ReaderBackend, *, psam_reader: str | None = None, raw: bool = False
-    ) -> None:
-        self._backend = backend
-        self.psam_reader = psam_reader
-        self.raw = raw
-        self.exchanges: list[Exchange] = []
-        self.card: CardConnection | None = None
-        self.psam: CardConnection | None = None
-
-    def readers(self) -> list[ReaderInfo]:
-        return self._backend.readers()
-
-    def connect(self, reader: str) -> CardConnection:
-        inner = self._backend.connect(reader)
-        slot = Slot.PSAM if reader == self.psam_reader else Slot.CARD
-        if slot is Slot.PSAM:
-            self.psam = self.psam or inner
-        else:
-            self.card = self.card or inner
-        return _RecordingConnection(inner, slot, self)
-
-    def trace(
-        self,
-        *,
-        title: str = "",
-        flow: Flow | None = None,
-        randoms: Iterable[bytes] = (),
-        today: dt.date | None = None,
-        expect: Iterable[Expectation] = (),
-        extra: Iterable[tuple[str, str]] = (),
-    ) -> Trace:
-        """The session so far, with the card's ATR, protocol and interface."""
-        card, psam = self.card, self.psam
-        privacy = "raw" if self.raw else "EF06 values replaced by a synthetic filler"
-        where = [("reader", card.reader)] if card is not None else []
-        return Trace(
-            exchanges=tuple(self.exchanges),
-            atr=card.atr if card is not None else None,
-            protocol=card.protocol if card is not None else "T=0",
-            interface=card.interface if card is not None else Interface.CONTACT,
-            psam_atr=psam.atr if psam is not None else None,
-            psam_protocol=psam.protocol if psam is not None else "T=0",
-            title=title,
-            randoms=tuple(randoms),
-            flow=flow,
-            today=today,
-            expect=tuple(expect),
-            extra=(*tuple(extra), *where, ("holder-data", privacy)),
-        )
-
-
-class RecordingRandom:
-    """A random source that hands out ``source``'s bytes and keeps them, in order: the
-    terminal's process factors and originals, which a replay must draw again."""
-
-    def __init__(self, source: Callable[[int], bytes]) -> None:
-        self._source = source
-        self.values: list[bytes] = []
-
-    def __call__(self, n: int) -> bytes:
-        value = self._source(n)
-        self.values.append(bytes(value))
-        return value

@@ -7,7 +7,8 @@ from the terminal: when the terminal and the simulator disagree about a table, a
 
 ==================  =====================================================================
 :mod:`.status`      ISO/IEC 7816-4 and SSC/PBOC status words
-:mod:`.iso7816`     CLA and INS bytes, SELECT and READ RECORD parameters
+:mod:`.iso7816`     CLA and INS bytes, SELECT and READ RECORD parameters, Le limits,
+                    GET CHALLENGE lengths, the FCI template tags
 :mod:`.ssc`         the social security application (SSSE): DF name, EF05/EF06 layout,
                     card number and citizen ID checks, key ids, diversification factor
 :mod:`.tunion`      the T-Union e-purse (JT/T 978, PBOC e-purse): AID, SFIs, file layouts,

@@ -12,7 +12,6 @@ import enum
 CLA_INTERINDUSTRY = 0x00  # ISO 7816-4 interindustry class, no secure messaging
 CLA_PROPRIETARY = 0x80  # proprietary class: CHANGE PIN, the e-purse and PSAM commands
 CLA_PCSC = 0xFF  # PC/SC part 3 pseudo-APDUs, answered by the contactless reader
-CLA_PSAM_DELIVERY = 0xBF  # the PSAM's DELIVERY SESSION KEY class
 
 
 class Ins(enum.IntEnum):
@@ -63,4 +62,14 @@ READ_BINARY_BY_SFI = 0x80
 
 SHORT_LE_MAX = 256  # Le byte 00
 EXTENDED_LE_MAX = 65536  # extended Le 0000
-CHALLENGE_LENGTHS = frozenset({4, 8, 16})  # GET CHALLENGE Le: PBOC 4, SSC 8, SM4 16
+
+CHALLENGE_LENGTH = 8  # GET CHALLENGE `00 84 00 00 08` (domain.md 2)
+CHALLENGE_LENGTHS = frozenset({4, 8, 16})
+"""GET CHALLENGE Le values a card may answer: PBOC 4, SSC 8, SM4-sized 16. A strict card
+answers 8 only; a profile may add the others (``challenge_lengths``)."""
+
+# FCI template (ISO 7816-4 5.3.3 / EMV): what SELECT of a DF answers
+TAG_FCI = 0x6F  # FCI template
+TAG_DF_NAME = 0x84  # DF name (AID)
+TAG_FCI_PROPRIETARY = 0xA5  # FCI proprietary template
+TAG_ISSUER_DISCRETIONARY = 0x9F0C  # issuer discretionary data inside A5 (EMV)

@@ -13,8 +13,9 @@ PSAM_AID = bytes.fromhex("D15600000590")
 PSAM_ADF_FID = 0x1001  # the FID PBOC-style PSAMs give their application DF
 TERMINAL_NUMBER_FID = 0x0016  # EF16
 TERMINAL_NUMBER_SFI = 0x16  # READ BINARY `00 B0 96 00 06`
-TERMINAL_NUMBER_LENGTH = 6  # 12 BCD digits
-HISTORICAL_MARKER = b"PSAM"  # this simulator's PSAM historical bytes: "PSAM" || terminal no
+HISTORICAL_MARKER = b"PSAM"
+"""This simulator's PSAM historical bytes start with this; the 6 BCD bytes of the terminal
+number follow."""
 
 
 class Command(enum.Enum):
@@ -34,14 +35,18 @@ class KeyUsage(enum.IntEnum):
     UKSSSE = 0x03  # update key of the SSSE
 
 
-KEY_NAMES = {KeyUsage.IRK: "irk", KeyUsage.RKSSSE: "rkssse", KeyUsage.UKSSSE: "ukssse"}
+SSC_KEY_NAMES: dict[KeyUsage, str] = {
+    KeyUsage.IRK: "irk",
+    KeyUsage.RKSSSE: "rkssse",
+    KeyUsage.UKSSSE: "ukssse",
+}
+"""The social security master keys by usage, named as the key file and a card profile's
+``[keys]`` table name them (in that order: IRK, RKSSSE, UKSSSE)."""
 PURCHASE_KEY_NAME = "purchase"  # the e-purse purchase master key
 
-DIVERSIFICATION_DATA_LENGTH = 8
 DELIVERY_DATA_LENGTH = 0x18  # D1(8) D2(8) P(8)
 CIPHER_DATA_LENGTH = 0x08
 MAC1_DATA_LENGTH = 0x24
-MAC1_ANSWER_LENGTH = 0x08  # terminal serial(4) MAC1(4)
 MAC2_LENGTHS = (0x04, 0x08)  # MAC2, or serial(4) MAC2 (recovery)
 KEPT_SESSIONS = 16  # purchase sessions in RAM, by serial
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 SSSE_NAME = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
 """DF name of the application environment SSSE: ``sx1.sh.社会保障`` in GBK (15 bytes)."""
-SSSE_NAME_TEXT = "sx1.sh.社会保障"
 SSSE_FID = 0xDDF1  # the SSSE DDF under the MF
 
 
@@ -28,16 +27,13 @@ class FileRef:
 
 EF05 = FileRef("EF05", 0xEF05, 0x05)  # 发卡机构数据: issuer data, record EF, free read
 EF06 = FileRef("EF06", 0xEF06, 0x06)  # 持卡人基本信息: holder data, record EF, RKSSSE on 3.0
-EF07 = FileRef("EF07", 0xEF07, 0x07)  # fingerprint, transparent, RKSSSE on 3.0
-EF08 = FileRef("EF08", 0xEF08, 0x08)  # photo, transparent, RKSSSE on 3.0
+EF07 = FileRef("EF07", 0xEF07, 0x07)  # fingerprint, transparent, read key (RKSSSE)
+EF08 = FileRef("EF08", 0xEF08, 0x08)  # photo, transparent, read key (RKSSSE)
 DIRECTORY_SFI = 0x1E  # FCI tag 88: SFI of the directory EF of the SSSE
 
-# FCI of the SSSE (a real 3.0 card: 6F1C 840F<name> A509 88011E 9F0C03 860103)
-TAG_FCI = 0x6F
-TAG_DF_NAME = 0x84
-TAG_PROPRIETARY = 0xA5
+# FCI of the SSSE (a real 3.0 card: 6F1C 840F<name> A509 88011E 9F0C03 860103): the FCI
+# template tags are ISO's (spec/iso7816.py); 9F0C, issuer discretionary data, wraps tag 86.
 TAG_SFI_OF_DIRECTORY = 0x88
-TAG_ALGORITHM_TEMPLATE = b"\x9f\x0c"  # 9F0C: issuer discretionary data, wraps tag 86
 TAG_ALGORITHM_FLAG = 0x86
 
 
@@ -70,12 +66,15 @@ PROCESS_FACTOR_LENGTH = 8
 CRYPTOGRAM_LENGTH = 8
 
 RKSSSE = "RKSSSE"
-"""The security state EXTERNAL AUTHENTICATE with key 0A sets: reads EF06/EF07/EF08 on 3.0."""
+"""The security state EXTERNAL AUTHENTICATE with key 0A sets: reads EF06 on 3.0 cards and
+EF07/EF08 on every card."""
 
 # --- card identification code and institution number ------------------------------------
 
 CARD_ID_RID = "D156000005"  # registered application provider id inside the card id
-INSTITUTION_PREFIX = "9156000002"  # 初始化机构编号: then issuing region, initialiser region, seq
+INSTITUTION_PREFIX = "9156000002"
+"""初始化机构编号 (EF05 tag 04) opens with this; then the issuing region (3 BCD bytes), the
+initialiser region (3) and a sequence number (1): 24 digits in all."""
 
 
 # --- EF05 / EF06 layout -------------------------------------------------------------------
@@ -137,7 +136,6 @@ ITEMS: tuple[Item, ...] = (
     Item(0x0D, EF06, Format.DATE, 4, "birth_date"),  # 出生日期
 )
 BY_TAG: dict[int, Item] = {item.tag: item for item in ITEMS}
-BY_NAME: dict[str, Item] = {item.name: item for item in ITEMS}
 
 NAME_TAG, NAME_EXTENSION_TAG = 0x09, 0x4E
 

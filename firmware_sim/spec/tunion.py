@@ -18,15 +18,12 @@ TUNION_LABEL = b"MOT_T_EP"  # FCI tag 50, application label
 TUNION_ADF_FID = 0x1001
 
 # FCI of a real card: 6F 50 84 08 <AID> A5 44 {50 08 "MOT_T_EP", 87 01 .., 9F08 01 ..,
-# 9F12 0F "CARD IMAGE ...", 9F0C 1E <file 0x15>}; 9F0C is optional.
-TAG_FCI = 0x6F
-TAG_DF_NAME = 0x84
-TAG_PROPRIETARY = 0xA5
-TAG_APPLICATION_LABEL = b"\x50"
-TAG_PRIORITY_INDICATOR = b"\x87"  # application priority indicator
-TAG_APPLICATION_VERSION = b"\x9f\x08"
-TAG_PREFERRED_NAME = b"\x9f\x12"  # application preferred name
-TAG_ISSUER_DISCRETIONARY = b"\x9f\x0c"  # carries file 0x15 on most cards
+# 9F12 0F "CARD IMAGE ...", 9F0C 1E <file 0x15>}; 9F0C (issuer discretionary data, the FCI
+# template tags of spec/iso7816.py) is optional.
+TAG_APPLICATION_LABEL = 0x50
+TAG_PRIORITY_INDICATOR = 0x87  # application priority indicator
+TAG_APPLICATION_VERSION = 0x9F08
+TAG_PREFERRED_NAME = 0x9F12  # application preferred name
 PREFERRED_NAME = b"CARD IMAGE 0001"  # 15 bytes, as a real card's A5 44 adds up
 
 
@@ -63,9 +60,7 @@ P1_PURCHASE = 0x01  # INITIALIZE P1: purchase
 P1_COMPOSITE = 0x03  # INITIALIZE P1: composite purchase (复合消费)
 DEBIT_P1, DEBIT_P2 = 0x01, 0x00
 INITIALIZE_DATA_LENGTH = 0x0B  # keyIdx(1) amount(4) terminal number(6)
-INITIALIZE_ANSWER_LENGTH = 0x0F  # balance(4) counter(2) overdraft(3) keyVer algId random(4)
 DEBIT_DATA_LENGTH = 0x0F  # serial(4) date(4) time(3) MAC1(4)
-DEBIT_ANSWER_LENGTH = 0x08  # TAC(4) MAC2(4)
 PROVE_DATA_LENGTH = 0x02  # counter + 1
 BALANCE_LENGTH = 4
 BALANCE_GARBAGE_BIT = 1 << 31  # some cards set bit 31 of the balance: not money (5b)

@@ -62,6 +62,7 @@ from terminal.secure.module import (
     check_key_name,
 )
 from terminal.ssc.auth import CRYPTOGRAM_LENGTH, PROCESS_FACTOR_LENGTH, KeyName
+from terminal.ssc.cardspec import region_factor
 from terminal.status import SW, describe
 from terminal.transit.purchase import SW_MAC_INVALID, Mac1Answer, Mac1Request, Mac2Verdict
 
@@ -318,7 +319,7 @@ class PsamSecureModule:
         command = delivery_session_key(
             KeyName.IRK,
             alg,
-            b"000000sx",
+            region_factor("000000"),
             bytes(DIVERSIFICATION_LENGTH),
             bytes(PROCESS_FACTOR_LENGTH),
         )

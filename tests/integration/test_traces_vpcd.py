@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.trace_card import TraceCard, TraceReplay, expectation_failures, run_trace_flow
+# The flow runner is test code shared with the unit tests (tests/unit/trace_flows.py);
+# tests/ is on sys.path (its conftest.py), so it imports as unit.trace_flows from here.
+from unit.trace_flows import expectation_failures, run_trace_flow
+
+from firmware_sim.trace_card import TraceCard, TraceReplay
 from terminal.tracefile import Slot, decode_trace_bytes, parse_trace
 
 pytestmark = pytest.mark.integration

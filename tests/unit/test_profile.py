@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -225,7 +227,9 @@ def test_long_name_fits_with_4e_on_2_0_card() -> None:
         ("card_number", '"a01000013"', "letter"),
         ("card_id", '"500103A15600000510000001FFFFFFFF"', "D156000005"),
         ("card_id", '"5001"', "region"),
-        ("institution", '"9156"', "24 hex"),
+        ("institution", '"9156"', "9156000002"),
+        ("institution", '"915700000250010050010001"', "9156000002"),  # not the prefix
+        ("institution", '"9156000002500100500100AB"', "24 digits"),  # cn: digits only
         ("spec_version", '"4.00"', "version"),
         ("protocol", '"T=2"', "T=0"),
         ("le_mode", '"strict"', "exact"),
@@ -338,14 +342,58 @@ def test_empty_spec_version_is_a_1_0_card() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "words"),
     [
-        ("sfi_record_id", '"no"', "bool"),
         ("select_p2_0c", "1", "bool"),
         ("fci_template", '"false"', "bool"),
+        ("partial_df_name", '"yes"', "bool"),
+        ("extended_length", "1", "bool"),
+        ("challenge_lengths", "8", "list"),
+        ("challenge_lengths", "[5]", "4, 8, 16"),
+        ("challenge_lengths", "[]", "4, 8, 16"),
+        ("challenge_lengths", "[true]", "4, 8, 16"),
     ],
 )
 def test_invalid_card_option(key: str, value: str, words: str) -> None:
     reason = config_error(BASE.replace("[card]\n", f"[card]\n{key} = {value}\n"))
     assert key in reason and words in reason
+
+
+def test_invalid_sfi_record_id() -> None:
+    reason = config_error(with_value("sfi_record_id", '"no"'))
+    assert "sfi_record_id" in reason and "bool" in reason
+
+
+def test_lenient_capabilities_are_off_unless_named() -> None:
+    document = without("sfi_record_id")
+    card = parse_profile(document).card
+    assert not card.sfi_record_id and not card.select_p2_0c
+    assert not card.partial_df_name and not card.extended_length
+    assert card.challenge_lengths == (8,)
+    options = "partial_df_name = true\nextended_length = true\nchallenge_lengths = [16, 4, 8]\n"
+    profile = parse_profile(document.replace("[card]\n", "[card]\n" + options))
+    assert profile.card.partial_df_name and profile.card.extended_length
+    assert profile.card.challenge_lengths == (4, 8, 16)
+    assert parse_profile(profile_module.format_profile(profile)) == profile
+
+
+def test_a_control_character_in_a_text_field_is_refused() -> None:
+    document = BASE.replace('name = "张测试"', 'name = "测试\\n甲"')  # TOML "\n": a line break
+    reason = config_error(document)
+    assert "name" in reason and "control character U+000A" in reason
+
+
+@pytest.mark.parametrize("text", ["测试\n甲", 'a"b\\c', "tab\there", "bell\x07", "del\x7f"])
+def test_written_text_is_valid_toml_whatever_it_holds(text: str) -> None:
+    """A profile made in code (not parsed) may hold anything: the file written is still
+    TOML that reads back the same text, and the parser then says what is wrong with it."""
+    profile = load_sample()
+    assert profile.holder is not None
+    odd = dataclasses.replace(profile, holder=dataclasses.replace(profile.holder, name=text))
+    document = profile_module.format_profile(odd, comment=f"made with {text}")
+    assert tomllib.loads(document)["holder"]["name"] == text
+    if any(c < " " or c == "\x7f" for c in text):
+        assert "control character" in config_error(document)
+    else:
+        assert parse_profile(document).holder.name == text
 
 
 TUNION = """

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from firmware_sim.cardos import CardOS, LeMode
 from firmware_sim.profile import load_sample
-from firmware_sim.ssc_applet import RKSSSE, build_card
+from firmware_sim.spec.ssc import RKSSSE
+from firmware_sim.ssc_applet import build_card
 from terminal.apdu import ResponseAPDU
 from terminal.errors import CardError, CardUnresponsiveError, NotSocialSecurityCardError, ParseError
 from terminal.reader import CardChannel

@@ -12,8 +12,8 @@ from card_exchange import tx
 from firmware_sim import crypto
 from firmware_sim.cardos import CardOS
 from firmware_sim.profile import CardKeys, load_sample
-from firmware_sim.spec.ssc import SSSE_NAME
-from firmware_sim.ssc_applet import EXTERNAL_AUTH_TRIES, RKSSSE, build_card
+from firmware_sim.spec.ssc import RKSSSE, SSSE_NAME
+from firmware_sim.ssc_applet import EXTERNAL_AUTH_TRIES, build_card
 
 IRK = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 RKSSSE_KEY = bytes.fromhex("0F1E2D3C4B5A69788796A5B4C3D2E1F0")
@@ -128,6 +128,8 @@ def test_external_authenticate_needs_a_challenge_and_uses_it_once() -> None:
     command = "0082000A10" + auth.hex() + original.hex()
     assert tx(card, command) == (b"", 0x9000)
     assert tx(card, command) == (b"", 0x6984)  # the challenge served once
+    assert tx(card, "0084000004")[1] == 0x6700  # a strict card: 00 84 00 00 08 only
+    card = keyed_card(challenge_lengths=(4, 8))
     assert tx(card, "0084000004")[1] == 0x9000
     assert tx(card, command) == (b"", 0x6984)  # a 4-byte challenge is no process factor
 

@@ -8,16 +8,19 @@ import dataclasses
 
 import pytest
 from card_exchange import tx
+from card_faults import answer_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_sim import crypto
 from firmware_sim.cardos import CardOS, t1_atr
 from firmware_sim.keys import MasterKeys
-from firmware_sim.profile import load_sample
+from firmware_sim.profile import load_sample, sample_public_info
 from firmware_sim.psam_applet import build_psam
 from firmware_sim.spec import tunion
 from firmware_sim.spec.ssc import SSSE_NAME
 from firmware_sim.ssc_applet import build_card
-from firmware_sim.tunion_applet import TUnionApplet, add_tunion, sample_public_info, tunion_fci
+from firmware_sim.tunion_applet import TUnionApplet, add_tunion, tunion_fci
 
 SERIAL = bytes.fromhex("44000000000000008002")
 KEY = bytes(range(16))
@@ -86,6 +89,64 @@ def test_balance_bit31_is_garbage_and_debits_use_the_true_balance() -> None:
 def test_without_the_option_the_balance_is_plain() -> None:
     card, _ = card_with()
     assert tx(card, "805C000204") == (bytes.fromhex("0000035C"), 0x9000)
+
+
+# --- overdraft ------------------------------------------------------------------------------
+
+
+def test_the_overdraft_limit_is_reported_never_spent() -> None:
+    """docs/transit.md: INITIALIZE answers 9401 when amount > balance; the overdraft field is
+    reported in the answer (and the log), the balance never goes below zero."""
+    card, applet = card_with(overdraft=1000)
+    init = "805001020B01{:08X}" + TERMINAL_NO.hex() + "0F"
+    assert tx(card, init.format(861))[1] == 0x9401  # within balance + overdraft: refused
+    answer, sw = tx(card, init.format(100))
+    assert sw == 0x9000 and answer[6:9] == (1000).to_bytes(3, "big")
+    assert debit(card, applet, 860)[1] == 0x9000
+    assert applet.balance == 0
+    assert tx(card, "805C000204") == (bytes(4), 0x9000)
+    assert tx(card, init.format(1))[1] == 0x9401
+    answer, sw = tx(card, "00B201C417")
+    assert sw == 0x9000 and answer[2:5] == (1000).to_bytes(3, "big")  # the log reports it
+    assert tx(card, "805C000204") == (bytes(4), 0x9000)  # and the purse still answers
+
+
+def _purchase(card: CardOS, applet: TUnionApplet, amount: int, serial: int) -> int:
+    """INITIALIZE and, when it is accepted, DEBIT with a right MAC1; the last status word."""
+    init = "805001020B01" + amount.to_bytes(4, "big").hex() + TERMINAL_NO.hex() + "0F"
+    answer = answer_of(card, bytes.fromhex(init))
+    if answer[-2:] != b"\x90\x00":
+        return int.from_bytes(answer[-2:], "big")
+    counter, random = int.from_bytes(answer[4:6], "big"), answer[11:15]
+    sk = crypto.purchase_session_key(applet.algorithm, KEY, random, counter, serial)
+    mac1 = crypto.mac1(applet.algorithm, sk, amount, 0x06, TERMINAL_NO, DATE, TIME)
+    data = serial.to_bytes(4, "big") + DATE + TIME + mac1
+    return int.from_bytes(answer_of(card, bytes.fromhex("805401000F" + data.hex() + "08"))[-2:])
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    balance=st.integers(0, 3000),
+    overdraft=st.integers(0, 0xFFFFFF),
+    amounts=st.lists(st.integers(1, 6000), max_size=8),
+    junk=st.lists(st.binary(max_size=20), max_size=4),
+)
+def test_purchases_with_an_overdraft_never_break_the_purse(
+    balance: int, overdraft: int, amounts: list[int], junk: list[bytes]
+) -> None:
+    card, applet = card_with(balance=balance, overdraft=overdraft)
+    for serial, amount in enumerate(amounts, start=1):
+        before = applet.balance
+        sw = _purchase(card, applet, amount, serial)
+        assert sw == (0x9000 if amount <= before else 0x9401)
+        assert applet.balance == (before - amount if sw == 0x9000 else before) >= 0
+        answer = answer_of(card, bytes.fromhex("805C000204"))
+        assert answer == applet.balance.to_bytes(4, "big") + b"\x90\x00"
+    for raw in junk:
+        answer_of(card, raw)
+    answer_of(card, bytes.fromhex(SELECT))  # whatever the junk selected
+    answer = answer_of(card, bytes.fromhex("805C000204"))
+    assert answer == applet.balance.to_bytes(4, "big") + b"\x90\x00"
 
 
 # --- the purchase log -----------------------------------------------------------------------

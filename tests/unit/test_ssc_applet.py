@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -11,15 +12,17 @@ from hypothesis import strategies as st
 
 from firmware_sim.cardos import CardOS, atr_checksum
 from firmware_sim.profile import load_sample
-from firmware_sim.spec.ssc import BY_TAG, EF05, EF06, SSSE_NAME, Generation, record_order
-from firmware_sim.ssc_applet import (
+from firmware_sim.spec.ssc import (
+    BY_TAG,
+    EF05,
+    EF06,
     RKSSSE,
+    SSSE_NAME,
     SUB_APPLICATIONS,
-    build_card,
-    encode_record,
-    encode_value,
-    ssse_fci,
+    Generation,
+    record_order,
 )
+from firmware_sim.ssc_applet import build_card, encode_record, encode_value, ssse_fci
 from terminal.apdu import CommandAPDU
 from terminal.errors import FieldError
 from terminal.status import SW, is_bytes_available, is_wrong_le
@@ -302,12 +305,60 @@ def test_3_0_long_name_continues_in_tag_4e() -> None:
     assert full == load_sample("sichuan-3.0").holder.name
 
 
-@pytest.mark.parametrize("sample", ["chongqing-1.0", "chongqing-2.0"])
-def test_biometric_efs_are_free_on_older_cards(sample: str) -> None:
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_biometric_efs_need_the_read_key_on_every_generation(sample: str) -> None:
+    """domain.md 2: EF07 fingerprint and EF08 photo are "transparent, read key"."""
     card = card_for(sample)
     select_ssse(card)
+    assert tx(card, "00B0870004")[1] == SW.SECURITY_NOT_SATISFIED  # EF07 by SFI
+    tx(card, "00A4020002EF08")
+    assert tx(card, "00B0000002")[1] == SW.SECURITY_NOT_SATISFIED  # EF08 selected
+    card.grant(RKSSSE)
     assert tx(card, "00B0870004") == (bytes(4), SW.OK)
     assert tx(card, "00B0880002") == (b"\xff\xd8", SW.OK)
+
+
+def test_ef06_stays_free_on_older_cards() -> None:
+    card = card_for("chongqing-2.0")
+    select_ssse(card)
+    assert read_tag(card, 6, 0x0A) == (b"\x0a\x011", SW.OK)
+
+
+# --- a blocked card -------------------------------------------------------------------------
+
+
+def blocked_card(**options: object) -> CardOS:
+    profile = load_sample("sichuan-3.0-transit")
+    card_settings = dataclasses.replace(profile.card, blocked=True, **options)
+    card = build_card(dataclasses.replace(profile, card=card_settings), contactless=True)
+    card.power_on()
+    return card
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        "00A404000F" + SSSE_NAME.hex(),  # by DF name
+        "00A4000002DDF1",  # by FID from the MF
+        "00A4010002DDF1",  # as a child DF
+        "00A4040006D15600000500",  # a sub-application inside it, by AID
+    ],
+)
+def test_a_blocked_ssse_cannot_be_selected_however_it_is_named(select: str) -> None:
+    card = blocked_card()
+    assert tx(card, select) == (b"", 0x9303)
+    assert card.current_df is card.mf
+    # Nothing is stuck: the MF and the e-purse still select and answer.
+    assert tx(card, "00A40000023F00")[1] == SW.OK
+    assert tx(card, "00A4040008A000000632010105")[1] == SW.OK
+    assert tx(card, "805C000204") == ((2000).to_bytes(4, "big"), SW.OK)
+
+
+def test_a_blocked_ssse_by_a_shortened_name_on_a_card_that_takes_one() -> None:
+    card = blocked_card(partial_df_name=True)
+    assert tx(card, "00A40400077378312E73682E") == (b"", 0x9303)  # "sx1.sh."
+    assert tx(card, "00A40000023F00")[1] == SW.OK
+    assert tx(card, "00A4040008A000000632010105")[1] == SW.OK
 
 
 # --- contactless ----------------------------------------------------------------------------

@@ -9,12 +9,16 @@ picked up with no change here (docs/traces.md).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import os
+import stat
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trace_flows import expectation_failures, run_trace_flow
 
 from firmware_sim.trace_card import (
     CARD_READER,
@@ -25,31 +29,33 @@ from firmware_sim.trace_card import (
     TraceMismatch,
     TraceRandom,
     TraceReplay,
-    expectation_failures,
-    run_trace_flow,
 )
 from terminal import cli
+from terminal.apdu import CommandAPDU
 from terminal.errors import ParseError
-from terminal.reader import CardChannel, Interface
+from terminal.reader import CardChannel, Interface, hide_pin
 from terminal.ssc.pin import PinOutcome, verify_pin
 from terminal.ssc.records import decode_holder_data
 from terminal.tlv import records_by_tag
 from terminal.tracefile import (
-    HOLDER_TAGS,
     Exchange,
     Expectation,
     Flow,
-    RecordingBackend,
     Slot,
     Trace,
     TraceFileError,
     TraceFormat,
-    anonymise_holder_records,
     decode_trace_bytes,
     format_trace,
-    holder_filler,
     parse_trace,
     pseudo_atr_from_ats,
+)
+from terminal.tracerecord import (
+    HOLDER_TAGS,
+    PRIVACY_NOTE,
+    RecordingBackend,
+    anonymise_holder_records,
+    holder_filler,
 )
 
 TRACES_DIR = Path(__file__).resolve().parents[1] / "traces"
@@ -582,7 +588,7 @@ def test_recording_replaces_holder_data_by_default_and_replays() -> None:
     holder = decode_holder_data(values)
     assert holder.ssn == "0" * 18 and holder.name == "测试" and holder.sex == "9"
     assert holder.birth_date == dt.date(1970, 1, 1)
-    assert recorded.header("holder-data") == "EF06 values replaced by a synthetic filler"
+    assert recorded.header("holder-data") == PRIVACY_NOTE
     # The anonymised recording is a trace that replays with the same verdict.
     again = parse_trace(format_trace(recorded))
     backend = TraceBackend(again)
@@ -612,6 +618,155 @@ def test_holder_filler_keeps_lengths_and_whole_gbk_characters() -> None:
     assert holder_filler(0x4E, 20) == bytes(20)
     assert anonymise_holder_records(bytes.fromhex("0A0131")) == bytes.fromhex("0A0139")
     assert anonymise_holder_records(bytes.fromhex("0A05")) == bytes(2)  # cut short: zeroed
+
+
+# --- the privacy filter fails closed --------------------------------------------------------
+
+SMALL_ATR = "3B6D000000814A4446866051996D1E2F30"
+SSN_RECORD = b"\x08\x12" + b"500103198506150014"  # a synthetic holder's tag 08 record
+SSN_HEX = SSN_RECORD[2:].hex().upper()
+
+
+def _recorded(pairs: list[tuple[str, str]], raw: bool = False) -> list[Exchange]:
+    """Send ``pairs`` (command hex, answer hex) through a recorder; what it wrote."""
+    exchanges = tuple(Exchange(Slot.CARD, bytes.fromhex(c), bytes.fromhex(a)) for c, a in pairs)
+    trace = Trace(exchanges, atr=bytes.fromhex(SMALL_ATR))
+    recorder = RecordingBackend(TraceBackend(trace), raw=raw)
+    card = recorder.connect(CARD_READER)
+    for exchange in exchanges:
+        card.transmit_raw(exchange.command)
+    return recorder.exchanges
+
+
+def _written(exchanges: list[Exchange]) -> str:
+    return "".join((e.answer or b"").hex().upper() for e in exchanges)
+
+
+def test_a_get_response_answered_6cxx_keeps_the_holder_answer_masked() -> None:
+    """T=0: a holder read answered 61xx, GET RESPONSE with a wrong Le answered 6Cxx, the
+    GET RESPONSE re-sent: its answer is the holder's record."""
+    written = _recorded(
+        [
+            (SELECT_SSSE, "9000"),
+            ("00A4020002EF06", "9000"),
+            ("00B2080014", "6114"),
+            ("00C0000010", "6C14"),
+            ("00C0000014", SSN_RECORD.hex() + "9000"),
+        ]
+    )
+    assert SSN_HEX not in _written(written)
+    assert written[-1].answer == b"\x08\x12" + b"0" * 18 + b"\x90\x00"
+
+
+def test_an_sfi_read_of_ef06_makes_it_current_for_the_recorder() -> None:
+    """``00 B2 01 34`` (SFI 06) makes EF06 the current EF on the card: ``00 B2 08 00``
+    then reads it without a SELECT."""
+    written = _recorded(
+        [
+            (SELECT_SSSE, "9000"),
+            ("00B2013400", "6C14"),  # SFI 06, record 1: refused Le, EF06 current all the same
+            ("00B2080014", SSN_RECORD.hex() + "9000"),  # identifier 08 in the current EF
+        ]
+    )
+    assert SSN_HEX not in _written(written)
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [(SELECT_SSSE, "9000"), ("00B0870004", "A1B2C3D49000")],  # EF07 by SFI
+        [(SELECT_SSSE, "9000"), ("00A4020002EF08", "9000"), ("00B0000004", "A1B2C3D49000")],
+        [(SELECT_SSSE, "9000"), ("00B1EF08045402000000", "A1B2C3D49000")],  # odd INS: file unknown
+    ],
+    ids=["ef07-by-sfi", "ef08-selected", "odd-read-binary"],
+)
+def test_biometric_and_unknown_reads_are_zeroed(pairs: list[tuple[str, str]]) -> None:
+    written = _recorded(pairs)
+    assert written[-1].answer == bytes(4) + b"\x90\x00"
+    assert _recorded(pairs, raw=True)[-1].answer == bytes.fromhex("A1B2C3D49000")
+
+
+def test_a_failed_select_of_another_file_keeps_ef06_masked() -> None:
+    written = _recorded(
+        [
+            (SELECT_SSSE, "9000"),
+            ("00A4020002EF06", "9000"),
+            ("00A4020002EF09", "6A82"),  # the card kept EF06 current
+            ("00B2080014", SSN_RECORD.hex() + "9000"),
+            ("00A4020002EF05", "9000"),  # EF05: nothing personal
+            ("00B207000B", "07094130313030303031339000"),
+        ]
+    )
+    assert SSN_HEX not in _written(written)
+    assert written[-1].answer == bytes.fromhex("07094130313030303031339000")
+
+
+def test_authentication_answers_are_kept_while_ef06_is_current() -> None:
+    """A cryptogram or a challenge holds no file data: masking it would break a verify
+    trace (the PSAM exchanges carry the real bytes)."""
+    written = _recorded(
+        [
+            (SELECT_SSSE, "9000"),
+            ("00B2013500", "6C14"),  # EF06 current by SFI (multi-record probe)
+            ("0084000008", "42CF103E5F0E4D0A9000"),
+            ("008800001032D9E876ADB31BBFDBF7A936D0D18C9E", "6108"),
+            ("00C0000008", "F4A0CF965BDCEA309000"),
+        ]
+    )
+    assert written[2].answer == bytes.fromhex("42CF103E5F0E4D0A9000")
+    assert written[4].answer == bytes.fromhex("F4A0CF965BDCEA309000")
+
+
+def test_a_lost_exchange_leaves_the_recorder_masking() -> None:
+    trace = Trace(
+        (
+            Exchange(Slot.CARD, bytes.fromhex("00A4020002EF05"), b"\x90\x00"),
+            Exchange(Slot.CARD, bytes.fromhex("00A4020002EF06"), None),
+        ),
+        atr=bytes.fromhex(SMALL_ATR),
+    )
+    recorder = RecordingBackend(TraceBackend(trace))
+    card = recorder.connect(CARD_READER)
+    card.transmit_raw(bytes.fromhex("00A4020002EF05"))
+    with pytest.raises(TraceMismatch):
+        card.transmit_raw(bytes.fromhex("00A4020002EF06"))
+    assert recorder.exchanges[-1].answer is None
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "0020000003123456",
+        "0024000007123456FF987654",
+        "002C0000081234567812345678",
+        "805E010007123456FF987654",
+    ],
+)
+def test_pin_commands_are_never_written(command: str) -> None:
+    """VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER (unblock) and CHANGE PIN: one list,
+    the reader's, for the diagnostic trace and for trace files."""
+    raw = bytes.fromhex(command)
+    written = _recorded([(command, "9000")], raw=True)[0].command
+    assert written == hide_pin(raw) and written[:5] == raw[:5]
+    assert written[5:] == bytes(len(raw) - 5)
+    trace = Trace((Exchange(Slot.CARD, raw, b"\x90\x00"),), atr=bytes.fromhex(SMALL_ATR))
+    channel = CardChannel(TraceBackend(trace).connect(CARD_READER))
+    channel.trace = []
+    channel.transmit(CommandAPDU.from_bytes(raw))
+    assert channel.trace == [(written, b"\x90\x00")]
+
+
+def test_recording_every_committed_trace_keeps_its_outcome() -> None:
+    """The filter masks only what may not be written: every trace in tests/traces recorded
+    through it replays through the terminal with the same outcome."""
+    for path in TRACE_FILES:
+        original, recorded, outcome = _record(path, raw=False)
+        again = parse_trace(
+            format_trace(dataclasses.replace(original, exchanges=recorded.exchanges))
+        )
+        backend = TraceBackend(again)
+        assert run_trace_flow(again, backend) == outcome, path.name
+        backend.assert_complete()
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -659,3 +814,21 @@ def test_onecard_read_trace_is_written_also_when_the_read_fails(
     recorded = parse_trace(out.read_text(encoding="utf-8"))
     assert recorded.exchanges == trace.exchanges and recorded.flow is Flow.READ
     assert recorded.expect == ()
+
+
+def test_onecard_trace_files_are_readable_by_their_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trace holds the card's identifiers (card number, serial, UID) even with the holder
+    data masked: written 0600, atomically, whatever the umask."""
+    original = load(TRACES_DIR / "sichuan-3.0-contactless-read.trace")
+    monkeypatch.setattr(cli, "_reader_backend", lambda args: TraceBackend(original))
+    out = tmp_path / "card.trace"
+    old_umask = os.umask(0o022)
+    try:
+        assert cli.main(["read", "--reader", CARD_READER, "--trace", str(out)]) == 0
+    finally:
+        os.umask(old_umask)
+    capsys.readouterr()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert parse_trace(out.read_text(encoding="utf-8")).exchanges == original.exchanges

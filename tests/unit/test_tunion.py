@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from firmware_sim.cardos import CardOS, t1_atr
-from firmware_sim.tunion_applet import add_tunion, sample_public_info
+from firmware_sim.profile import sample_public_info
+from firmware_sim.tunion_applet import add_tunion
 from terminal.crypto.symmetric import SymmetricAlgorithm as Alg
 from terminal.errors import ParseError, TransitRecordError
 from terminal.transit.records import (
