@@ -89,6 +89,9 @@ def main() -> None:
     applet = add_tunion(card, keyset, algorithm=alg, balance=10**9)
     bridges = [VpcdBridge(card, CARD_SLOT), VpcdBridge(build_psam(keyset), PSAM_SLOT)]
     for bridge, reader in zip(bridges, (card_reader, psam_reader), strict=True):
+        # A card another run just took out may still be listed: wait until pcscd saw it go,
+        # or the wait for ours returns at once and the first APDU finds the slot empty.
+        wait_for_card(reader, present=False)
         bridge.insert()
         assert wait_for_card(reader, present=True)
     backend = PcscBackend()

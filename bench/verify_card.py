@@ -169,6 +169,8 @@ def bench_field_cards(world: dict, rounds: int, taps: int) -> None:
     assert card_reader and psam_reader, "vpcd slots missing: run make setup"
     store = load_trust_store(world["trust_store"], today)
     psam_bridge = VpcdBridge(build_psam(load_key_file(world["keys"])), slot=2)
+    for reader in (card_reader, psam_reader):
+        wait_for_card(reader, present=False)  # a card another run took out may still be listed
     psam_bridge.insert()
     rows = []
     try:
@@ -283,6 +285,8 @@ def main() -> None:
         card = build_card(load_profile(world["cards"]["genuine-sc-3.0"]["file"]))
         keyset = load_key_file(world["keys"])
         bridges = [VpcdBridge(card, slot=1), VpcdBridge(build_psam(keyset), slot=2)]
+        for reader in (card_reader, psam_reader):
+            wait_for_card(reader, present=False)  # the field part's cards have left
         for bridge in bridges:
             bridge.insert()
         try:
