@@ -11,15 +11,15 @@ demo: setup
 export ONECARD_TEST_PG_URL ?= postgresql:///onecard_test?host=/var/run/postgresql
 
 test: setup
-	.venv/bin/ruff check terminal drivers firmware_sim backoffice tests bench
+	.venv/bin/ruff check onecard terminal drivers firmware_sim backoffice tests bench
 	.venv/bin/python -m pytest -q
 
 unit: setup
 	.venv/bin/python -m pytest -q tests/unit
 
 lint: setup
-	.venv/bin/ruff check terminal drivers firmware_sim backoffice tests bench
-	.venv/bin/ruff format --check terminal drivers firmware_sim backoffice tests bench
+	.venv/bin/ruff check onecard terminal drivers firmware_sim backoffice tests bench
+	.venv/bin/ruff format --check onecard terminal drivers firmware_sim backoffice tests bench
 
 bench: setup
 	.venv/bin/python bench/read_card.py

@@ -25,8 +25,8 @@ from backoffice.auth import new_secret
 from backoffice.errors import PublicationError
 from backoffice.ingest import TERMINAL_ID_RE
 from backoffice.storage import open_storage
-from terminal.clock import CST, SystemClock
 from terminal.crypto import signing
+from terminal.host.clock import CST, SystemClock
 from terminal.sync.events import EVENT_KINDS
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def _out(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 
 
-def add_backoffice_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``backoffice`` and its sub-commands to the ``onecard`` parser's sub-parsers."""
     bo = sub.add_parser("backoffice", help="the reference back office (sync, hotlist, lists)")
     bo_sub = bo.add_subparsers(dest="backoffice_command", metavar="BACKOFFICE_COMMAND")

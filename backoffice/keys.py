@@ -25,9 +25,9 @@ from pathlib import Path
 
 from backoffice.errors import PublicationError
 from backoffice.publish import PublicationKey
-from terminal import secretfile
 from terminal.crypto import signing
 from terminal.errors import ConfigError, OneCardError
+from terminal.host import secretfile
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,8 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 def write_secret_file(path: str | os.PathLike[str], text: str, *, overwrite: bool = False) -> None:
-    """Write ``text`` to ``path`` with mode 0600, atomically (see :mod:`terminal.secretfile`)."""
+    """Write ``text`` to ``path`` with mode 0600, atomically
+    (:mod:`terminal.host.secretfile`)."""
     try:
         secretfile.write_secret_file(path, text, overwrite=overwrite)
     except ConfigError as exc:

@@ -18,10 +18,10 @@ from typing import Any
 
 from backoffice.canonical import canonical_json
 from backoffice.errors import PublicationError
-from terminal.cardtoken import card_token, tunion_card_token
 from terminal.crypto import signing
 from terminal.crypto.sm2 import sm3
 from terminal.errors import OneCardError
+from terminal.privacy.cardtoken import card_token, tunion_card_token
 
 KIND_HOTLIST = "hotlist-delta"
 KIND_TRUSTLIST = "trustlist"

@@ -46,7 +46,7 @@ from backoffice.errors import (
 from backoffice.events import MAX_EVENTS, parse_events_body
 from backoffice.ingest import MAX_ENTRIES, MAX_SEQ, parse_ingest_body
 from backoffice.storage import EventsResult, IngestResult, Storage
-from terminal.clock import Clock, SystemClock
+from terminal.host.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from backoffice.publish import generate_publication_key
 from backoffice.server import BackOffice
 from backoffice.storage import IngestResult, PostgresStorage, SqliteStorage
 from backoffice.testing import make_entries
-from terminal.clock import SystemClock
+from terminal.host.clock import SystemClock
 
 BATCH = 1000
 _INSERT_ONE = (

@@ -29,11 +29,11 @@ from serial_scan import BaselineReader, percentile
 from drivers.serial_scanner import SerialScanner
 from firmware_sim.ecode_issuing import issue_code, issue_ecode_world, read_private_key
 from firmware_sim.scanner import PtyScanner
-from terminal.clock import SystemClock
 from terminal.crypto.signing import Algorithm, sm2_backend
 from terminal.ecode.replay import ReplayCache
 from terminal.ecode.trustlist import load_trust_list
 from terminal.ecode.verify import CodeVerifier
+from terminal.host.clock import SystemClock
 
 
 def scan_to_verdict(rounds: int, scans: int) -> None:

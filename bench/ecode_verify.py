@@ -19,7 +19,6 @@ import tempfile
 import time
 
 from firmware_sim.ecode_issuing import issue_code, issuer_entry, make_issuer_key
-from terminal.clock import FixedClock
 from terminal.crypto.signing import (
     BACKEND_ENV,
     Algorithm,
@@ -31,6 +30,7 @@ from terminal.crypto.signing import (
 from terminal.ecode.replay import ReplayCache
 from terminal.ecode.trustlist import parse_trust_list, sign_trust_list
 from terminal.ecode.verify import CodeVerdict, CodeVerifier
+from terminal.host.clock import FixedClock
 
 NOW = 1_795_000_000
 

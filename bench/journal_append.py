@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from terminal.clock import SystemClock  # noqa: E402
+from terminal.host.clock import SystemClock  # noqa: E402
 from terminal.journal.entry import TransactionRecord  # noqa: E402
 from terminal.journal.store import Journal  # noqa: E402
 

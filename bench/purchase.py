@@ -42,7 +42,7 @@ from firmware_sim.ssc_applet import build_card
 from firmware_sim.tunion_applet import add_tunion
 from firmware_sim.vpcd import VpcdBridge, reader_name
 from terminal.crypto.symmetric import SymmetricAlgorithm
-from terminal.reader import CardChannel
+from terminal.devices.reader import CardChannel
 from terminal.secure.keyfile import generate_key_set, load_key_file
 from terminal.secure.psam import PsamSecureModule
 from terminal.transit import PurchaseResult, PurchaseStatus, SoftwarePurchaseModule, purchase

@@ -31,13 +31,13 @@ from drivers.pcsc import (
 from firmware_sim.profile import load_profile, sample_profile_path
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.vpcd import VpcdBridge, reader_name
-from terminal import ldt33
-from terminal.apdu import CommandAPDU
-from terminal.reader import CardChannel
+from terminal.devices.reader import CardChannel
+from terminal.iso7816 import atr
+from terminal.iso7816.apdu import CommandAPDU
+from terminal.iso7816.tlv import records_by_tag
 from terminal.ssc import layout
 from terminal.ssc.records import HolderData, decode_holder_data, decode_issuer_data
 from terminal.ssc.session import ReadModeMemo, read_ssc
-from terminal.tlv import records_by_tag
 
 AIR_MS_PER_APDU = 10.0  # mid-range of the 5-20 ms a real card costs per APDU over the air
 
@@ -66,7 +66,7 @@ def learned_read(memo: ReadModeMemo) -> Callable[[CardChannel], tuple[object, ob
     """The runtime's read: the mode its memo learned for this kind of card."""
 
     def read(channel: CardChannel) -> tuple[object, object]:
-        historical = ldt33.historical_bytes(channel.connection.atr)
+        historical = atr.historical_bytes(channel.connection.atr)
         result = read_ssc(channel, memo.mode_for(historical))
         memo.learn(historical, result.mode)
         return result.issuer, result.holder or HolderData()

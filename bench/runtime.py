@@ -45,6 +45,7 @@ from firmware_sim.psam_applet import build_psam
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.tunion_applet import add_tunion
 from firmware_sim.vpcd import VpcdBridge, reader_name
+from onecard.runtime import build_runtime
 from terminal.crypto.signing import (
     BACKEND_ENV,
     Algorithm,
@@ -53,11 +54,11 @@ from terminal.crypto.signing import (
     sm2_backend,
 )
 from terminal.runtime.config import load_config
-from terminal.runtime.loop import TerminalRuntime, build_runtime
+from terminal.runtime.loop import TerminalRuntime
 from terminal.runtime.transaction import CardPresented
 from terminal.secure.keyfile import load_key_file
-from terminal.signed_document import sign_document
 from terminal.ssc.session import ReadMode
+from terminal.wire.document import sign_document
 
 CARD_SLOT, PSAM_SLOT = 0, 2
 TARGETS_MS = {"gate": 20.0, "validator": 30.0, "counter": 25.0}

@@ -49,13 +49,14 @@ from typing import Any
 
 from firmware_sim.ecode_issuing import issue_code, issue_ecode_world, read_private_key
 from firmware_sim.issuing import issue_world
+from onecard import browser
+from onecard.runtime import build_runtime
 from terminal.crypto.signing import Algorithm, generate_private_key, public_key_bytes
 from terminal.outputs import RecordingOutputs
 from terminal.runtime.config import load_config
-from terminal.runtime.loop import TerminalRuntime, build_runtime
+from terminal.runtime.loop import TerminalRuntime
 from terminal.runtime.transaction import CodePresented
-from terminal.screen import browser
-from terminal.signed_document import sign_document
+from terminal.wire.document import sign_document
 
 TARGET_MS = 100.0
 POLL_FAST, POLL_SLOW = 250, 1000

@@ -24,8 +24,8 @@ import serial
 
 from drivers.serial_scanner import SerialScanner
 from firmware_sim.scanner import PtyScanner
-from terminal.scanframe import split_aim
-from terminal.scanner import ScanEvent
+from terminal.devices.scanframe import split_aim
+from terminal.devices.scanner import ScanEvent
 
 WAIT = 5.0
 BAUD = 9600

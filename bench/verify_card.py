@@ -42,11 +42,12 @@ from firmware_sim.profile import load_profile
 from firmware_sim.psam_applet import build_psam
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.vpcd import VpcdBridge, reader_name
-from terminal import ldt33
-from terminal.apdu import CommandAPDU
 from terminal.crypto import signing, sm2
+from terminal.devices.reader import CardChannel
+from terminal.iso7816 import atr
+from terminal.iso7816.apdu import CommandAPDU
+from terminal.iso7816.tlv import parse_fci, records_by_tag
 from terminal.pki.truststore import load_trust_store
-from terminal.reader import CardChannel
 from terminal.secure.keyfile import load_key_file
 from terminal.secure.psam import PsamSecureModule
 from terminal.secure.software import SoftwareSecureModule
@@ -54,7 +55,6 @@ from terminal.ssc import auth, layout
 from terminal.ssc.authenticity import card_algorithm, verify_card
 from terminal.ssc.reading import verify_card_in_reader
 from terminal.ssc.session import ReadMode, ReadModeMemo, SscRead
-from terminal.tlv import parse_fci, records_by_tag
 
 AIR_MS_PER_APDU = 10.0
 
@@ -138,7 +138,7 @@ def vendor_verify(channel: CardChannel, psam: PsamSecureModule) -> bool:
     region = issuer.region or ""
     algorithm = card_algorithm(SscRead(fci, issuer, None, (), ReadMode.PER_TAG))
     assert algorithm is not None
-    historical = ldt33.historical_bytes(channel.connection.atr)
+    historical = atr.historical_bytes(channel.connection.atr)
     original = channel.transmit(auth.get_challenge()).data
     factor = channel.transmit(auth.get_challenge()).data
     answer = channel.transmit(auth.internal_authenticate(factor, original))
@@ -186,7 +186,7 @@ def bench_field_cards(world: dict, rounds: int, taps: int) -> None:
                 memo = ReadModeMemo()
 
                 def ours(channel: CardChannel, memo: ReadModeMemo = memo) -> bool:
-                    historical = ldt33.historical_bytes(channel.connection.atr)
+                    historical = atr.historical_bytes(channel.connection.atr)
                     result = verify_card(
                         channel, historical, psam, store, today, memo.mode_for(historical)
                     )

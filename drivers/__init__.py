@@ -13,12 +13,19 @@ from terminal.errors import ConfigError
 
 READER_BACKENDS: dict[str, str] = {
     "pcsc": "drivers.pcsc:PcscBackend",
+    "inprocess": "drivers.inprocess:InProcessBackend",  # cards in this process (tests, tools)
 }
 
 SCANNER_BACKENDS: dict[str, str] = {
     "serial": "drivers.serial_scanner:SerialScanner",
     "camera": "drivers.camera:CameraScanner",
 }
+
+OUTPUT_BACKENDS: dict[str, str] = {
+    "console": "terminal.outputs:ConsoleOutputs",
+    "serial": "drivers.relay_board:SerialRelayBoard",
+}
+"""Where the gate relay, lamp and buzzer go (``[outputs] kind``)."""
 
 
 def load(registry: dict[str, str], name: str) -> Any:
@@ -37,6 +44,12 @@ def scanner_backend(name: str, **options: Any) -> Any:
     return load(SCANNER_BACKENDS, name)(**options)
 
 
+def outputs_backend(name: str, *args: Any, **options: Any) -> Any:
+    """An instance of the outputs back-end ``name`` (``console``, ``serial``)."""
+    return load(OUTPUT_BACKENDS, name)(*args, **options)
+
+
 def reader_backend(name: str = "pcsc", **options: Any) -> Any:
-    """An instance of the reader back-end ``name`` (``pcsc``), configured by ``options``."""
+    """An instance of the reader back-end ``name`` (``pcsc``, ``inprocess``), configured by
+    ``options``."""
     return load(READER_BACKENDS, name)(**options)

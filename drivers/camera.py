@@ -8,7 +8,7 @@ small, blurred; see ``bench/ecode_decode.py``) and is faster, so OpenCV only cap
 - the *capture* thread grabs every frame the source delivers (a camera must be drained, or
   its driver buffer hands us stale frames) and passes the frames due for decoding on;
 - the *decode* thread decodes at most ``decode_fps`` frames per second and turns codes into
-  :class:`~terminal.scanner.ScanEvent` values, one per appearance of a code.
+  :class:`~terminal.devices.scanner.ScanEvent` values, one per appearance of a code.
 
 Sources: a device index (``0``), a video file, or a stream URL - whatever ``cv2.VideoCapture``
 opens. A video file is played at its own frame rate by default (``realtime=True``), so it
@@ -38,9 +38,9 @@ import cv2
 import numpy as np
 import zxingcpp
 
-from terminal.clock import Clock, SystemClock
+from terminal.devices.scanner import ScanEvent
 from terminal.errors import CameraError
-from terminal.scanner import ScanEvent
+from terminal.host.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def _is_file_source(source: int | str) -> bool:
 
 
 class CameraScanner:
-    """A :class:`terminal.scanner.Scanner` on a camera, video file or stream.
+    """A :class:`terminal.devices.scanner.Scanner` on a camera, video file or stream.
 
     ``decode_fps`` caps decoding (one zxing-cpp call is single-threaded, so the scanner never
     needs more than that share of one core); ``size`` asks a device for a capture resolution

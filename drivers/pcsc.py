@@ -15,15 +15,7 @@ import time
 
 from smartcard import scard
 
-from terminal.errors import (
-    CardRemovedError,
-    CardUnresponsiveError,
-    NoCardError,
-    NoReaderError,
-    PcscUnavailableError,
-    ReaderError,
-)
-from terminal.reader import (
+from terminal.devices.reader import (
     CardInserted,
     CardRemoved,
     EventSink,
@@ -33,6 +25,14 @@ from terminal.reader import (
     ReaderRemoved,
     ServiceLost,
     ServiceRestored,
+)
+from terminal.errors import (
+    CardRemovedError,
+    CardUnresponsiveError,
+    NoCardError,
+    NoReaderError,
+    PcscUnavailableError,
+    ReaderError,
 )
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class PcscBackend:
 
 
 class CardWatcher:
-    """Reports :mod:`terminal.reader` events for every reader, in a daemon thread.
+    """Reports :mod:`terminal.devices.reader` events for every reader, in a daemon thread.
 
     Blocks in ``SCardGetStatusChange`` (the ``\\\\?PnP?\\Notification`` pseudo-reader covers
     readers coming and going). When pcscd stops, the call fails with a service error: the

@@ -1,8 +1,8 @@
 """QR and barcode scanners on a serial port (RS-232, or USB CDC-ACM as ``/dev/ttyACM0``).
 
 Through pyserial. The scanner sends one frame per code: optional AIM prefix, data, suffix
-(:mod:`terminal.scanframe`). A daemon thread reads whatever arrives, splits it into frames
-and queues :class:`terminal.scanner.ScanEvent` values for :meth:`SerialScanner.read`.
+(:mod:`terminal.devices.scanframe`). A daemon thread reads whatever arrives, splits it into frames
+and queues :class:`terminal.devices.scanner.ScanEvent` values for :meth:`SerialScanner.read`.
 
 When the device goes away (a USB scanner unplugged: the read fails, or the port's path is
 gone) the thread closes the port, reports ``gone`` and tries to open the same path again
@@ -26,10 +26,10 @@ from collections.abc import Callable
 
 import serial
 
-from terminal.clock import Clock, SystemClock
+from terminal.devices.scanframe import DEFAULT_MAX_FRAME, TRIGGER, UNTRIGGER, FrameDecoder, Suffix
+from terminal.devices.scanner import ScanEvent
 from terminal.errors import ScannerError, ScannerGoneError
-from terminal.scanframe import DEFAULT_MAX_FRAME, TRIGGER, UNTRIGGER, FrameDecoder, Suffix
-from terminal.scanner import ScanEvent
+from terminal.host.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

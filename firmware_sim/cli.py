@@ -12,7 +12,7 @@ from firmware_sim.vpcd import VPCD_BASE_PORT, VpcdBridge, slot_port
 from terminal.errors import ConfigError
 
 
-def add_sim_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sim = sub.add_parser("sim", help="simulated cards and devices (firmware_sim)")
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="SIM_COMMAND", required=True)
 

@@ -25,8 +25,8 @@ from terminal.crypto.signing import (
 )
 from terminal.ecode.payload import DEFAULT_VALIDITY, NONCE_LENGTH, CodePayload, sign_code
 from terminal.ecode.trustlist import IssuerKey, IssuerStatus, sign_trust_list
+from terminal.host.secretfile import write_secret_file
 from terminal.pki.certificate import key_id as public_key_id
-from terminal.secretfile import write_secret_file
 from terminal.ssc.fields import CardCategory
 
 Category = CardCategory | str | int

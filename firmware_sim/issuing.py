@@ -44,8 +44,8 @@ from firmware_sim.profile import (
 from firmware_sim.spec.psam import SSC_KEY_NAMES
 from firmware_sim.spec.ssc import Generation
 from terminal.crypto.signing import Algorithm, generate_private_key, private_key_bytes
+from terminal.host.secretfile import write_secret_file
 from terminal.pki.truststore import write_trust_store
-from terminal.secretfile import write_secret_file
 from terminal.secure.keyfile import KeySet, generate_key_set, write_key_file
 
 PKI_NAMES = {Algorithm.SM2: "sm2", Algorithm.ECDSA_P256: "ecdsa-p256"}

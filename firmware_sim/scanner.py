@@ -11,7 +11,7 @@ import logging
 import os
 
 from firmware_sim.ptydevice import PtyDevice
-from terminal.scanframe import SYN, TRIGGER, UNTRIGGER, FrameDecoder, Suffix, encode_frame
+from terminal.devices.scanframe import SYN, TRIGGER, UNTRIGGER, FrameDecoder, Suffix, encode_frame
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The strict trace card: a card (and a PSAM) that answers only what a trace recorded.
 
 The simulator and the terminal were written by the same hands, so a misreading of the
-specification shared by both passes every test. A trace (:mod:`terminal.tracefile`) puts the
+specification shared by both passes every test. A trace (:mod:`terminal.trace.format`) puts the
 field in the simulator's place: exchanges in the shape of real card logs, replayed here in
 their recorded order. A command that is not the next recorded one - another P2, a missing Le,
 an extra command, a command for the card while the PSAM's turn is next, anything after the
@@ -10,7 +10,7 @@ fails naming the position and both commands in hex).
 
 Two ways in:
 
-* :class:`TraceBackend`, a :class:`terminal.reader.ReaderBackend` in process: a card reader
+* :class:`TraceBackend`, a :class:`terminal.devices.reader.ReaderBackend` in process: a card reader
   and, when the trace has PSAM exchanges, a PSAM reader;
 * :class:`TraceCard`, a :class:`firmware_sim.vpcd.VirtualICC`, so a trace runs through the
   real pcscd (tests/integration/test_traces_vpcd.py).
@@ -18,8 +18,8 @@ Two ways in:
 :class:`TraceRandom` hands the terminal the recorded random values, so INTERNAL and EXTERNAL
 AUTHENTICATE carry the recorded process factor and originals.
 
-This module is the card side only: it reads the trace format (:mod:`terminal.tracefile`) and
-shows the trace as the reader interface the terminal uses (:mod:`terminal.reader`); it never
+This module is the card side only: it reads the trace format (:mod:`terminal.trace.format`) and
+shows the trace as the reader interface the terminal uses (:mod:`terminal.devices.reader`); it never
 runs terminal code. Running the flow a trace names is the tests' job
 (``tests/unit/trace_flows.py``).
 """
@@ -30,9 +30,9 @@ import threading
 from collections.abc import Sequence
 
 from firmware_sim.spec.status import SW
+from terminal.devices.reader import Interface, ReaderInfo
 from terminal.errors import NoCardError, NoReaderError
-from terminal.reader import Interface, ReaderInfo
-from terminal.tracefile import Exchange, Slot, Trace
+from terminal.trace.format import Exchange, Slot, Trace
 
 CARD_READER = "Trace card reader"
 PSAM_READER = "Trace PSAM reader"
@@ -132,7 +132,7 @@ class TraceReplay:
 
 
 class TraceConnection:
-    """A :class:`terminal.reader.CardConnection` on one slot of a replay."""
+    """A :class:`terminal.devices.reader.CardConnection` on one slot of a replay."""
 
     def __init__(
         self,

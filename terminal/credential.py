@@ -27,8 +27,8 @@ class CardKind(enum.Enum):
 class Credential:
     kind: CredentialKind
     card_token: bytes
-    """:func:`terminal.cardtoken.card_token` of the card number (16 bytes); for a
-    :attr:`CardKind.TUNION` card, :func:`terminal.cardtoken.tunion_card_token` of its
+    """:func:`terminal.privacy.cardtoken.card_token` of the card number (16 bytes); for a
+    :attr:`CardKind.TUNION` card, :func:`terminal.privacy.cardtoken.tunion_card_token` of its
     e-purse application serial."""
     region: str
     """The issuing region, 6 digits (GB/T 2260): 50xxxx Chongqing, 51xxxx Sichuan."""

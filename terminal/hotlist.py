@@ -2,7 +2,7 @@
 terminal must refuse even offline.
 
 Sized for a province: 10 million entries. Each entry is the 64-bit hotlist key of a card
-token (:func:`terminal.cardtoken.hotlist_key`, the first 8 bytes big-endian); the list is a
+token (:func:`terminal.privacy.cardtoken.hotlist_key`, the first 8 bytes big-endian); the list is a
 sorted, duplicate-free numpy ``uint64`` array, 8 bytes an entry (80 MB at 10 million), never
 a Python set (which costs about ten times that).
 
@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from terminal.atomicfile import write_atomically
-from terminal.cardtoken import hotlist_key
 from terminal.errors import OneCardError
+from terminal.host.atomicfile import write_atomically
+from terminal.privacy.cardtoken import hotlist_key
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,7 @@ from terminal.errors import (
     OneCardError,
     PcscUnavailableError,
 )
+from terminal.iso7816.atr import historical_bytes
 
 NO_PSAM_TERMINAL_NUMBER = "0" * 12
 
@@ -46,22 +47,6 @@ PIN_BLOCKED = -52
 NO_PSAM = -2201
 PSAM_LACKS_SM4 = -2202
 NO_RKSSSE = -2203
-
-
-def historical_bytes(atr: bytes) -> bytes:
-    """The historical bytes of an ATR (ISO 7816-3): the K bytes after the interface bytes."""
-    if len(atr) < 2:
-        return b""
-    t0 = atr[1]
-    count = t0 & 0x0F
-    index = 2
-    y = t0 >> 4
-    while True:
-        index += bin(y).count("1")
-        if not y & 0x8 or index > len(atr):
-            break
-        y = atr[index - 1] >> 4
-    return atr[index : index + count]
 
 
 def _date(value: datetime.date | None) -> str:

@@ -325,7 +325,7 @@ class ConsoleOutputs:
 
 
 @dataclass(frozen=True)
-class Action:
+class OutputCall:
     """One call on an :class:`Outputs`: ``kind`` is ``open_gate``, ``indicate``, ``show`` or
     ``close``; ``outcome`` is set for ``indicate``, ``message`` for ``show``."""
 
@@ -335,15 +335,15 @@ class Action:
 
 
 class RecordingOutputs:
-    """Keeps every call as an :class:`Action`, in order (thread-safe)."""
+    """Keeps every call as an :class:`OutputCall`, in order (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._actions: list[Action] = []
+        self._actions: list[OutputCall] = []
         self.closed = False
 
     @property
-    def actions(self) -> list[Action]:
+    def actions(self) -> list[OutputCall]:
         """A copy of the actions so far."""
         with self._lock:
             return list(self._actions)
@@ -369,22 +369,22 @@ class RecordingOutputs:
         with self._lock:
             self._actions.clear()
 
-    def _record(self, action: Action) -> None:
+    def _record(self, action: OutputCall) -> None:
         with self._lock:
             self._actions.append(action)
 
     def open_gate(self) -> None:
-        self._record(Action("open_gate"))
+        self._record(OutputCall("open_gate"))
 
     def indicate(self, outcome: Outcome) -> None:
-        self._record(Action("indicate", outcome=outcome))
+        self._record(OutputCall("indicate", outcome=outcome))
 
     def show(self, message: HolderMessage) -> None:
-        self._record(Action("show", message=message))
+        self._record(OutputCall("show", message=message))
 
     def close(self) -> None:
         self.closed = True
-        self._record(Action("close"))
+        self._record(OutputCall("close"))
 
 
 # --- fan-out --------------------------------------------------------------------------------

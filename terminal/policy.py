@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
 from terminal.credential import CardKind, Credential, CredentialKind
-from terminal.signed_document import DocumentError
+from terminal.wire.document import DocumentError
 
 APPLIST_KIND = "applist"
 CATEGORIES = ("1", "2", "3", "4")  # pre-school, student, adult, elderly (EF05 tag 02)
@@ -350,7 +350,7 @@ def parse_service(entry: object, index: int = 0) -> ServiceItem:
 
 def parse_application_list(body: Mapping[str, Any]) -> ApplicationList:
     """The application list from the body of a verified ``applist`` document
-    (:func:`terminal.signed_document.verify_document`; a ``signature`` key, if still
+    (:func:`terminal.wire.document.verify_document`; a ``signature`` key, if still
     present, is ignored). Strict: a malformed entry refuses the whole list with an
     :class:`ApplicationListError` naming it; service codes must be unique."""
     if not isinstance(body, Mapping):

@@ -8,11 +8,14 @@ from a test that forgot its ``tmp_path`` was once committed that way).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
+
+from drivers import inprocess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What tools other than the tests make in the root: the virtualenv, caches and the build
@@ -22,6 +25,15 @@ ROOT_ALLOWED = frozenset(
 )
 
 _before: frozenset[str] = frozenset()
+
+
+@pytest.fixture(autouse=True)
+def _empty_inprocess_readers() -> Iterator[None]:
+    """The in-process reader back-end's readers are process-wide: each test starts and
+    ends with them empty."""
+    inprocess.clear()
+    yield
+    inprocess.clear()
 
 
 @pytest.hookimpl(trylast=True)  # after the tmp_path plugin made its factory

@@ -40,8 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from terminal import ldt33
-from terminal.clock import Clock, SystemClock
 from terminal.errors import ConfigError, OneCardError
+from terminal.host.clock import Clock, SystemClock
 from terminal.ssc.reading import CardReading
 
 log = logging.getLogger(__name__)

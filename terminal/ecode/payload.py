@@ -47,7 +47,7 @@ _TIME = struct.Struct(">IH")
 
 class CardReferenceKind(enum.IntEnum):
     """How a code names its card: the card number in clear, or its keyed card token
-    (:mod:`terminal.cardtoken`), which says nothing about the card without the token key."""
+    (:mod:`terminal.privacy.cardtoken`), which says nothing about the card without the token key."""
 
     CARD_NUMBER = 0x01
     CARD_TOKEN = 0x02

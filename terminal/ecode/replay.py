@@ -20,8 +20,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from terminal.clock import Clock
 from terminal.errors import ReplayCacheError
+from terminal.host.clock import Clock
 
 DEFAULT_SKEW = 30
 PURGE_INTERVAL = 60.0

@@ -40,7 +40,7 @@ from terminal.crypto.signing import (
 )
 from terminal.errors import CryptoError, SignatureFormatError, TrustListError
 from terminal.pki.certificate import key_id as public_key_id
-from terminal.signed_document import canonical_json
+from terminal.wire.document import canonical_json
 
 KEY_ID_LENGTH = 8
 MAX_FILE_SIZE = 1 << 20

@@ -18,8 +18,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from terminal.cardtoken import MIN_KEY_LENGTH, card_token
-from terminal.clock import Clock
 from terminal.crypto.signing import verify as verify_signature
 from terminal.ecode.payload import CodePayload, parse_code
 from terminal.ecode.replay import ReplayCache, ReplayKey
@@ -31,7 +29,9 @@ from terminal.errors import (
     NotOurCodeError,
     SignatureFormatError,
 )
-from terminal.masking import mask_middle
+from terminal.host.clock import Clock
+from terminal.privacy.cardtoken import MIN_KEY_LENGTH, card_token
+from terminal.privacy.masking import mask_middle
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from terminal.errors import JournalEntryError
-from terminal.signed_document import canonical_json
+from terminal.wire.document import canonical_json
 
 ZERO_HASH = "0" * 64
 """``prev_hash`` of entry ``seq`` 1."""
@@ -208,7 +208,7 @@ class TransactionRecord:
     amount: int | None
     """Amount in fen (fares), or None."""
     card_token: bytes
-    """:func:`terminal.cardtoken.card_token` of the card number, 16 bytes."""
+    """:func:`terminal.privacy.cardtoken.card_token` of the card number, 16 bytes."""
     region: str
     """Issuing region, 6 digits (GB/T 2260)."""
     category: str | None

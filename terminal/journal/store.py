@@ -40,13 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from terminal.clock import Clock, SystemClock
 from terminal.errors import (
     JournalCorruptError,
     JournalEntryError,
     JournalError,
     JournalFullError,
 )
+from terminal.host.clock import Clock, SystemClock
 from terminal.journal.entry import (
     ZERO_HASH,
     ChainReport,

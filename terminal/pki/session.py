@@ -24,13 +24,13 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from terminal.apdu import SHORT_MAX_LE, CommandAPDU
 from terminal.crypto.signing import Algorithm, verify
+from terminal.devices.reader import CardChannel
 from terminal.errors import CardError, CertificateError, NoPkiApplicationError, SignatureFormatError
+from terminal.iso7816.apdu import SHORT_MAX_LE, CommandAPDU
+from terminal.iso7816.status_words import SW, describe
 from terminal.pki.certificate import Certificate, CertType, certificate_length, parse_certificate
 from terminal.pki.truststore import PkiCheck, PkiOutcome, TrustStore, check_card_certificate
-from terminal.reader import CardChannel
-from terminal.status import SW, describe
 
 PKI_DF_NAME = "PKI.社会保障".encode("gbk")
 """DF name of the PKI application: ``504B492EC9E7BBE1B1A3D5CF`` (12 bytes)."""

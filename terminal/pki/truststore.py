@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from terminal.atomicfile import write_atomically
 from terminal.errors import CertificateError, ConfigError
-from terminal.masking import mask_middle
+from terminal.host.atomicfile import write_atomically
 from terminal.pki.certificate import (
     KEY_ID_LENGTH,
     Certificate,
@@ -41,6 +40,7 @@ from terminal.pki.certificate import (
     parse_certificate,
     verify_certificate_signature,
 )
+from terminal.privacy.masking import mask_middle
 
 log = logging.getLogger(__name__)
 

@@ -4,5 +4,5 @@
 * :mod:`terminal.runtime.transaction` - the steps for one credential
 * :mod:`terminal.runtime.profiles` - gate, validator, counter
 * :mod:`terminal.runtime.loop` - the event loop and the composition root
-* :mod:`terminal.runtime.status` - ``/health`` and ``/metrics``
+* :mod:`terminal.runtime.statuspage` - ``/health`` and ``/metrics``
 """

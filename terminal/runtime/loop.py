@@ -1,33 +1,29 @@
 """The event loop: one queue, one credential at a time, until told to stop.
 
-Card events come from a :class:`drivers.pcsc.CardWatcher` (its own thread; it survives a
-pcscd restart by itself), scans from each scanner's reader thread (a serial scanner
+Card events come from a card watcher (``drivers.pcsc.CardWatcher``: its own thread; it
+survives a pcscd restart by itself), scans from each scanner's reader thread (a serial scanner
 reconnects by itself after an unplug); all of them go into one queue, and the loop thread
 takes them one by one and runs each credential to completion with
 :class:`terminal.runtime.transaction.TransactionSteps`. A stop request (SIGTERM, SIGINT,
 :meth:`TerminalRuntime.request_stop`) is seen between transactions: the current one
 finishes, then the loop closes everything and returns.
 
-:func:`build_runtime` is the composition root of ``onecard run``: it turns a
-:class:`~terminal.runtime.config.RuntimeConfig` into ready objects. Tests and the demo may
-build a :class:`TerminalRuntime` from ready objects instead, with no back office.
+The runtime takes ready objects; :func:`onecard.runtime.build_runtime`, the composition
+root of ``onecard run``, opens them from a :class:`~terminal.runtime.config.RuntimeConfig`.
+Tests and the demo may build a :class:`TerminalRuntime` directly, with no back office.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from terminal.clock import Clock, SystemClock
-from terminal.errors import ConfigError, OneCardError
-from terminal.reader import (
+from terminal.devices.reader import (
     CardInserted,
     CardRemoved,
     ReaderAdded,
@@ -35,16 +31,16 @@ from terminal.reader import (
     ServiceLost,
     ServiceRestored,
 )
-from terminal.runtime.config import RuntimeConfig
-from terminal.runtime.status import RuntimeStatus, StatusServer
+from terminal.devices.scanner import ScanEvent
+from terminal.errors import OneCardError
+from terminal.host.clock import Clock, SystemClock
+from terminal.runtime.statuspage import RuntimeStatus, StatusServer
 from terminal.runtime.transaction import (
     CardPresented,
     CodePresented,
-    TerminalContext,
     TransactionOutcome,
     TransactionSteps,
 )
-from terminal.scanner import ScanEvent
 
 log = logging.getLogger(__name__)
 
@@ -291,354 +287,3 @@ class TerminalRuntime:
                 closer()
             except Exception:  # one failing close must not leave the rest open
                 log.exception("closing failed")
-
-
-# --- composition root -----------------------------------------------------------------------
-
-
-def _hex_file(path: str, what: str) -> bytes:
-    try:
-        return bytes.fromhex(Path(path).read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
-
-
-def _ecode_manifest(world: str) -> dict[str, Any]:
-    path = Path(world) / "manifest.json"
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not an e-code world ({exc})") from None
-    return manifest
-
-
-def build_runtime(
-    config: RuntimeConfig,
-    *,
-    outputs: Any | None = None,
-    clock: Clock | None = None,
-    watcher_factory: Callable[[Callable[[Any], None]], Any] | None = None,
-) -> TerminalRuntime:
-    """Everything ``terminal.toml`` describes, opened and wired. Raises
-    :class:`ConfigError` (or the typed error of the part that failed to open)."""
-    import drivers
-    from terminal.journal.store import Journal
-
-    clock = clock or SystemClock()
-    closers: list[Callable[[], None]] = []
-    background: list[Callable[[threading.Event], None]] = []
-    sec, bo = config.security, config.backoffice
-    try:
-        credentials = None
-        if bo.credentials:
-            from terminal.sync.auth import load_credentials
-
-            credentials = load_credentials(bo.credentials)
-            if credentials.terminal_id != config.terminal.id:
-                raise ConfigError(
-                    f"credentials are for terminal {credentials.terminal_id!r}, "
-                    f"[terminal] id is {config.terminal.id!r}"
-                )
-        manifest = _ecode_manifest(sec.ecode_world) if sec.ecode_world else None
-
-        if sec.token_key:
-            token_key = _hex_file(sec.token_key, "token key")
-        elif credentials is not None:
-            token_key = credentials.token_key
-        elif manifest is not None:
-            token_key = _hex_file(manifest["token_key"], "token key")
-        else:
-            raise ConfigError(
-                "no card token key: set [backoffice] credentials or [security] token_key"
-            )
-
-        store = None
-        Path(bo.documents).mkdir(parents=True, exist_ok=True)
-        if credentials is not None:
-            from terminal.sync.cli import open_document_store
-
-            store = open_document_store(credentials, Path(bo.documents))
-        elif bo.publication_key:
-            from terminal.ecode.trustlist import trust_list_from_body
-            from terminal.sync.downloads import DocumentStore
-
-            store = DocumentStore(
-                bo.documents,
-                _hex_file(bo.publication_key, "publication key"),
-                bo.publication_algorithm,
-                trust_list_parser=trust_list_from_body,
-            )
-        else:
-            log.warning("no credentials and no publication key: no application list")
-
-        journal = Journal.open(bo.journal, config.terminal.id, clock)
-        closers.append(journal.close)
-
-        backend = drivers.reader_backend(config.readers.backend)
-        module: Any = None
-        if config.readers.psam:
-            from terminal.secure.psam import PsamSecureModule
-
-            module = PsamSecureModule.open(backend, config.readers.psam)
-            closers.append(module.close)
-        elif sec.keys:
-            from terminal.secure.software import SoftwareSecureModule
-
-            module = SoftwareSecureModule.from_file(sec.keys)
-            closers.append(module.close)
-        trust_store = None
-        if sec.trust_store:
-            from terminal.clock import today
-            from terminal.pki.truststore import load_trust_store
-
-            trust_store = load_trust_store(sec.trust_store, today(clock))
-
-        verifier = _open_verifier(config, clock, token_key, manifest, store)
-        if verifier is not None:
-            closers.append(verifier.replay_cache.close)
-
-        context = TerminalContext(
-            service=config.terminal.service,
-            token_key=token_key,
-            journal=journal,
-            clock=clock,
-            applist=(lambda: store.application_list) if store is not None else (lambda: None),
-            hotlist=_hotlist_source(store),
-            reader_backend=backend,
-            secure_module=module,
-            trust_store=trust_store,
-            code_verifier=verifier,
-            accept_unverified=sec.accept_unverified,
-        )
-
-        if outputs is None:
-            outputs = _open_outputs(config)
-            closers.append(outputs.close)
-        status = RuntimeStatus(config.profile, config.terminal.id)
-        status.unacked = lambda: journal.stats().unacked
-        if store is not None:
-            status.versions = store.current_versions
-
-        from terminal.sync.events import EventOutbox
-
-        events = EventOutbox.open(bo.events, config.terminal.id, clock)
-        closers.append(events.close)
-        status.events_unsent = events.unsent
-        wake_sender: list[Callable[[], None]] = []
-        screen, clips = _open_screen(config, clock, events, wake_sender, closers)
-        if screen is not None:
-            from terminal.outputs import MultiOutputs
-
-            outputs = MultiOutputs(outputs, screen)
-
-        from terminal.runtime.profiles import build_profile
-
-        profile = build_profile(config, clock, backend, closers)
-        if screen is not None and hasattr(profile, "before_pin"):
-            profile.before_pin = lambda: screen.presenting("pin")
-        steps = TransactionSteps(context, profile, outputs)
-
-        if credentials is not None and store is not None:
-            background.append(
-                _sync_work(
-                    journal, events, wake_sender, credentials, store, clock, bo.sync_interval
-                )
-            )
-
-        scanners: list[Any] = []
-        if config.scanner.serial:
-            port = config.scanner.serial
-            scanners.append(
-                drivers.scanner_backend(
-                    "serial",
-                    port=port,
-                    baudrate=config.scanner.baudrate,
-                    on_state=lambda state: status.set_scanner(port, str(state)),
-                )
-            )
-            status.set_scanner(port, "connected" if scanners[-1].connected else "gone")
-        if config.scanner.camera:
-            cam = config.scanner.camera
-            source: int | str = int(cam) if cam.isdigit() else cam
-            scanners.append(drivers.scanner_backend("camera", source=source))
-            status.set_scanner(cam, "connected")
-
-        if watcher_factory is None and config.readers.backend == "pcsc":
-            from drivers.pcsc import CardWatcher
-
-            watcher_factory = CardWatcher
-        return TerminalRuntime(
-            steps=steps,
-            status=status,
-            watcher_factory=watcher_factory,
-            scanners=scanners,
-            readers=ReaderFilter(config.readers.names, config.readers.psam),
-            status_port=config.status.port,
-            clock=clock,
-            closers=closers,
-            background=background,
-            screen=screen,
-            screen_port=config.screen.port if screen is not None else None,
-            voice_clips=clips,
-        )
-    except BaseException:
-        for closer in reversed(closers):
-            try:
-                closer()
-            except Exception:
-                log.debug("close after a failed start", exc_info=True)
-        raise
-
-
-def _hotlist_source(store: Any) -> Callable[[], Any]:
-    if store is not None:
-        return lambda: store.hotlist
-    from terminal.hotlist import HotList
-
-    empty = HotList.empty()
-    return lambda: empty
-
-
-def _open_verifier(
-    config: RuntimeConfig,
-    clock: Clock,
-    token_key: bytes,
-    manifest: dict[str, Any] | None,
-    store: Any,
-) -> Any:
-    """The e-code verifier: an e-code world, a trust list file, or the downloaded trust
-    list; None when none is configured (codes are then refused)."""
-    from terminal.crypto.signing import Algorithm
-    from terminal.ecode.replay import ReplayCache
-    from terminal.ecode.trustlist import load_trust_list, trust_list_from_body
-    from terminal.ecode.verify import CodeVerifier
-
-    sec = config.security
-    trust_list = None
-    if manifest is not None:
-        root = _hex_file(manifest["root"]["public_key"], "e-code root key")
-        trust_list = load_trust_list(manifest["trust_list"], root, Algorithm(manifest["algorithm"]))
-    elif sec.trust_list:
-        root = _hex_file(sec.root_key, "e-code root key")
-        trust_list = load_trust_list(sec.trust_list, root, Algorithm(sec.root_algorithm))
-    elif store is not None and store.trust_list is not None:
-        # The downloaded trust list was verified by the document store at load.
-        trust_list = trust_list_from_body(store.trust_list)
-    if trust_list is None:
-        return None
-    replay_path = Path(config.backoffice.replay_cache)
-    replay_path.parent.mkdir(parents=True, exist_ok=True)
-    cache = ReplayCache(replay_path, clock, sec.skew_seconds)
-    return CodeVerifier(trust_list, cache, clock, sec.skew_seconds, token_key=token_key)
-
-
-def _open_outputs(config: RuntimeConfig) -> Any:
-    try:
-        if config.outputs.kind == "serial":
-            from drivers.relay_board import SerialRelayBoard
-
-            return SerialRelayBoard(config.outputs.serial)
-        from terminal.outputs import ConsoleOutputs
-
-        return ConsoleOutputs()
-    except ImportError as exc:
-        raise ConfigError(f"outputs {config.outputs.kind!r} not available: {exc}") from None
-
-
-def _open_screen(
-    config: RuntimeConfig,
-    clock: Clock,
-    events: Any,
-    wake_sender: list[Callable[[], None]],
-    closers: list[Callable[[], None]],
-) -> tuple[Any, Any]:
-    """The holder screen's hub and voice clips as ``[screen]`` says; (None, None) when the
-    screen is off. A terminal without espeak-ng shows the screen without sound. Staff
-    calls go to the ``events`` outbox, then ``wake_sender`` (the event sender, once the
-    back office link runs) so the back office hears at once."""
-    sc = config.screen
-    if sc.port < 0:
-        return None, None
-    from terminal.screen.hub import ScreenHub
-    from terminal.screen.model import Prefs, ScreenSettings
-
-    settings = ScreenSettings(
-        profile=config.profile,
-        contactless=config.profile in ("gate", "validator"),
-        contact=config.profile == "counter",
-        code=bool(config.scanner.serial or config.scanner.camera),
-        defaults=Prefs(lang=sc.lang, large=sc.large_print, voice=sc.voice),
-        result_seconds=sc.result_seconds,
-        assist_factor=sc.assist_factor,
-        reset_seconds=sc.reset_seconds,
-        assist_idle_seconds=sc.assist_idle_seconds,
-        show_holder=sc.show_holder == "masked_name",
-        complaint_phone=sc.complaint_phone,
-        complaint_url=sc.complaint_url,
-    )
-    clips = None
-    from terminal.screen.clips import ClipIndex
-    from terminal.screen.voice import VoiceCatalog
-
-    catalog = VoiceCatalog(
-        Path(sc.voice_dir), {"zh": sc.voice_zh, "en": sc.voice_en}, speed=sc.voice_speed
-    )
-    if catalog.available():
-        clips = ClipIndex(catalog)
-        closers.append(clips.close)
-    else:
-        log.warning("espeak-ng or its voices are missing: the holder screen has no sound")
-
-    def record(kind: str, detail: dict[str, object]) -> None:
-        events.add(kind, detail)
-        for wake in wake_sender:
-            wake()
-
-    hub = ScreenHub(
-        settings,
-        clock,
-        on_event=record,
-        voice_url=clips.url if clips is not None else None,
-    )
-    closers.append(hub.close)
-    return hub, clips
-
-
-def _sync_work(
-    journal: Any,
-    events: Any,
-    wake_sender: list[Callable[[], None]],
-    credentials: Any,
-    store: Any,
-    clock: Clock,
-    interval: float,
-) -> Callable[[threading.Event], None]:
-    """The back office link: the uploader's and the event sender's own threads (they retry
-    with back-off through outages) and periodic document downloads, until the stop event."""
-
-    def sync(stop: threading.Event) -> None:
-        from terminal.sync.downloads import Downloader
-        from terminal.sync.events import EventSender
-        from terminal.sync.uploader import IngestClient, Uploader
-
-        uploader = Uploader(journal, credentials, clock)
-        sender = EventSender(events, credentials, clock)
-        wake_sender.append(sender.notify)
-        client = IngestClient(credentials, clock)
-        downloader = Downloader(store, client.fetch, clock)
-        uploader.start()
-        sender.start()
-        try:
-            while not stop.is_set():
-                try:
-                    downloader.run_once()
-                except OneCardError as error:  # an outage: the next round tries again
-                    log.warning("document download failed: %s", error.reason)
-                stop.wait(interval)
-        finally:
-            wake_sender.clear()
-            uploader.stop()
-            sender.stop()
-            client.close()
-
-    return sync

@@ -19,18 +19,16 @@ Modules built alongside this one (transit, counter API) are imported where they 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from terminal.clock import CST, Clock
 from terminal.credential import CredentialKind
-from terminal.errors import ConfigError
+from terminal.host.clock import CST, Clock
 from terminal.policy import Decision
 from terminal.runtime.transaction import Action, Presented
-from terminal.transit.purchase import PurchaseStatus
+from terminal.transit.pending import PendingPurchases
+from terminal.transit.purchase import PurchaseStatus, purchase, recover
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +96,14 @@ class GateProfile:
             self._recent.remember(presented.credential.card_token)
 
 
+class TransitPurchases:
+    """The validator's purchase and its recovery: :func:`terminal.transit.purchase.purchase`
+    and :func:`~terminal.transit.purchase.recover`."""
+
+    purchase = staticmethod(purchase)
+    recover = staticmethod(recover)
+
+
 class ValidatorProfile:
     """Bus validators: debit the fare from the card's e-purse with the PSAM; e-codes ride
     now and pay later (the journal entry is the claim)."""
@@ -111,23 +117,15 @@ class ValidatorProfile:
         clock: Clock,
         repeat_seconds: float,
         psam: Any,
-        purchase_module: Any | None = None,
-        pending: Any | None = None,
+        purchases: Any = None,
+        pending: PendingPurchases | None = None,
     ) -> None:
-        if purchase_module is None:
-            try:
-                purchase_module = importlib.import_module("terminal.transit.purchase")
-            except ImportError:
-                raise ConfigError("validator profile needs terminal.transit") from None
-        self._purchase = purchase_module
+        self._purchase = purchases if purchases is not None else TransitPurchases()
+        """What runs the purchase and its recovery (tests hand in a wrapper that counts)."""
         self._psam = psam
         self._clock = clock
         self._recent = _RecentTokens(clock, repeat_seconds)
-        if pending is None:
-            from terminal.transit.pending import PendingPurchases
-
-            pending = PendingPurchases(None)
-        self._pending = pending
+        self._pending = pending if pending is not None else PendingPurchases(None)
         """Purchases that may have charged a card but are not journaled yet, by card token
         (durable in production: :class:`terminal.transit.pending.PendingPurchases`)."""
 
@@ -285,7 +283,7 @@ class CounterProfile:
         return decision
 
     def act(self, presented: Presented, decision: Decision) -> Action:
-        from terminal.pinpad import PinEntryCancelled
+        from terminal.devices.pinpad import PinEntryCancelled
 
         if not decision.accepted:
             return _from_decision(decision)
@@ -328,64 +326,3 @@ def _masked_name(reading: Any) -> str | None:
     name = getattr(holder, "name", None)
     name = name.strip() if isinstance(name, str) else ""
     return name[0] + "**" if name else None
-
-
-class _ScriptedPinPad:
-    """PINs from the configuration, in turn (demos only: a real counter has a pad)."""
-
-    def __init__(self, pins: tuple[str, ...]) -> None:
-        self._pins = list(pins)
-
-    def read_pin(self, prompt: str) -> str:
-        from terminal.pinpad import PinEntryCancelled
-
-        if not self._pins:
-            raise PinEntryCancelled("the scripted PIN pad has no more PINs")
-        return self._pins.pop(0)
-
-
-def build_profile(config: Any, clock: Clock, backend: Any, closers: list[Any]) -> Any:
-    """The profile ``config`` (a :class:`~terminal.runtime.config.RuntimeConfig`) names,
-    with its devices opened; what must be closed at shutdown is added to ``closers``."""
-    profile = config.profile
-    if profile == "gate":
-        return GateProfile(clock, config.gate.passback_minutes)
-    if profile == "validator":
-        try:
-            purchase_module = importlib.import_module("terminal.transit.purchase")
-        except ImportError:
-            raise ConfigError("validator profile needs terminal.transit") from None
-        if not config.readers.psam:
-            raise ConfigError("validator profile needs [readers] psam (the purchase PSAM)")
-        from terminal.secure.psam import PsamSecureModule
-        from terminal.transit.pending import PendingPurchases
-
-        psam = PsamSecureModule.open(backend, config.readers.psam)
-        closers.append(psam.close)
-        # Beside the journal: the two must survive together.
-        journal_path = Path(config.backoffice.journal)
-        pending = PendingPurchases(journal_path.with_name(journal_path.stem + "-pending.db"))
-        closers.append(pending.close)
-        return ValidatorProfile(
-            clock,
-            config.validator.repeat_seconds,
-            psam,
-            purchase_module,
-            pending,
-        )
-    if profile == "counter":
-        from terminal.pinpad import ConsolePinPad
-
-        pinpad: Any
-        if config.counter.pinpad == "script":
-            pinpad = _ScriptedPinPad(config.counter.pins)
-        else:
-            pinpad = ConsolePinPad()
-        try:
-            from terminal.counter.api import CounterApi
-        except ImportError:
-            raise ConfigError("counter profile needs terminal.counter.api") from None
-        api = CounterApi(host="127.0.0.1", port=config.counter.api_port)
-        closers.append(api.shutdown)
-        return CounterProfile(pinpad, api, config.counter.require_pin)
-    raise ConfigError(f"unknown profile {profile!r}")

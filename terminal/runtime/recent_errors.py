@@ -5,7 +5,7 @@ and above in memory, already reduced to what the page shows: time, level, logger
 short message. The page is read by whoever stands at the terminal, so the message is masked
 here whatever the logging call did: every run of 12 or more digits (card numbers, ID numbers,
 an ID number's check character ``X`` included) keeps its first and last four characters only
-(:func:`terminal.masking.mask_middle`).
+(:func:`terminal.privacy.masking.mask_middle`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 import threading
 from typing import Any
 
-from terminal.masking import mask_middle
+from terminal.privacy.masking import mask_middle
 
 DEFAULT_CAPACITY = 50
 MESSAGE_LIMIT = 300

@@ -18,7 +18,7 @@ happens before the holder is told and before any effect the holder can see or us
 gate opening, the counter hand-off. A transaction the journal refuses (full disk, full
 journal) is refused with reason ``journal_full``, and those effects are not taken.
 
-No device is touched here: cards come through a :class:`terminal.reader.ReaderBackend`,
+No device is touched here: cards come through a :class:`terminal.devices.reader.ReaderBackend`,
 effects through an outputs object; both are handed in.
 """
 
@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from terminal import ldt33
-from terminal.cardtoken import card_token, tunion_card_token
-from terminal.clock import Clock
-from terminal.clock import today as local_today
 from terminal.credential import CardKind, Credential, CredentialKind
+from terminal.devices.reader import CardChannel, CardConnection, ReaderBackend
 from terminal.errors import JournalError, JournalFullError, OneCardError, ReaderError
+from terminal.host.clock import Clock
+from terminal.host.clock import today as local_today
+from terminal.iso7816.atr import historical_bytes
 from terminal.journal.entry import TransactionRecord
 from terminal.pki.truststore import TrustStore
 from terminal.policy import (
@@ -49,7 +49,7 @@ from terminal.policy import (
     HotListLike,
     decide,
 )
-from terminal.reader import CardChannel, CardConnection, ReaderBackend
+from terminal.privacy.cardtoken import card_token, tunion_card_token
 from terminal.secure.module import SecureModule
 from terminal.ssc.authenticity import RkssseRefusals
 from terminal.ssc.layout import DECISION_ITEMS
@@ -63,7 +63,7 @@ ERROR = "error"
 """A transaction the terminal could not complete (card pulled, reader gone): not journaled."""
 
 
-class Step(enum.Enum):
+class TransactionStep(enum.Enum):
     """The steps, in order; :attr:`TransactionOutcome.timings` is keyed by their values."""
 
     READ = "read"
@@ -79,7 +79,7 @@ class Step(enum.Enum):
 
 @dataclass(frozen=True)
 class CardPresented:
-    """A card arrived in ``reader`` (a :class:`terminal.reader.CardInserted`)."""
+    """A card arrived in ``reader`` (a :class:`terminal.devices.reader.CardInserted`)."""
 
     reader: str
     atr: bytes = b""
@@ -87,7 +87,7 @@ class CardPresented:
 
 @dataclass(frozen=True)
 class CodePresented:
-    """A code was scanned (a :class:`terminal.scanner.ScanEvent`'s text)."""
+    """A code was scanned (a :class:`terminal.devices.scanner.ScanEvent`'s text)."""
 
     text: str
     source: str = ""
@@ -245,7 +245,7 @@ class TransactionOutcome:
     balance: int | None = None
     apdu_count: int = 0
     timings: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
-    """Milliseconds per :class:`Step` that ran."""
+    """Milliseconds per :class:`TransactionStep` that ran."""
     journaled: bool = False
     seq: int | None = None
     gate_opened: bool = False
@@ -278,7 +278,7 @@ class _Timer:
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
-    def step(self, step: Step) -> _Timed:
+    def step(self, step: TransactionStep) -> _Timed:
         return _Timed(self.timings, step.value)
 
 
@@ -446,11 +446,11 @@ class TransactionSteps:
         connection: CardConnection | None = None
         channel: CardChannel | None = None
         try:
-            with timer.step(Step.READ):
+            with timer.step(TransactionStep.READ):
                 connection = ctx.reader_backend.connect(card.reader)
                 channel = CardChannel(connection)
-            with timer.step(Step.VERIFY):
-                historical = ldt33.historical_bytes(connection.atr)
+            with timer.step(TransactionStep.VERIFY):
+                historical = historical_bytes(connection.atr)
                 verification = verify_card(
                     channel,
                     historical,
@@ -470,7 +470,7 @@ class TransactionSteps:
             if pays_by_purse:
                 # After the SSC side, so the e-purse is the application left selected for
                 # the purchase (which then sends no SELECT of its own).
-                with timer.step(Step.READ):
+                with timer.step(TransactionStep.READ):
                     purse = self._read_purse(channel)
             identified = identify_card(
                 verification,
@@ -549,7 +549,7 @@ class TransactionSteps:
         verifier = ctx.code_verifier
         if verifier is None:
             return self._tell_only("code", REFUSE, "codes_not_accepted", "no code verifier", timer)
-        with timer.step(Step.VERIFY):
+        with timer.step(TransactionStep.VERIFY):
             try:
                 result = verifier.verify(code.text)
             except OneCardError as error:  # the terminal's own fault (replay cache unwritable)
@@ -601,9 +601,9 @@ class TransactionSteps:
         credential = presented.credential
         assert credential is not None
         kind = credential.kind.value
-        with timer.step(Step.DECIDE):
+        with timer.step(TransactionStep.DECIDE):
             decision = self._decide(presented)
-        with timer.step(Step.ACT):
+        with timer.step(TransactionStep.ACT):
             try:
                 action = self.profile.act(presented, decision)
             except ReaderError:
@@ -623,7 +623,7 @@ class TransactionSteps:
             category=credential.category,
             extra=self._journal_extra(presented, action),
         )
-        with timer.step(Step.JOURNAL):
+        with timer.step(TransactionStep.JOURNAL):
             try:
                 entry = self.context.journal.append(record)
             except JournalFullError as error:
@@ -639,7 +639,7 @@ class TransactionSteps:
         self.profile.committed(presented, action)
         decision_text = ACCEPT if action.accepted else REFUSE
         gate_opened = False
-        with timer.step(Step.TELL):
+        with timer.step(TransactionStep.TELL):
             if action.accepted and action.after_journal is not None:
                 try:
                     action.after_journal()
@@ -703,7 +703,7 @@ class TransactionSteps:
         timer: _Timer,
         apdu_count: int = 0,
     ) -> TransactionOutcome:
-        with timer.step(Step.TELL):
+        with timer.step(TransactionStep.TELL):
             self._tell(decision, reason, None, None)
         return TransactionOutcome(
             kind=kind,

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from terminal.clock import Clock, SystemClock
+from terminal.host.clock import Clock, SystemClock
 from terminal.outputs import HolderMessage, Outcome
 from terminal.screen.model import CallState, ScreenModel, ScreenSettings, ScreenState
 

@@ -39,8 +39,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from terminal.atomicfile import write_atomically
 from terminal.errors import OneCardError
+from terminal.host.atomicfile import write_atomically
 from terminal.outputs import _FALLBACK, MESSAGES
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ from types import MappingProxyType
 
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.errors import ConfigError
-from terminal.secretfile import write_secret_file
+from terminal.host.secretfile import write_secret_file
 from terminal.secure.module import is_terminal_number
 from terminal.ssc.auth import KeyName
 

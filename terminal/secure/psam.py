@@ -1,7 +1,7 @@
 """The PSAM secure module: SSSE master keys in a PSAM card in a PC/SC slot.
 
-The module speaks to the PSAM through :class:`terminal.reader.CardChannel` over any
-:class:`terminal.reader.CardConnection` (it imports no driver). On the wire
+The module speaks to the PSAM through :class:`terminal.devices.reader.CardChannel` over any
+:class:`terminal.devices.reader.CardConnection` (it imports no driver). On the wire
 (docs/card-authentication.md, "PSAM commands"):
 
 =========================  ==================================================================
@@ -42,8 +42,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from terminal.apdu import CommandAPDU
 from terminal.crypto.symmetric import SymmetricAlgorithm
+from terminal.devices.reader import CardChannel, CardConnection, ReaderBackend
 from terminal.errors import (
     AlgorithmMissingError,
     KeyMissingError,
@@ -53,7 +53,8 @@ from terminal.errors import (
     ReaderError,
     SecureModuleError,
 )
-from terminal.reader import CardChannel, CardConnection, ReaderBackend
+from terminal.iso7816.apdu import CommandAPDU
+from terminal.iso7816.status_words import SW, describe
 from terminal.secure.module import (
     NO_TERMINAL_NUMBER,
     SUPPORTED_ALGORITHMS,
@@ -63,7 +64,6 @@ from terminal.secure.module import (
 )
 from terminal.ssc.auth import CRYPTOGRAM_LENGTH, PROCESS_FACTOR_LENGTH, KeyName
 from terminal.ssc.cardspec import region_factor
-from terminal.status import SW, describe
 from terminal.transit.purchase import SW_MAC_INVALID, Mac1Answer, Mac1Request, Mac2Verdict
 
 log = logging.getLogger(__name__)

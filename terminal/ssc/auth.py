@@ -21,7 +21,6 @@ import enum
 import secrets
 from collections.abc import Callable
 
-from terminal.apdu import CommandAPDU
 from terminal.crypto.symmetric import (
     SymmetricAlgorithm,
     block_size,
@@ -30,6 +29,7 @@ from terminal.crypto.symmetric import (
     ssc_card_key,
 )
 from terminal.errors import CryptoError
+from terminal.iso7816.apdu import CommandAPDU
 from terminal.ssc.cardspec import CARD_SPEC, CardSpec, diversification_data
 
 CRYPTOGRAM_LENGTH = 8

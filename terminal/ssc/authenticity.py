@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 
 from terminal.crypto.symmetric import SymmetricAlgorithm
+from terminal.devices.reader import CardChannel
 from terminal.errors import (
     CardError,
     CryptoError,
@@ -30,9 +31,9 @@ from terminal.errors import (
     ParseError,
     SecureModuleError,
 )
+from terminal.iso7816.status_words import SW, describe
 from terminal.pki.session import NoPkiApplicationError, verify_card_pki
 from terminal.pki.truststore import TrustStore
-from terminal.reader import CardChannel
 from terminal.secure.module import SecureModule
 from terminal.ssc import auth, layout
 from terminal.ssc.cardspec import CARD_SPEC, HISTORICAL_BYTES_NEEDED
@@ -45,7 +46,6 @@ from terminal.ssc.session import (
     read_holder_data,
     read_ssc,
 )
-from terminal.status import SW, describe
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from terminal.apdu import CommandAPDU, ResponseAPDU
+from terminal.devices.reader import CardChannel
 from terminal.errors import CardError, OneCardError
-from terminal.reader import CardChannel
+from terminal.iso7816.apdu import CommandAPDU, ResponseAPDU
+from terminal.iso7816.status_words import SW, describe, tries_left
 from terminal.ssc.cardspec import CARD_SPEC
 from terminal.ssc.session import select_ssse, ssse_selected
-from terminal.status import SW, describe, tries_left
 
 PIN_SEPARATOR = b"\xff"
 

@@ -1,6 +1,6 @@
 """Read a social security card in a reader: pick the reader, connect, read, report.
 
-This is the one place that joins a :class:`terminal.reader.ReaderBackend` to the pure read
+This is the one place that joins a :class:`terminal.devices.reader.ReaderBackend` to the pure read
 session. The result, :class:`CardReading`, renders as the ``onecard read`` JSON (holder data
 masked unless revealed) and as the LD/T 33 ``iReadCardBas`` string.
 """
@@ -13,11 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from terminal import ldt33
-from terminal.apdu import CommandAPDU
+from terminal.devices.reader import CardChannel, CardConnection, Interface, ReaderBackend
 from terminal.errors import NoCardError, NoReaderError
-from terminal.masking import mask_date, mask_middle, mask_name, mask_region
+from terminal.iso7816.apdu import CommandAPDU
+from terminal.iso7816.atr import historical_bytes
 from terminal.pki.truststore import TrustStore
-from terminal.reader import CardChannel, CardConnection, Interface, ReaderBackend
+from terminal.privacy.masking import mask_date, mask_middle, mask_name, mask_region
 from terminal.secure.module import SecureModule
 from terminal.ssc.auth import RandomSource, random_bytes
 from terminal.ssc.authenticity import CardVerification, card_algorithm, verify_card
@@ -189,7 +190,7 @@ def verify_card_in_reader(
     with _open_card(backend, reader) as card:
         verification = verify_card(
             card.channel,
-            ldt33.historical_bytes(card.connection.atr),
+            historical_bytes(card.connection.atr),
             module,
             trust_store,
             today,

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from terminal.errors import FieldError
+from terminal.iso7816.tlv import records_by_tag
 from terminal.ssc import cardnumber, layout
 from terminal.ssc.fields import CardCategory, decode_item, item_label, region_of_card_id
-from terminal.tlv import records_by_tag
 
 __all__ = [
     "HolderData",

@@ -3,7 +3,7 @@
 :class:`BasicReadSession` owns no I/O: ``next_command()`` says what to send, ``receive()``
 takes the card's final answer (after the channel's 61xx/6Cxx handling), and ``result()``
 gives the typed :class:`SscRead`. :func:`read_ssc` drives it over a
-:class:`terminal.reader.CardChannel`. Command headers come from
+:class:`terminal.devices.reader.CardChannel`. Command headers come from
 :data:`terminal.ssc.cardspec.CARD_SPEC`.
 
 Two ways to read a record file:
@@ -31,14 +31,14 @@ import enum
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-from terminal.apdu import CommandAPDU, ResponseAPDU
+from terminal.devices.reader import CardChannel
 from terminal.errors import CardError, NotSocialSecurityCardError, TlvError
-from terminal.reader import CardChannel
+from terminal.iso7816.apdu import CommandAPDU, ResponseAPDU
+from terminal.iso7816.status_words import SW, describe
+from terminal.iso7816.tlv import FileControlInfo, parse_fci, records_by_tag
 from terminal.ssc import layout
 from terminal.ssc.cardspec import CARD_SPEC, CardSpec
 from terminal.ssc.records import HolderData, IssuerData, decode_holder_data, decode_issuer_data
-from terminal.status import SW, describe
-from terminal.tlv import FileControlInfo, parse_fci, records_by_tag
 
 # SELECT of the SSSE: the card has no such application.
 _NO_APPLICATION = {SW.FILE_NOT_FOUND, SW.WRONG_P1P2, SW.FUNCTION_NOT_SUPPORTED}

@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from terminal.atomicfile import write_atomically
-from terminal.clock import Clock
 from terminal.crypto import signing
 from terminal.crypto.signing import Algorithm
 from terminal.errors import ConfigError, OneCardError, SignatureFormatError
+from terminal.host.atomicfile import write_atomically
+from terminal.host.clock import Clock
 from terminal.hotlist import HotList, HotlistError
 from terminal.policy import ApplicationList, parse_application_list
-from terminal.signed_document import (
+from terminal.wire.document import (
     DocumentError,
     StaleDocumentError,
     canonical_json,

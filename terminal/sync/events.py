@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from terminal.atomicfile import write_atomically
-from terminal.clock import Clock
 from terminal.errors import (
     JournalEntryError,
     OneCardError,
@@ -39,8 +37,9 @@ from terminal.errors import (
     SyncAnswerError,
     SyncError,
 )
+from terminal.host.atomicfile import write_atomically
+from terminal.host.clock import Clock
 from terminal.journal.entry import check_extra, check_terminal_id
-from terminal.signed_document import DocumentError, canonical_json, parse_json
 from terminal.sync.auth import TerminalCredentials
 from terminal.sync.uploader import (
     DEFAULT_BASE_BACKOFF,
@@ -50,6 +49,7 @@ from terminal.sync.uploader import (
     backoff_delays,
     parse_ingest_answer,
 )
+from terminal.wire.document import DocumentError, canonical_json, parse_json
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,6 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from terminal.clock import Clock
 from terminal.errors import (
     JournalError,
     OneCardError,
@@ -39,6 +38,7 @@ from terminal.errors import (
     SyncTimeoutError,
     SyncUnreachableError,
 )
+from terminal.host.clock import Clock
 from terminal.journal.entry import JournalEntry
 from terminal.journal.store import Journal
 from terminal.sync.auth import TerminalCredentials

@@ -2,7 +2,7 @@
 
 Pure protocol code: :mod:`terminal.transit.commands` (the command table: every card
 constant with its spec name, and the APDU builders), :mod:`terminal.transit.purchase` (state
-machines and thin drivers over a :class:`terminal.reader.CardChannel` and a secure module),
+machines and thin drivers over a :class:`terminal.devices.reader.CardChannel` and a secure module),
 :mod:`terminal.transit.purse` (the read-only session of ``onecard purse``),
 :mod:`terminal.transit.records` (parsers of the FCI and of files 0x15, 0x18, 0x1E) and
 :mod:`terminal.transit.identity` (the credential of a card known by its e-purse).

@@ -10,10 +10,10 @@ build commands here and compare status words named here, so a card family that d
 
 from __future__ import annotations
 
-from terminal.apdu import CommandAPDU
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.errors import TransitError
-from terminal.status import SW, describe
+from terminal.iso7816.apdu import CommandAPDU
+from terminal.iso7816.status_words import SW, describe
 
 # --- the application ------------------------------------------------------------------------
 
@@ -78,7 +78,7 @@ ALGORITHM_IDS: dict[int, SymmetricAlgorithm] = {
 """Algorithm identifier of the INITIALIZE answer (算法标识, PBOC: 00 3DES, 04 SM4)."""
 ALGORITHM_ID = {alg: ident for ident, alg in ALGORITHM_IDS.items()}
 
-# --- status words of the e-purse (besides ISO 7816-4's, in terminal.status.SW) --------------
+# --- status words of the e-purse (besides ISO 7816-4's: terminal.iso7816.status_words.SW) ----
 
 SW_INSUFFICIENT_BALANCE = 0x9401  # 金额不足
 SW_KEY_INDEX_UNSUPPORTED = 0x9403  # 密钥索引不支持
@@ -112,7 +112,7 @@ MAX_AMOUNT = 0xFFFFFFFF
 
 def describe_sw(sw: int) -> str:
     """``9401 insufficient balance`` for the e-purse's own status words, else
-    :func:`terminal.status.describe` (which names ISO 7816-4's)."""
+    :func:`terminal.iso7816.status_words.describe` (which names ISO 7816-4's)."""
     name = _SW_NAMES.get(sw)
     return f"{sw:04X} {name}" if name else describe(sw)
 

@@ -4,7 +4,7 @@ A plain T-Union (交通联合) card has no social security application, so nothi
 a card number, a GB/T 2260 region or a card category. What file 0x15 gives instead
 (docs/transit.md "A card known by its e-purse"):
 
-* token: :func:`terminal.cardtoken.tunion_card_token` of the application serial - stable
+* token: :func:`terminal.privacy.cardtoken.tunion_card_token` of the application serial - stable
   across taps (the serial is the key diversification input: it cannot change while the
   purse is the same), and apart from every SSC token;
 * region: the province of its city code. T-Union cards carry the city code of GB/T
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import bisect
 
-from terminal.cardtoken import tunion_card_token
 from terminal.credential import CardKind, Credential, CredentialKind
+from terminal.privacy.cardtoken import tunion_card_token
 from terminal.transit.records import PublicInfo
 
 UNKNOWN_REGION = "000000"

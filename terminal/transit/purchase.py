@@ -6,7 +6,7 @@
 :class:`ResponseAPDU` (after the channel's 61xx/6Cxx handling), :data:`CARD_GONE` when the card
 left during a step that may tear, a :class:`Mac1Answer`, or a :class:`Mac2Verdict`.
 :func:`purchase`, :func:`recover`, :func:`read_balance` and :func:`select_purse` drive the
-sessions over a :class:`terminal.reader.CardChannel` and a :class:`PsamPurchase` (the PSAM
+sessions over a :class:`terminal.devices.reader.CardChannel` and a :class:`PsamPurchase` (the PSAM
 module, or the :class:`SoftwarePurchaseModule`). The commands and every card constant are in
 :mod:`terminal.transit.commands`.
 
@@ -43,8 +43,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
-from terminal.apdu import CommandAPDU, ResponseAPDU
 from terminal.crypto.symmetric import SymmetricAlgorithm, diversify, session_key, sm_mac
+from terminal.devices.reader import CardChannel
 from terminal.errors import (
     AlgorithmMissingError,
     CardRemovedError,
@@ -57,9 +57,9 @@ from terminal.errors import (
     TransitError,
     TransitRecordError,
 )
-from terminal.masking import mask_middle
-from terminal.reader import CardChannel
-from terminal.status import SW
+from terminal.iso7816.apdu import CommandAPDU, ResponseAPDU
+from terminal.iso7816.status_words import SW
+from terminal.privacy.masking import mask_middle
 
 # The command table lives in terminal.transit.commands. Its names stay importable from this
 # module (the PSAM module and the simulator import them from here): the re-exports are marked.
@@ -444,7 +444,7 @@ class Mac2Step:
     terminal_serial: int | None
 
 
-Step = CardStep | Mac1Step | Mac2Step
+PurchaseStep = CardStep | Mac1Step | Mac2Step
 
 
 class _CardGone:
@@ -457,7 +457,7 @@ CARD_GONE = _CardGone()
 
 Answer = ResponseAPDU | Mac1Answer | Mac2Verdict | _CardGone
 R = TypeVar("R")
-_Run = Generator[Step, Answer, PurchaseResult]
+_Run = Generator[PurchaseStep, Answer, PurchaseResult]
 
 
 @dataclass(frozen=True)
@@ -481,10 +481,10 @@ class EPurseSession(Generic[R]):
     def __init__(self) -> None:
         self._result: R | None = None
         self._steps = self._run()
-        self._pending: Step | None = None
+        self._pending: PurchaseStep | None = None
         self._advance(None)
 
-    def _run(self) -> Generator[Step, Answer, R]:
+    def _run(self) -> Generator[PurchaseStep, Answer, R]:
         raise NotImplementedError
 
     def _advance(self, answer: Answer | None) -> None:
@@ -494,7 +494,7 @@ class EPurseSession(Generic[R]):
             self._pending = None
             self._result = stop.value
 
-    def next_step(self) -> Step | None:
+    def next_step(self) -> PurchaseStep | None:
         """What to do next, or None when the session is over (then :meth:`result`)."""
         return self._pending
 
@@ -516,7 +516,9 @@ class EPurseSession(Generic[R]):
             raise TransitError(f"expected a card answer, got {answer!r}")
         return answer
 
-    def _select(self, selected: PublicInfo | None = None) -> Generator[Step, Answer, PublicInfo]:
+    def _select(
+        self, selected: PublicInfo | None = None
+    ) -> Generator[PurchaseStep, Answer, PublicInfo]:
         """SELECT the e-purse and return its file 0x15: from the FCI (tag 9F0C) when the card
         answers it there, else with one READ BINARY (``00 B0 95 00 1E``). ``selected``: the
         0x15 of the e-purse the caller has just selected on this card - no APDU at all."""
@@ -892,7 +894,7 @@ class SelectSession(EPurseSession[PublicInfo]):
     validator reads who the e-purse is before the decision, and leaves it selected for the
     purchase. :class:`NoTransitApplicationError` when the card has none."""
 
-    def _run(self) -> Generator[Step, Answer, PublicInfo]:
+    def _run(self) -> Generator[PurchaseStep, Answer, PublicInfo]:
         return (yield from self._select())
 
 

@@ -2,7 +2,7 @@
 
 :class:`PurseReadSession` is a pure state machine in the style of the purchase sessions
 (:mod:`terminal.transit.purchase`): it asks for card APDUs and takes their answers, and
-:func:`read_purse` drives it over a :class:`terminal.reader.CardChannel`. Nothing is written
+:func:`read_purse` drives it over a :class:`terminal.devices.reader.CardChannel`. Nothing is written
 to the card and no secure module is needed.
 
 On the wire (T=1; GET RESPONSE adds some over T=0):
@@ -33,10 +33,10 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
 from typing import Generic, TypeVar
 
-from terminal.apdu import CommandAPDU
+from terminal.devices.reader import CardChannel
 from terminal.errors import TransitRecordError
-from terminal.reader import CardChannel
-from terminal.status import SW
+from terminal.iso7816.apdu import CommandAPDU
+from terminal.iso7816.status_words import SW
 from terminal.transit.commands import (
     PURCHASE_LOG_CAPACITY,
     TRANSACTION_TYPE_NAMES,
@@ -45,7 +45,7 @@ from terminal.transit.commands import (
     read_purchase_log,
     read_trip_record,
 )
-from terminal.transit.purchase import Answer, CardStep, EPurseSession, Step, drive
+from terminal.transit.purchase import Answer, CardStep, EPurseSession, PurchaseStep, drive
 from terminal.transit.records import (
     PublicInfo,
     PurchaseLogRecord,
@@ -178,7 +178,7 @@ def _trip_json(numbered: Numbered[TripRecord]) -> dict[str, object]:
     }
 
 
-_ReadRun = Generator[Step, Answer, PurseReading]
+_ReadRun = Generator[PurchaseStep, Answer, PurseReading]
 
 
 class PurseReadSession(EPurseSession[PurseReading]):
@@ -214,7 +214,7 @@ class PurseReadSession(EPurseSession[PurseReading]):
         capacity: int,
         decode: Callable[[bytes], T],
         odd: list[OddRecord],
-    ) -> Generator[Step, Answer, tuple[list[Numbered[T]], str]]:
+    ) -> Generator[PurchaseStep, Answer, tuple[list[Numbered[T]], str]]:
         """Records 1.. of a cyclic file until the end (module docstring)."""
         records: list[Numbered[T]] = []
         for number in range(1, capacity + 1):

@@ -20,7 +20,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from terminal.errors import TlvError, TransitRecordError
-from terminal.tlv import parse_ber_tlv
+from terminal.iso7816.tlv import parse_ber_tlv
 from terminal.transit.commands import TUNION_AID
 
 PUBLIC_INFO_LENGTH = 30

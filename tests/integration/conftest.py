@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pcscd_service import start_pcscd, wait_for_service
+from helpers.pcscd_service import start_pcscd, wait_for_service
 
 from drivers.pcsc import PcscBackend, wait_for_card
 from firmware_sim.profile import load_profile, sample_profile_path
@@ -86,7 +86,7 @@ def backend(pcscd: list[str]) -> PcscBackend:
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[object]:
     """Debian's Chromium under Playwright, one per session (no browser is downloaded)."""
-    from terminal.screen.browser import launch, sync_playwright
+    from onecard.browser import launch, sync_playwright
 
     with sync_playwright() as playwright:
         browser = launch(playwright)

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from backoffice_storage import KINDS, storage_for
+from helpers.backoffice_storage import KINDS, storage_for
 
 from backoffice.cli import format_credentials
 from backoffice.keys import new_token_key
 from backoffice.publish import PublicationKey, generate_publication_key
 from backoffice.server import BackOffice, RunningServer
-from terminal.cli import main as onecard
-from terminal.clock import FixedClock, SystemClock
+from onecard.cli import main as onecard
 from terminal.errors import SyncRejectedError, SyncUnreachableError
+from terminal.host.clock import FixedClock, SystemClock
 from terminal.sync.auth import TerminalCredentials, load_credentials
 from terminal.sync.events import (
     EVENTS_PATH,

@@ -14,15 +14,15 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from backoffice_storage import KINDS, storage_for
+from helpers.backoffice_storage import KINDS, storage_for
 
 from backoffice.auth import new_secret
 from backoffice.publish import generate_publication_key
 from backoffice.server import BackOffice
 from backoffice.testing import make_entries
 from backoffice.tls import make_self_signed
-from terminal.clock import FixedClock
 from terminal.crypto import signing
+from terminal.host.clock import FixedClock
 
 pytestmark = pytest.mark.integration
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 import os
 
 import pytest
-from backoffice_storage import KINDS, storage_for
+from helpers.backoffice_storage import KINDS, storage_for
 
 from backoffice.cli import format_credentials
 from backoffice.keys import new_token_key
 from backoffice.publish import generate_publication_key
 from backoffice.server import BackOffice
-from terminal.cardtoken import card_token
-from terminal.clock import SystemClock
 from terminal.errors import SyncError
+from terminal.host.clock import SystemClock
 from terminal.journal.entry import TransactionRecord
 from terminal.journal.store import Journal
+from terminal.privacy.cardtoken import card_token
 from terminal.sync.auth import load_credentials
 from terminal.sync.uploader import Uploader
 

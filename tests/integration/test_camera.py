@@ -9,8 +9,8 @@ import pytest
 
 from drivers.camera import CameraScanner
 from firmware_sim.qr_frames import make_scan_video, sample_code_texts
+from terminal.devices.scanner import ScanEvent
 from terminal.errors import CameraError
-from terminal.scanner import ScanEvent
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
-from pcscd_service import start_pcscd, stop_pcscd
+from helpers.pcscd_service import start_pcscd, stop_pcscd
 
 pytestmark = pytest.mark.integration
 
-ONECARD = [sys.executable, "-m", "terminal.cli"]
+ONECARD = [sys.executable, "-m", "onecard.cli"]
 
 
 def onecard(*args: str) -> subprocess.CompletedProcess[str]:

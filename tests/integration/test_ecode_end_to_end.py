@@ -16,13 +16,13 @@ from drivers.serial_scanner import SerialScanner
 from firmware_sim.ecode_issuing import issue_code, issue_ecode_world, read_private_key
 from firmware_sim.qr_frames import make_scan_video
 from firmware_sim.scanner import PtyScanner
-from terminal.clock import SystemClock
 from terminal.crypto.signing import Algorithm
 from terminal.ecode import base45
 from terminal.ecode.payload import PREFIX
 from terminal.ecode.replay import ReplayCache
 from terminal.ecode.trustlist import load_trust_list
 from terminal.ecode.verify import CodeVerifier
+from terminal.host.clock import SystemClock
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +113,7 @@ def test_scan_cli_on_a_video_then_replayed(world, tmp_path):
         [
             sys.executable,
             "-m",
-            "terminal.cli",
+            "onecard.cli",
             "scan",
             "--camera",
             str(video),
@@ -146,7 +146,7 @@ def test_scan_image_cli_json_lines(world, tmp_path):
         [
             sys.executable,
             "-m",
-            "terminal.cli",
+            "onecard.cli",
             "code",
             "scan-image",
             str(tmp_path / "good.png"),

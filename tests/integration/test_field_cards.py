@@ -25,9 +25,9 @@ from firmware_sim.issuing import issue_world
 from firmware_sim.profile import CardProfile, load_profile
 from firmware_sim.psam_applet import build_psam
 from firmware_sim.ssc_applet import build_card
+from terminal.devices.reader import CardChannel
 from terminal.errors import ReaderError
 from terminal.pki.truststore import load_trust_store
-from terminal.reader import CardChannel
 from terminal.secure.keyfile import load_key_file
 from terminal.secure.psam import PsamSecureModule
 from terminal.ssc.reading import read_card, verify_card_in_reader
@@ -60,7 +60,7 @@ def psam(world, insert_card, backend):
 
 def onecard(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "terminal.cli", *args],
+        [sys.executable, "-m", "onecard.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

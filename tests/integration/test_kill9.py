@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from backoffice_storage import KINDS, storage_for
+from helpers.backoffice_storage import KINDS, storage_for
+from helpers.paths import HELPERS
 
 from backoffice.cli import format_credentials
 from backoffice.keys import new_token_key
 from backoffice.publish import generate_publication_key
 from backoffice.server import BackOffice
-from terminal.clock import SystemClock
+from terminal.host.clock import SystemClock
 from terminal.journal.entry import ZERO_HASH
 from terminal.journal.store import Journal
 from terminal.sync.auth import load_credentials
@@ -29,7 +30,7 @@ from terminal.sync.uploader import Uploader
 pytestmark = pytest.mark.integration
 
 ROUNDS = 100
-CHILD = Path(__file__).with_name("fault_terminal.py")
+CHILD = HELPERS / "fault_terminal.py"
 TERMINAL = "T-FAULT"
 
 

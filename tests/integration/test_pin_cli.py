@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 
 def pin(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "terminal.cli", "pin", *args, "--pin-stdin", "--json"],
+        [sys.executable, "-m", "onecard.cli", "pin", *args, "--pin-stdin", "--json"],
         input=stdin,
         capture_output=True,
         text=True,

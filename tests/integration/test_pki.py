@@ -12,9 +12,9 @@ from firmware_sim.pki_issuing import make_hierarchy
 from firmware_sim.profile import load_sample
 from firmware_sim.ssc_applet import build_card
 from terminal.crypto.signing import Algorithm, generate_private_key
+from terminal.devices.reader import CardChannel
 from terminal.pki.session import verify_card_pki
 from terminal.pki.truststore import PkiCheck, PkiOutcome, dump_trust_store, parse_trust_store
-from terminal.reader import CardChannel
 
 pytestmark = pytest.mark.integration
 

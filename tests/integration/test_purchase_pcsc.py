@@ -14,8 +14,8 @@ from firmware_sim.psam_applet import build_psam
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.tunion_applet import add_tunion
 from terminal.crypto.symmetric import SymmetricAlgorithm as Alg
+from terminal.devices.reader import CardChannel
 from terminal.errors import ReaderError
-from terminal.reader import CardChannel
 from terminal.secure import KeySet, PsamSecureModule, generate_key_set
 from terminal.transit import PurchaseStatus, purchase, read_balance, recover
 

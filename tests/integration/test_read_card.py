@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from firmware_sim.cardos import CardOS
+from terminal.devices.reader import Interface
 from terminal.errors import CardRemovedError, NoCardError, NoReaderError, NotSocialSecurityCardError
-from terminal.reader import Interface
 from terminal.ssc.reading import read_card
 from terminal.ssc.session import ReadMode
 

@@ -13,19 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pcscd_service import wait_for_service
+from helpers.pcscd_service import wait_for_service
 
 from firmware_sim.issuing import issue_world
 from firmware_sim.profile import load_profile
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.vpcd import reader_name
+from onecard.runtime import build_runtime
 from terminal.crypto.signing import Algorithm, generate_private_key, public_key_bytes
 from terminal.journal.store import Journal
 from terminal.outputs import RecordingOutputs
 from terminal.runtime.config import load_config
-from terminal.runtime.loop import TerminalRuntime, build_runtime
+from terminal.runtime.loop import TerminalRuntime
 from terminal.runtime.transaction import TransactionOutcome
-from terminal.signed_document import sign_document
+from terminal.wire.document import sign_document
 
 pytestmark = pytest.mark.integration
 

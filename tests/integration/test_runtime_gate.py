@@ -9,19 +9,19 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from pcscd_service import start_pcscd, stop_pcscd
+from helpers.pcscd_service import start_pcscd, stop_pcscd
 
 from firmware_sim.ecode_issuing import issue_code, issue_ecode_world, read_private_key
 from firmware_sim.issuing import issue_world
 from firmware_sim.profile import load_profile
 from firmware_sim.scanner import PtyScanner
 from firmware_sim.ssc_applet import build_card
+from onecard.runtime import build_runtime
 from terminal.crypto.signing import Algorithm, generate_private_key, public_key_bytes
 from terminal.journal.store import Journal
 from terminal.outputs import RecordingOutputs
 from terminal.runtime.config import load_config
-from terminal.runtime.loop import build_runtime
-from terminal.signed_document import sign_document
+from terminal.wire.document import sign_document
 
 pytestmark = pytest.mark.integration
 

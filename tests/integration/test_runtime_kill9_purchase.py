@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from backoffice_storage import storage_for
-from pcscd_service import wait_for_service
+from helpers.backoffice_storage import storage_for
+from helpers.pcscd_service import wait_for_service
 from test_runtime_validator import ADULT_FARE, SERVICE, TERMINAL_ID, epurse_card, write_world
 
 from backoffice.cli import format_credentials
@@ -49,9 +49,9 @@ from backoffice.server import BackOffice
 from drivers.pcsc import PcscBackend, wait_for_card
 from firmware_sim.psam_applet import build_psam
 from firmware_sim.vpcd import reader_name
-from terminal.clock import SystemClock
+from terminal.devices.reader import CardChannel
+from terminal.host.clock import SystemClock
 from terminal.journal.store import Journal
-from terminal.reader import CardChannel
 from terminal.sync.auth import load_credentials
 from terminal.sync.uploader import Uploader
 from terminal.transit.purchase import read_balance
@@ -68,7 +68,7 @@ CARD_SLOT = 0
 INS_DEBIT = 0x54
 CALIBRATION = 10**6
 """A kill point no tap reaches: the calibration tap runs to the end."""
-ONECARD = (sys.executable, "-m", "terminal.cli")
+ONECARD = (sys.executable, "-m", "onecard.cli")
 CHILD_TIMEOUT = 60.0
 """Seconds to wait for the child to start or to tell the rider (a hang, not a timing)."""
 # The applist the back office publishes: the same fare rules as the validator test.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import InsertedCard
-from pcscd_service import wait_for_service
+from helpers.pcscd_service import wait_for_service
 
 from drivers.pcsc import wait_for_card
 from firmware_sim.cardos import CardOS
@@ -25,14 +25,15 @@ from firmware_sim.scanner import PtyScanner
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.tunion_applet import TUnionApplet, add_tunion
 from firmware_sim.vpcd import reader_name
+from onecard.runtime import build_runtime
 from terminal.crypto.signing import Algorithm, generate_private_key, public_key_bytes
 from terminal.journal.store import Journal
 from terminal.outputs import RecordingOutputs
 from terminal.runtime.config import load_config
-from terminal.runtime.loop import TerminalRuntime, build_runtime
+from terminal.runtime.loop import TerminalRuntime
 from terminal.runtime.transaction import TransactionOutcome
 from terminal.secure.keyfile import load_key_file
-from terminal.signed_document import sign_document
+from terminal.wire.document import sign_document
 
 pytestmark = pytest.mark.integration
 

@@ -13,18 +13,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backoffice_storage import storage_for
+from helpers.backoffice_storage import storage_for
 from test_screen_browser import serious_violations
 
 from backoffice.cli import format_credentials
 from backoffice.keys import new_token_key
 from backoffice.publish import generate_publication_key
 from backoffice.server import BackOffice
+from onecard.browser import new_page
+from onecard.runtime import build_runtime
 from terminal.outputs import RecordingOutputs
 from terminal.runtime.config import load_config
-from terminal.runtime.loop import TerminalRuntime, build_runtime
+from terminal.runtime.loop import TerminalRuntime
 from terminal.runtime.transaction import CodePresented
-from terminal.screen.browser import new_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

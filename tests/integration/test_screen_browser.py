@@ -17,10 +17,11 @@ from test_runtime_gate import write_config as gate_config
 from firmware_sim.profile import load_profile
 from firmware_sim.scanner import PtyScanner
 from firmware_sim.ssc_applet import build_card
+from onecard.browser import new_page
+from onecard.runtime import build_runtime
 from terminal.outputs import RecordingOutputs
 from terminal.runtime.config import load_config
-from terminal.runtime.loop import TerminalRuntime, build_runtime
-from terminal.screen.browser import new_page
+from terminal.runtime.loop import TerminalRuntime
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

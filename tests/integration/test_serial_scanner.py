@@ -16,9 +16,9 @@ import pytest
 
 from drivers.serial_scanner import ScannerState, SerialScanner
 from firmware_sim.scanner import PtyScanner
+from terminal.devices.scanframe import Suffix
+from terminal.devices.scanner import ScanEvent
 from terminal.errors import ScannerGoneError
-from terminal.scanframe import Suffix
-from terminal.scanner import ScanEvent
 
 pytestmark = pytest.mark.integration
 

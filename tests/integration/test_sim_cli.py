@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def start_sim(*args: str) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "terminal.cli", "sim", "card", *args],
+        [sys.executable, "-m", "onecard.cli", "sim", "card", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -46,7 +46,7 @@ def test_sim_card_until_sigterm(pcscd, args, slot, interface, region):
     try:
         assert wait_for_card(name, present=True)
         result = subprocess.run(
-            [sys.executable, "-m", "terminal.cli", "read", "--reader", name, "--json"],
+            [sys.executable, "-m", "onecard.cli", "read", "--reader", name, "--json"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -61,7 +61,7 @@ def test_sim_card_until_sigterm(pcscd, args, slot, interface, region):
 
 def test_sim_card_unknown_profile_is_a_clear_error(pcscd):
     result = subprocess.run(
-        [sys.executable, "-m", "terminal.cli", "sim", "card", "--profile", "no-such-card"],
+        [sys.executable, "-m", "onecard.cli", "sim", "card", "--profile", "no-such-card"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -19,12 +19,12 @@ from backoffice.publish import sign_document as office_sign
 from backoffice.server import BackOffice
 from backoffice.storage import open_storage
 from firmware_sim.ecode_issuing import issuer_entry, make_issuer_key
-from terminal.cardtoken import card_token
-from terminal.clock import SystemClock
 from terminal.crypto.signing import Algorithm
 from terminal.ecode.trustlist import IssuerKey
+from terminal.host.clock import SystemClock
 from terminal.journal.entry import TransactionRecord
 from terminal.journal.store import Journal
+from terminal.privacy.cardtoken import card_token
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def trust_list_body(issuer: IssuerKey) -> dict:
 
 def onecard(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "terminal.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "onecard.cli", *args], capture_output=True, text=True, timeout=60
     )
 
 

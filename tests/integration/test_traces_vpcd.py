@@ -16,14 +16,15 @@ import pytest
 
 # The flow runner is test code shared with the unit tests (tests/unit/trace_flows.py);
 # tests/ is on sys.path (its conftest.py), so it imports as unit.trace_flows from here.
-from unit.trace_flows import expectation_failures, run_trace_flow
+from helpers.paths import TRACES
+from helpers.trace_flows import expectation_failures, run_trace_flow
 
 from firmware_sim.trace_card import TraceCard, TraceReplay
-from terminal.tracefile import Slot, decode_trace_bytes, parse_trace
+from terminal.trace.format import Slot, decode_trace_bytes, parse_trace
 
 pytestmark = pytest.mark.integration
 
-TRACE_FILES = sorted((Path(__file__).resolve().parents[1] / "traces").glob("*.trace"))
+TRACE_FILES = sorted(TRACES.glob("*.trace"))
 
 CARD_SLOT = 0
 PSAM_SLOT = 1

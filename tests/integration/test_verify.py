@@ -70,7 +70,7 @@ def test_forged_card_with_psam(world, insert_card, backend):
 
 def onecard_verify(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "terminal.cli", "verify", *args, "--json"],
+        [sys.executable, "-m", "onecard.cli", "verify", *args, "--json"],
         capture_output=True,
         text=True,
         timeout=60,

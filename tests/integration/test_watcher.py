@@ -5,10 +5,10 @@ from __future__ import annotations
 import queue
 
 import pytest
-from pcscd_service import start_pcscd, stop_pcscd, wait_for_service
+from helpers.pcscd_service import start_pcscd, stop_pcscd, wait_for_service
 
 from drivers.pcsc import CardWatcher
-from terminal.reader import CardInserted, CardRemoved, ServiceLost, ServiceRestored
+from terminal.devices.reader import CardInserted, CardRemoved, ServiceLost, ServiceRestored
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,519 @@
+"""``onecard demo``, part two: a scripted morning at a museum gate, on a bus, at a hospital.
+
+Everything is real but the cards and the back office's operators: an embedded back office
+(HTTP on loopback, SQLite) publishes the application list and the hotlist and receives the
+journals; three runtimes (gate, validator, counter) built from ``terminal.toml`` files run
+their event loops over pcscd + vpcd readers and a pty scanner; simulated cards are put into
+the vpcd slots one after another. A composition root, like the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from backoffice.cli import format_credentials
+from backoffice.keys import new_token_key
+from backoffice.publish import generate_publication_key, hotlist_entry_for_card
+from backoffice.server import BackOffice
+from backoffice.storage import open_storage
+from drivers.pcsc import establish_context, list_readers, release_context, wait_for_card
+from firmware_sim.ecode_issuing import issue_code, issue_ecode_world, read_private_key
+from firmware_sim.issuing import card_keys, issue_world
+from firmware_sim.profile import CardProfile, load_profile
+from firmware_sim.psam_applet import build_psam
+from firmware_sim.scanner import PtyScanner
+from firmware_sim.ssc_applet import build_card
+from firmware_sim.tunion_applet import add_tunion
+from firmware_sim.vpcd import VpcdBridge, reader_name
+from onecard.commands.sync import open_document_store
+from onecard.runtime import build_runtime
+from terminal.crypto.signing import Algorithm
+from terminal.errors import PcscUnavailableError
+from terminal.host.clock import SystemClock
+from terminal.journal.store import Journal
+from terminal.runtime.config import load_config
+from terminal.runtime.loop import TerminalRuntime
+from terminal.secure.keyfile import KeySet, TransitKeyName, generate_key_set, load_key_file
+from terminal.ssc.cardnumber import check_character
+from terminal.sync.auth import load_credentials
+from terminal.sync.downloads import Downloader
+from terminal.sync.events import EventOutbox, EventSender
+from terminal.sync.uploader import IngestClient, Uploader
+
+APPLIST = {
+    "services": [
+        {
+            "code": "museum-entry",
+            "name": "Chongqing museums (Sichuan-Chongqing list)",
+            "scope": "sichuan-chongqing",
+            "fare": 0,
+            "valid_from": "2025-01-01",
+        },
+        {
+            "code": "bus-fare",
+            "name": "City buses",
+            "scope": "sichuan-chongqing",
+            "fare": 200,
+            "category_fares": {"2": 100, "4": 0},
+            "valid_from": "2025-01-01",
+        },
+        {
+            "code": "hospital-registration",
+            "name": "Hospital registration",
+            "scope": "national",
+            "fare": 0,
+            "valid_from": "2025-01-01",
+        },
+    ]
+}
+
+TERMINALS = {
+    "GATE-01": ("gate", "museum-entry", 0),
+    "BUS-01": ("validator", "bus-fare", 1),
+    "DESK-01": ("counter", "hospital-registration", 3),
+}
+PSAM_SLOT = 2
+
+
+@dataclass
+class Row:
+    place: str
+    credential: str
+    decision: str
+    reason: str
+    fare: str
+    apdus: str
+    ms: str
+
+
+def variant(
+    sample: CardProfile, keyset: KeySet, serial: int, **issuer_changes: object
+) -> CardProfile:
+    """A genuine card like ``sample`` with its own card number and serial (and any issuer
+    data changed), its keys diversified from the issuer's masters as a real card's are."""
+    body = f"{sample.issuer.card_number[0]}{serial:07d}"
+    card_id = sample.issuer.card_id[:16] + f"{serial:08X}" + sample.issuer.card_id[24:]
+    issuer = dataclasses.replace(
+        sample.issuer, card_id=card_id, card_number=body + check_character(body), **issuer_changes
+    )
+    card = dataclasses.replace(
+        sample.card,
+        historical=sample.card.historical[:9] + bytes.fromhex(f"{serial:08X}"),
+        uid=bytes.fromhex(f"{serial:08X}"),
+    )
+    profile = dataclasses.replace(sample, issuer=issuer, card=card, pki=None)
+    return dataclasses.replace(profile, keys=card_keys(profile, keyset))
+
+
+def with_purchase_keys(keyset: KeySet) -> KeySet:
+    """The SSSE master keys plus e-purse purchase masters: one PSAM for both."""
+    extra = generate_key_set(keyset.terminal_number, purchase=True)
+    purchase = {k: v for k, v in extra.keys.items() if k[1] is TransitKeyName.PURCHASE}
+    return KeySet(keyset.terminal_number, {**keyset.keys, **purchase})
+
+
+def config_text(terminal_id: str, profile: str, service: str, reader: str, psam: str,
+                scanner: str, world: Path, keys: Path, tmp: Path) -> str:  # fmt: skip
+    return f"""
+[terminal]
+id = "{terminal_id}"
+profile = "{profile}"
+service = "{service}"
+
+[readers]
+names = ["{reader}"]
+psam = "{psam}"
+
+[scanner]
+serial = "{scanner}"
+
+[security]
+keys = "{keys}"
+trust_store = "{world / "trust.json"}"
+ecode_world = "{world.parent / "ecode"}"
+
+[backoffice]
+credentials = "{tmp / f"{terminal_id}.toml"}"
+journal = "{tmp / f"{terminal_id}-journal.db"}"
+documents = "{tmp / f"{terminal_id}-documents"}"
+replay_cache = "{tmp / f"{terminal_id}-replay.db"}"
+
+[counter]
+api_port = 0
+pinpad = "script"
+pins = ["123456", "000000"]
+
+[status]
+port = 0
+
+[screen]
+port = 0
+result_seconds = 60
+show_holder = "{"masked_name" if profile == "counter" else "none"}"
+complaint_phone = "12345"
+complaint_url = "https://12345.cq.gov.cn/"
+"""
+
+
+@contextlib.contextmanager
+def running(config: Path, outputs: object | None = None) -> Iterator[TerminalRuntime]:
+    runtime = build_runtime(load_config(config), outputs=outputs)
+    runtime.start_sources()
+    thread = threading.Thread(target=runtime.run, name="demo-runtime", daemon=True)
+    thread.start()
+    try:
+        yield runtime
+    finally:
+        runtime.request_stop()
+        thread.join(timeout=15)
+        runtime.shutdown()
+
+
+def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
+    """The scripted morning; with ``screens``, screenshots of the holder screens go there."""
+    context = establish_context()
+    try:
+        names = list_readers(context)
+    finally:
+        release_context(context)
+    slots = {slot: reader_name(slot, names) for slot in range(4)}
+    if None in slots.values():
+        raise PcscUnavailableError("vpcd slots 0-3 are not registered (run `make setup`)")
+
+    with tempfile.TemporaryDirectory(prefix="onecard-morning-") as tmp_name:
+        tmp = Path(tmp_name)
+        world = issue_world(tmp / "world")
+        ecode = issue_ecode_world(tmp / "ecode")
+        keyset = with_purchase_keys(load_key_file(world["keys"]))
+        from terminal.secure.keyfile import write_key_file
+
+        keys_file = tmp / "keys.toml"
+        write_key_file(keyset, keys_file)
+
+        # The embedded back office: application list, hotlist, enrolled terminals.
+        token_key = new_token_key()
+        publication = generate_publication_key()
+        storage = open_storage(tmp / "backoffice.sqlite")
+        office = BackOffice(storage, publication)
+        server = office.serve()
+        rows: list[Row] = []
+        try:
+            office.publish("applist", APPLIST)
+            trust = json.loads(Path(ecode["trust_list"]).read_text())
+            office.publish(
+                "trustlist",
+                {k: v for k, v in trust.items() if k not in ("signature", "kind", "version")},
+            )
+            cq = load_profile(world["cards"]["genuine-cq-2.0"]["file"])
+            hotlisted = variant(cq, keyset, 7001)
+            expired = variant(
+                cq, keyset, 7002,
+                issue_date=cq.issuer.issue_date.replace(year=2010),
+                expiry_date=cq.issuer.expiry_date.replace(year=2020),
+            )  # fmt: skip
+            poor, torn = variant(cq, keyset, 7003), variant(cq, keyset, 7004)
+            storage.hotlist_change(
+                hotlist_entry_for_card(token_key, hotlisted.issuer.card_number), True
+            )
+            scanner = PtyScanner(tmp)
+            for terminal_id, (profile, service, slot) in TERMINALS.items():
+                secret = os.urandom(32)
+                storage.enrol(terminal_id, secret, time.time())
+                creds = tmp / f"{terminal_id}.toml"
+                creds.write_text(
+                    format_credentials(
+                        terminal_id, secret, server.url, publication, token_key, None
+                    )
+                )
+                creds.chmod(0o600)
+                (tmp / f"{terminal_id}-documents").mkdir()
+                (tmp / f"{terminal_id}.terminal.toml").write_text(
+                    config_text(
+                        terminal_id, profile, service, slots[slot], slots[PSAM_SLOT],
+                        scanner.port if profile != "counter" else "", world_dir(world), keys_file,
+                        tmp,
+                    )
+                )  # fmt: skip
+                # The terminal's first sync: the lists it needs before its first passenger.
+                credentials = load_credentials(creds)
+                store = open_document_store(credentials, tmp / f"{terminal_id}-documents")
+                client = IngestClient(credentials, SystemClock())
+                Downloader(store, client.fetch, SystemClock()).run_once()
+                client.close()
+
+            psam = VpcdBridge(build_psam(keyset), slot=PSAM_SLOT)
+            psam.insert()
+            wait_for_card(slots[PSAM_SLOT])
+            shots = Screenshots(screens, out)
+            try:
+                rows += gate_morning(tmp, slots, world, ecode, scanner, hotlisted, expired, shots)
+                rows += bus_morning(tmp, slots, world, ecode, scanner, keyset, cq, poor, torn)
+                rows += counter_morning(tmp, slots, world, shots)
+            finally:
+                psam.remove()
+                scanner.close()
+
+            out("A morning at a museum gate, on a bus and at a hospital counter:\n")
+            header = (
+                f"{'place':<9} {'credential':<34} {'decision':<8} {'reason':<30} "
+                f"{'fare':>6} {'APDUs':>5} {'ms':>6}"
+            )
+            out(header)
+            out("-" * len(header))
+            for r in rows:
+                out(
+                    f"{r.place:<9} {r.credential:<34} {r.decision:<8} {r.reason:<30} "
+                    f"{r.fare:>6} {r.apdus:>5} {r.ms:>6}"
+                )
+            shots.report()
+            return report_backoffice(out, tmp, storage, server.url)
+        finally:
+            server.shutdown()
+            storage.close()
+
+
+def world_dir(world: dict) -> Path:
+    return Path(world["keys"]).parent
+
+
+def present(
+    runtime: TerminalRuntime, slot: int, reader: str, card: object, count: int,
+    before_wait: Callable[[VpcdBridge], None] | None = None,
+) -> object:  # fmt: skip
+    bridge = VpcdBridge(card, slot=slot)
+    if before_wait is not None:
+        before_wait(bridge)
+    bridge.insert()
+    try:
+        if not runtime.wait_for_outcomes(count, timeout=30):
+            raise TimeoutError(f"no decision for the card in {reader}")
+        return runtime.outcomes[count - 1]
+    finally:
+        bridge.remove()
+        wait_for_card(reader, present=False, timeout=10)
+
+
+def scan(runtime: TerminalRuntime, scanner: PtyScanner, text: str, count: int) -> object:
+    scanner.scan(text)
+    if not runtime.wait_for_outcomes(count, timeout=30):
+        raise TimeoutError("no decision for the scanned code")
+    return runtime.outcomes[count - 1]
+
+
+def row(place: str, credential: str, outcome: object) -> Row:
+    fare = getattr(outcome, "amount", None)
+    total_ms = sum(getattr(outcome, "timings", {}).values())
+    reason = outcome.reason
+    why = re.search(r"\(([a-z_]+)\)$", outcome.detail or "")
+    if reason == "not_authentic" and why:
+        reason = f"{reason}: {why.group(1)}"  # the card verdict: forged, cloned, replayed...
+    return Row(
+        place,
+        credential,
+        outcome.decision,
+        reason,
+        f"{fare / 100:.2f}" if fare else "-",
+        str(outcome.apdu_count or "-"),
+        f"{total_ms:.1f}",
+    )
+
+
+def ecode_text(ecode: dict) -> str:
+    algorithm = Algorithm(ecode["algorithm"])
+    issuer = ecode["issuer"]
+    card = ecode["card"]
+    return issue_code(
+        read_private_key(issuer["private_key"], algorithm),
+        bytes.fromhex(issuer["key_id"]),
+        algorithm,
+        card["region"],
+        card["card_number"],
+        card["category"],
+        int(time.time()),
+    )
+
+
+class Screenshots:
+    """The holder screens as a holder saw them: one PNG per layout after each transaction
+    (nothing when ``out_dir`` is None or the machine has no Chromium)."""
+
+    def __init__(self, out_dir: Path | None, out: Callable[[str], None]) -> None:
+        self.out_dir = out_dir
+        self.out = out
+        self.camera: object | None = None
+        self.files: list[Path] = []
+        self.missing = ""
+
+    @contextlib.contextmanager
+    def watching(self, runtime: TerminalRuntime) -> Iterator[None]:
+        if self.out_dir is None or runtime.screen_server is None:
+            yield
+            return
+        from onecard.browser import BrowserUnavailable
+        from onecard.screenshots import ScreenCamera
+
+        try:
+            self.camera = ScreenCamera(runtime.screen_server.url, self.out_dir)
+        except BrowserUnavailable as error:
+            self.missing = error.reason
+            yield
+            return
+        try:
+            yield
+        finally:
+            self.files += self.camera.files
+            self.camera.close()
+            self.camera = None
+
+    def take(self, runtime: TerminalRuntime, name: str) -> None:
+        if self.camera is not None:
+            self.camera.capture(name, runtime.screen.state.seq)
+
+    def report(self) -> None:
+        if self.missing:
+            self.out(f"\nHolder screens: no screenshots ({self.missing}).")
+        elif self.files:
+            self.out(
+                f"\nHolder screens: {len(self.files)} screenshots (1920x1080 kiosk, 800x480 "
+                f"validator) in {self.out_dir}/"
+            )
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def call_staff(runtime: TerminalRuntime, shots: Screenshots) -> None:
+    """A holder presses "call staff" on the screen; the operator acknowledges on the
+    status page - both through their pages, as people would."""
+    import urllib.request
+
+    if shots.camera is None:
+        call = runtime.screen.call_staff()
+    else:
+        shots.camera.page("kiosk").click("#btn-call")
+        deadline = time.monotonic() + 10
+        while runtime.screen.state.call is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        call = runtime.screen.state.call.id
+    shots.take(runtime, "gate-staff-called")
+    port = runtime.status_server.port
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/calls/{call}/ack",
+        data=b"{}",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        answer.read()
+    shots.take(runtime, "gate-staff-on-the-way")
+
+
+def gate_morning(tmp, slots, world, ecode, scanner, hotlisted, expired, shots) -> list[Row]:
+    cards = world["cards"]
+    story = [
+        ("valid Chongqing card", load_profile(cards["genuine-cq-2.0"]["file"])),
+        ("Sichuan card (mutual recognition)", load_profile(cards["genuine-sc-3.0"]["file"])),
+        ("hotlisted card", hotlisted),
+        ("forged card", load_profile(cards["forged-cq-2.0"]["file"])),
+        ("cloned card", load_profile(cards["cloned-sc-3.0"]["file"])),
+        ("expired card", expired),
+    ]
+    rows = []
+    reader = slots[0]
+    with running(tmp / "GATE-01.terminal.toml") as runtime, shots.watching(runtime):
+        shots.take(runtime, "gate-0-waiting")
+        for n, (label, profile) in enumerate(story, start=1):
+            # Gates read the card contactless, as they do in the field.
+            outcome = present(runtime, 0, reader, build_card(profile, contactless=True), n)
+            rows.append(row("gate", label, outcome))
+            shots.take(runtime, f"gate-{n}-{slug(label)}")
+        code = ecode_text(ecode)
+        rows.append(row("gate", "e-code", scan(runtime, scanner, code, len(story) + 1)))
+        shots.take(runtime, f"gate-{len(story) + 1}-e-code")
+        rows.append(row("gate", "same e-code again", scan(runtime, scanner, code, len(story) + 2)))
+        shots.take(runtime, f"gate-{len(story) + 2}-same-e-code-again")
+        call_staff(runtime, shots)
+    return rows
+
+
+def bus_morning(tmp, slots, world, ecode, scanner, keyset, cq, poor, torn) -> list[Row]:
+    reader = slots[1]
+    rows = []
+
+    def with_purse(profile: CardProfile, balance: int, serial: str):
+        card = build_card(profile, contactless=True)  # a bus validator's tap
+        applet = add_tunion(card, keyset, balance=balance, app_serial=bytes.fromhex(serial))
+        return card, applet
+
+    with running(tmp / "BUS-01.terminal.toml") as runtime:
+        card, _ = with_purse(cq, 5000, "50000000000000000101")
+        rows.append(row("bus", "valid card, fare debited", present(runtime, 1, reader, card, 1)))
+        card, _ = with_purse(poor, 100, "50000000000000000102")
+        rows.append(
+            row("bus", "card with too little balance", present(runtime, 1, reader, card, 2))
+        )
+        card, applet = with_purse(torn, 5000, "50000000000000000103")
+
+        def tear(bridge: VpcdBridge) -> None:
+            applet.after_debit = bridge.remove
+
+        rows.append(
+            row("bus", "card pulled after the debit", present(runtime, 1, reader, card, 3, tear))
+        )
+        applet.after_debit = None
+        rows.append(row("bus", "same card tapped again", present(runtime, 1, reader, card, 4)))
+        rows.append(row("bus", "e-code (pay later)", scan(runtime, scanner, ecode_text(ecode), 5)))
+    return rows
+
+
+def counter_morning(tmp, slots, world, shots) -> list[Row]:
+    reader = slots[3]
+    cards = world["cards"]
+    rows = []
+    with running(tmp / "DESK-01.terminal.toml") as runtime, shots.watching(runtime):
+        card = build_card(load_profile(cards["genuine-sc-3.0"]["file"]))
+        rows.append(row("hospital", "3.0 card, right PIN", present(runtime, 3, reader, card, 1)))
+        shots.take(runtime, "counter-1-right-pin")
+        card = build_card(load_profile(cards["genuine-cq-2.0"]["file"]))
+        rows.append(row("hospital", "2.0 card, wrong PIN", present(runtime, 3, reader, card, 2)))
+        shots.take(runtime, "counter-2-wrong-pin")
+    return rows
+
+
+def report_backoffice(out: Callable[[str], None], tmp: Path, storage, url: str) -> int:
+    out("\nThe back office after the terminals' last sync:\n")
+    clock = SystemClock()
+    failures = 0
+    for terminal_id in TERMINALS:
+        credentials = load_credentials(tmp / f"{terminal_id}.toml")
+        with Journal.open(tmp / f"{terminal_id}-journal.db", terminal_id, clock) as journal:
+            Uploader(journal, credentials, clock).run_once()
+            journaled = journal.stats().last_seq
+            chain = journal.verify()
+        with EventOutbox.open(
+            tmp / f"{terminal_id}-journal-events.db", terminal_id, clock
+        ) as outbox:
+            EventSender(outbox, credentials, clock).run_once()
+            raised = outbox.last_id
+        stored = len(storage.entries(terminal_id, 0, 100000))
+        events = storage.events(terminal_id)
+        ok = stored == journaled and chain.ok and len(events) == raised
+        failures += not ok
+        kinds = ", ".join(e["kind"] for e in reversed(events))
+        out(
+            f"  {terminal_id:<8} journal {journaled:>3} transactions (chain "
+            f"{'intact' if chain.ok else 'BROKEN'}), back office {stored:>3} "
+            f"{'- all received' if ok else '- MISMATCH'}" + (f"; events: {kinds}" if kinds else "")
+        )
+    return 1 if failures else 0

@@ -1,0 +1,381 @@
+"""``onecard run``'s composition root: everything ``terminal.toml`` describes, opened and
+wired into a :class:`terminal.runtime.loop.TerminalRuntime`.
+
+The one place that turns names in the configuration into concrete parts: the reader and
+scanner back-ends through the ``drivers`` registry, the relay board, the secure module, the
+profile with its PSAM and pending-purchase store, the document store, the back office link.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from terminal.errors import ConfigError
+from terminal.host.clock import Clock, SystemClock
+from terminal.runtime.config import RuntimeConfig
+from terminal.runtime.loop import ReaderFilter, TerminalRuntime
+from terminal.runtime.profiles import CounterProfile, GateProfile, ValidatorProfile
+from terminal.runtime.statuspage import RuntimeStatus
+from terminal.runtime.transaction import TerminalContext, TransactionSteps
+from terminal.sync.link import back_office_link
+
+log = logging.getLogger(__name__)
+
+
+def _hex_file(path: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(Path(path).read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+
+
+def _ecode_manifest(world: str) -> dict[str, Any]:
+    path = Path(world) / "manifest.json"
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not an e-code world ({exc})") from None
+    return manifest
+
+
+def build_runtime(
+    config: RuntimeConfig,
+    *,
+    outputs: Any | None = None,
+    clock: Clock | None = None,
+    watcher_factory: Callable[[Callable[[Any], None]], Any] | None = None,
+) -> TerminalRuntime:
+    """Everything ``terminal.toml`` describes, opened and wired. Raises
+    :class:`ConfigError` (or the typed error of the part that failed to open)."""
+    import drivers
+    from terminal.journal.store import Journal
+
+    clock = clock or SystemClock()
+    closers: list[Callable[[], None]] = []
+    background: list[Callable[[threading.Event], None]] = []
+    sec, bo = config.security, config.backoffice
+    try:
+        credentials = None
+        if bo.credentials:
+            from terminal.sync.auth import load_credentials
+
+            credentials = load_credentials(bo.credentials)
+            if credentials.terminal_id != config.terminal.id:
+                raise ConfigError(
+                    f"credentials are for terminal {credentials.terminal_id!r}, "
+                    f"[terminal] id is {config.terminal.id!r}"
+                )
+        manifest = _ecode_manifest(sec.ecode_world) if sec.ecode_world else None
+
+        if sec.token_key:
+            token_key = _hex_file(sec.token_key, "token key")
+        elif credentials is not None:
+            token_key = credentials.token_key
+        elif manifest is not None:
+            token_key = _hex_file(manifest["token_key"], "token key")
+        else:
+            raise ConfigError(
+                "no card token key: set [backoffice] credentials or [security] token_key"
+            )
+
+        store = None
+        Path(bo.documents).mkdir(parents=True, exist_ok=True)
+        if credentials is not None:
+            from onecard.commands.sync import open_document_store
+
+            store = open_document_store(credentials, Path(bo.documents))
+        elif bo.publication_key:
+            from terminal.ecode.trustlist import trust_list_from_body
+            from terminal.sync.downloads import DocumentStore
+
+            store = DocumentStore(
+                bo.documents,
+                _hex_file(bo.publication_key, "publication key"),
+                bo.publication_algorithm,
+                trust_list_parser=trust_list_from_body,
+            )
+        else:
+            log.warning("no credentials and no publication key: no application list")
+
+        journal = Journal.open(bo.journal, config.terminal.id, clock)
+        closers.append(journal.close)
+
+        backend = drivers.reader_backend(config.readers.backend)
+        module: Any = None
+        if config.readers.psam:
+            from terminal.secure.psam import PsamSecureModule
+
+            module = PsamSecureModule.open(backend, config.readers.psam)
+            closers.append(module.close)
+        elif sec.keys:
+            from terminal.secure.software import SoftwareSecureModule
+
+            module = SoftwareSecureModule.from_file(sec.keys)
+            closers.append(module.close)
+        trust_store = None
+        if sec.trust_store:
+            from terminal.host.clock import today
+            from terminal.pki.truststore import load_trust_store
+
+            trust_store = load_trust_store(sec.trust_store, today(clock))
+
+        verifier = _open_verifier(config, clock, token_key, manifest, store)
+        if verifier is not None:
+            closers.append(verifier.replay_cache.close)
+
+        context = TerminalContext(
+            service=config.terminal.service,
+            token_key=token_key,
+            journal=journal,
+            clock=clock,
+            applist=(lambda: store.application_list) if store is not None else (lambda: None),
+            hotlist=_hotlist_source(store),
+            reader_backend=backend,
+            secure_module=module,
+            trust_store=trust_store,
+            code_verifier=verifier,
+            accept_unverified=sec.accept_unverified,
+        )
+
+        if outputs is None:
+            outputs = _open_outputs(config)
+            closers.append(outputs.close)
+        status = RuntimeStatus(config.profile, config.terminal.id)
+        status.unacked = lambda: journal.stats().unacked
+        if store is not None:
+            status.versions = store.current_versions
+
+        from terminal.sync.events import EventOutbox
+
+        events = EventOutbox.open(bo.events, config.terminal.id, clock)
+        closers.append(events.close)
+        status.events_unsent = events.unsent
+        wake_sender: list[Callable[[], None]] = []
+        screen, clips = _open_screen(config, clock, events, wake_sender, closers)
+        if screen is not None:
+            from terminal.outputs import MultiOutputs
+
+            outputs = MultiOutputs(outputs, screen)
+
+        profile = build_profile(config, clock, backend, closers)
+        if screen is not None and hasattr(profile, "before_pin"):
+            profile.before_pin = lambda: screen.presenting("pin")
+        steps = TransactionSteps(context, profile, outputs)
+
+        if credentials is not None and store is not None:
+            background.append(
+                back_office_link(
+                    journal, events, wake_sender, credentials, store, clock, bo.sync_interval
+                )
+            )
+
+        scanners: list[Any] = []
+        if config.scanner.serial:
+            port = config.scanner.serial
+            scanners.append(
+                drivers.scanner_backend(
+                    "serial",
+                    port=port,
+                    baudrate=config.scanner.baudrate,
+                    on_state=lambda state: status.set_scanner(port, str(state)),
+                )
+            )
+            status.set_scanner(port, "connected" if scanners[-1].connected else "gone")
+        if config.scanner.camera:
+            cam = config.scanner.camera
+            source: int | str = int(cam) if cam.isdigit() else cam
+            scanners.append(drivers.scanner_backend("camera", source=source))
+            status.set_scanner(cam, "connected")
+
+        if watcher_factory is None and config.readers.backend == "pcsc":
+            from drivers.pcsc import CardWatcher
+
+            watcher_factory = CardWatcher
+        return TerminalRuntime(
+            steps=steps,
+            status=status,
+            watcher_factory=watcher_factory,
+            scanners=scanners,
+            readers=ReaderFilter(config.readers.names, config.readers.psam),
+            status_port=config.status.port,
+            clock=clock,
+            closers=closers,
+            background=background,
+            screen=screen,
+            screen_port=config.screen.port if screen is not None else None,
+            voice_clips=clips,
+        )
+    except BaseException:
+        for closer in reversed(closers):
+            try:
+                closer()
+            except Exception:
+                log.debug("close after a failed start", exc_info=True)
+        raise
+
+
+def _hotlist_source(store: Any) -> Callable[[], Any]:
+    if store is not None:
+        return lambda: store.hotlist
+    from terminal.hotlist import HotList
+
+    empty = HotList.empty()
+    return lambda: empty
+
+
+def _open_verifier(
+    config: RuntimeConfig,
+    clock: Clock,
+    token_key: bytes,
+    manifest: dict[str, Any] | None,
+    store: Any,
+) -> Any:
+    """The e-code verifier: an e-code world, a trust list file, or the downloaded trust
+    list; None when none is configured (codes are then refused)."""
+    from terminal.crypto.signing import Algorithm
+    from terminal.ecode.replay import ReplayCache
+    from terminal.ecode.trustlist import load_trust_list, trust_list_from_body
+    from terminal.ecode.verify import CodeVerifier
+
+    sec = config.security
+    trust_list = None
+    if manifest is not None:
+        root = _hex_file(manifest["root"]["public_key"], "e-code root key")
+        trust_list = load_trust_list(manifest["trust_list"], root, Algorithm(manifest["algorithm"]))
+    elif sec.trust_list:
+        root = _hex_file(sec.root_key, "e-code root key")
+        trust_list = load_trust_list(sec.trust_list, root, Algorithm(sec.root_algorithm))
+    elif store is not None and store.trust_list is not None:
+        # The downloaded trust list was verified by the document store at load.
+        trust_list = trust_list_from_body(store.trust_list)
+    if trust_list is None:
+        return None
+    replay_path = Path(config.backoffice.replay_cache)
+    replay_path.parent.mkdir(parents=True, exist_ok=True)
+    cache = ReplayCache(replay_path, clock, sec.skew_seconds)
+    return CodeVerifier(trust_list, cache, clock, sec.skew_seconds, token_key=token_key)
+
+
+def _open_outputs(config: RuntimeConfig) -> Any:
+    import drivers
+
+    kind = config.outputs.kind
+    try:
+        if kind == "serial":
+            return drivers.outputs_backend(kind, config.outputs.serial)
+        return drivers.outputs_backend(kind)
+    except ImportError as exc:
+        raise ConfigError(f"outputs {kind!r} not available: {exc}") from None
+
+
+def _open_screen(
+    config: RuntimeConfig,
+    clock: Clock,
+    events: Any,
+    wake_sender: list[Callable[[], None]],
+    closers: list[Callable[[], None]],
+) -> tuple[Any, Any]:
+    """The holder screen's hub and voice clips as ``[screen]`` says; (None, None) when the
+    screen is off. A terminal without espeak-ng shows the screen without sound. Staff
+    calls go to the ``events`` outbox, then ``wake_sender`` (the event sender, once the
+    back office link runs) so the back office hears at once."""
+    sc = config.screen
+    if sc.port < 0:
+        return None, None
+    from terminal.screen.hub import ScreenHub
+    from terminal.screen.model import Prefs, ScreenSettings
+
+    settings = ScreenSettings(
+        profile=config.profile,
+        contactless=config.profile in ("gate", "validator"),
+        contact=config.profile == "counter",
+        code=bool(config.scanner.serial or config.scanner.camera),
+        defaults=Prefs(lang=sc.lang, large=sc.large_print, voice=sc.voice),
+        result_seconds=sc.result_seconds,
+        assist_factor=sc.assist_factor,
+        reset_seconds=sc.reset_seconds,
+        assist_idle_seconds=sc.assist_idle_seconds,
+        show_holder=sc.show_holder == "masked_name",
+        complaint_phone=sc.complaint_phone,
+        complaint_url=sc.complaint_url,
+    )
+    clips = None
+    from terminal.screen.clips import ClipIndex
+    from terminal.screen.voice import VoiceCatalog
+
+    catalog = VoiceCatalog(
+        Path(sc.voice_dir), {"zh": sc.voice_zh, "en": sc.voice_en}, speed=sc.voice_speed
+    )
+    if catalog.available():
+        clips = ClipIndex(catalog)
+        closers.append(clips.close)
+    else:
+        log.warning("espeak-ng or its voices are missing: the holder screen has no sound")
+
+    def record(kind: str, detail: dict[str, object]) -> None:
+        events.add(kind, detail)
+        for wake in wake_sender:
+            wake()
+
+    hub = ScreenHub(
+        settings,
+        clock,
+        on_event=record,
+        voice_url=clips.url if clips is not None else None,
+    )
+    closers.append(hub.close)
+    return hub, clips
+
+
+class _ScriptedPinPad:
+    """PINs from the configuration, in turn (demos only: a real counter has a pad)."""
+
+    def __init__(self, pins: tuple[str, ...]) -> None:
+        self._pins = list(pins)
+
+    def read_pin(self, prompt: str) -> str:
+        from terminal.devices.pinpad import PinEntryCancelled
+
+        if not self._pins:
+            raise PinEntryCancelled("the scripted PIN pad has no more PINs")
+        return self._pins.pop(0)
+
+
+def build_profile(config: Any, clock: Clock, backend: Any, closers: list[Any]) -> Any:
+    """The profile ``config`` (a :class:`~terminal.runtime.config.RuntimeConfig`) names,
+    with its devices opened; what must be closed at shutdown is added to ``closers``."""
+    profile = config.profile
+    if profile == "gate":
+        return GateProfile(clock, config.gate.passback_minutes)
+    if profile == "validator":
+        if not config.readers.psam:
+            raise ConfigError("validator profile needs [readers] psam (the purchase PSAM)")
+        from terminal.secure.psam import PsamSecureModule
+        from terminal.transit.pending import PendingPurchases
+
+        psam = PsamSecureModule.open(backend, config.readers.psam)
+        closers.append(psam.close)
+        # Beside the journal: the two must survive together.
+        journal_path = Path(config.backoffice.journal)
+        pending = PendingPurchases(journal_path.with_name(journal_path.stem + "-pending.db"))
+        closers.append(pending.close)
+        return ValidatorProfile(clock, config.validator.repeat_seconds, psam, pending=pending)
+    if profile == "counter":
+        from terminal.devices.pinpad import ConsolePinPad
+
+        pinpad: Any
+        if config.counter.pinpad == "script":
+            pinpad = _ScriptedPinPad(config.counter.pins)
+        else:
+            pinpad = ConsolePinPad()
+        from terminal.counter.api import CounterApi
+
+        api = CounterApi(host="127.0.0.1", port=config.counter.api_port)
+        closers.append(api.shutdown)
+        return CounterProfile(pinpad, api, config.counter.require_pin)
+    raise ConfigError(f"unknown profile {profile!r}")

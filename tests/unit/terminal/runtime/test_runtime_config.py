@@ -1,0 +1,78 @@
+"""terminal.toml parsing: defaults, types, unknown keys, relative paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers.paths import EXAMPLES
+
+from terminal.errors import ConfigError
+from terminal.runtime.config import load_config, parse_config
+
+MINIMAL = {"terminal": {"id": "GATE-0001", "profile": "gate", "service": "museum-entry"}}
+
+
+def test_minimal_config_has_documented_defaults() -> None:
+    config = parse_config(MINIMAL)
+    assert config.profile == "gate"
+    assert config.gate.passback_minutes == 10
+    assert config.validator.repeat_seconds == 60
+    assert config.counter.api_port == 8765
+    assert config.status.port == 9100
+    assert config.readers.names == ()
+    assert config.security.accept_unverified is False
+    assert config.outputs.kind == "console"
+
+
+def test_example_files_parse() -> None:
+    for name in ("gate", "validator", "counter"):
+        config = load_config(EXAMPLES / f"{name}.toml")
+        assert config.profile == name
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ({}, "[terminal] is required"),
+        ({**MINIMAL, "gates": {}}, "unknown sections gates"),
+        ({"terminal": {**MINIMAL["terminal"], "profile": "turnstile"}}, "profile must be one of"),
+        ({"terminal": {**MINIMAL["terminal"], "id": "bad id!"}}, "id must be"),
+        ({"terminal": {**MINIMAL["terminal"], "service": "Museum"}}, "service must be"),
+        ({**MINIMAL, "gate": {"passback_minuts": 5}}, "unknown keys passback_minuts"),
+        ({**MINIMAL, "gate": {"passback_minutes": "10"}}, "must be an integer or a number"),
+        ({**MINIMAL, "gate": {"passback_minutes": -1}}, "must be 0..1440"),
+        ({**MINIMAL, "status": {"port": True}}, "must be an integer"),
+        ({**MINIMAL, "security": {"accept_unverified": 1}}, "true or false"),
+        ({**MINIMAL, "readers": {"names": ["a", 2]}}, "list of strings"),
+        ({**MINIMAL, "security": {"trust_list": "t.json"}}, "needs root_key"),
+        ({**MINIMAL, "outputs": {"kind": "serial"}}, "needs serial"),
+        ({**MINIMAL, "counter": {"pinpad": "script"}}, "needs pins"),
+        ({**MINIMAL, "readers": "pcsc"}, "[readers] must be a table"),
+    ],
+)
+def test_errors_name_the_reason(table: dict, words: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(table)
+    assert words in caught.value.reason
+
+
+def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "terminal.toml"
+    path.write_text(
+        '[terminal]\nid = "G1"\nprofile = "gate"\nservice = "museum-entry"\n'
+        '[backoffice]\njournal = "state/journal.db"\n'
+        '[scanner]\nserial = "/dev/ttyACM0"\n'
+    )
+    config = load_config(path)
+    assert config.backoffice.journal == str(tmp_path / "state" / "journal.db")
+    assert config.scanner.serial == "/dev/ttyACM0"
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[terminal\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
