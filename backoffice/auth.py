@@ -1,4 +1,6 @@
-"""Terminal authentication (docs/sync.md): per-terminal HMAC-SHA256 request signatures.
+"""Terminal authentication (docs/sync.md): per-terminal HMAC-SHA256 request signatures,
+checked by the wire's definition (:mod:`terminal.wire.requests`) - the one the terminals sign
+with.
 
 Pure: :func:`authenticate` takes the request's method, path, headers and body, a lookup of
 enrolled terminals and the current time, and returns the terminal id or raises the typed
@@ -7,28 +9,26 @@ error the server answers with (401 unknown/bad/stale, 403 revoked).
 
 from __future__ import annotations
 
-import hmac
-import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from backoffice.errors import AuthenticationError, ClockSkewError, TerminalRevokedError
-from backoffice.ingest import TERMINAL_ID_RE
-from terminal.sync.auth import (
+from terminal.wire.requests import (
     HEADER_SIGNATURE,
     HEADER_TERMINAL,
     HEADER_TIME,
-    sign_request,
-    string_to_sign,
+    MAX_CLOCK_SKEW,
+    RequestAuthError,
+    StaleRequestError,
+    check_request_time,
+    is_terminal_id,
+    parse_request_time,
+    verify_signature,
 )
-from terminal.sync.auth import request_headers as request_headers  # for clients and tests
 
 SECRET_LENGTH = 32
-MAX_SKEW_SECONDS = 300.0
-
-# One definition of the request signature for both ends: the terminal's.
-signing_string = string_to_sign
+MAX_SKEW_SECONDS = MAX_CLOCK_SKEW
 
 
 @dataclass(frozen=True, repr=False)
@@ -76,23 +76,19 @@ def authenticate(
     terminal_id = _header(headers, HEADER_TERMINAL)
     time_text = _header(headers, HEADER_TIME)
     signature = _header(headers, HEADER_SIGNATURE)
-    if not TERMINAL_ID_RE.fullmatch(terminal_id):
+    if not is_terminal_id(terminal_id):
         raise AuthenticationError("malformed terminal id")
     try:
-        sent = float(time_text)
-    except ValueError:
-        raise AuthenticationError(f"{HEADER_TIME} is not a number") from None
-    if not math.isfinite(sent) or len(time_text) > 32:
-        raise AuthenticationError(f"{HEADER_TIME} is not a time")
-    key = lookup(terminal_id)
-    if key is None:
-        raise AuthenticationError("unknown terminal")
-    expected = sign_request(key.secret, method, path_with_query, time_text, body)
-    # compare_digest on ASCII str needs both ASCII: compare bytes, whatever was sent.
-    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
-        raise AuthenticationError("bad signature")
-    if key.revoked:
-        raise TerminalRevokedError(f"terminal {terminal_id} is revoked")
-    if abs(now - sent) > max_skew:
-        raise ClockSkewError(f"request time is {now - sent:+.0f} s off the server's clock")
+        sent = parse_request_time(time_text)
+        key = lookup(terminal_id)
+        if key is None:
+            raise AuthenticationError("unknown terminal")
+        verify_signature(key.secret, method, path_with_query, time_text, body, signature)
+        if key.revoked:
+            raise TerminalRevokedError(f"terminal {terminal_id} is revoked")
+        check_request_time(sent, now, max_skew)
+    except StaleRequestError as exc:
+        raise ClockSkewError(exc.reason) from None
+    except RequestAuthError as exc:
+        raise AuthenticationError(exc.reason) from None
     return terminal_id

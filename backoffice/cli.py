@@ -23,11 +23,11 @@ from typing import Any
 from backoffice import keys, publish
 from backoffice.auth import new_secret
 from backoffice.errors import PublicationError
-from backoffice.ingest import TERMINAL_ID_RE
 from backoffice.storage import open_storage
 from terminal.crypto import signing
 from terminal.host.clock import CST, SystemClock
-from terminal.sync.events import EVENT_KINDS
+from terminal.wire.events import EVENT_KINDS
+from terminal.wire.journal import TERMINAL_ID
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def format_credentials(
 
 
 def cmd_enrol(args: argparse.Namespace) -> int:
-    if not TERMINAL_ID_RE.fullmatch(args.terminal_id):
+    if not TERMINAL_ID.fullmatch(args.terminal_id):
         raise PublicationError("terminal id must match [A-Za-z0-9_-]{1,32}")
     if Path(args.out).exists() and not args.force:
         raise PublicationError(f"{args.out}: already exists; not replacing it (--force)")
@@ -293,15 +293,14 @@ def cmd_hotlist(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from backoffice.canonical import loads_strict
-    from backoffice.errors import BadRequestError
+    from terminal.wire.canonical import JsonError, parse_json
 
     key = keys.load_publication_key(args.publication_key)
     try:
-        body = loads_strict(Path(args.file).read_bytes())
+        body = parse_json(Path(args.file).read_bytes())
     except OSError as exc:
         raise PublicationError(f"{args.file}: cannot read: {exc.strerror or exc}") from None
-    except BadRequestError as exc:
+    except JsonError as exc:
         raise PublicationError(f"{args.file}: {exc.reason}") from None
     storage = open_storage(args.storage)
     try:
@@ -345,7 +344,7 @@ def format_event_row(event: dict[str, Any]) -> tuple[str, str, str, str]:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    if args.terminal is not None and not TERMINAL_ID_RE.fullmatch(args.terminal):
+    if args.terminal is not None and not TERMINAL_ID.fullmatch(args.terminal):
         raise PublicationError("terminal id must match [A-Za-z0-9_-]{1,32}")
     storage = open_storage(args.storage)
     try:

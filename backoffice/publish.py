@@ -1,11 +1,13 @@
 """Signed documents the back office publishes (docs/sync.md, "Published documents").
 
-Pure: signing and verifying a document, the key id, the hotlist delta between two versions
+Pure: the publication key, signing a document, the hotlist delta between two versions
 (netted), and the operator's hotlist entries (a card number tokenised with the deployment's
 token key, or a raw token). Key files are read and written by :mod:`backoffice.keys`.
 
-A document is a JSON object; its signature covers the canonical JSON of the object without
-``signature`` and sits in ``{"algorithm", "key_id", "value"}``.
+The document format - its signature over the canonical JSON of the object without
+``signature``, the key id, the hotlist delta's fields - is the wire's
+(:mod:`terminal.wire.document`), the very code terminals verify with: a body that has no
+canonical form (a NaN, say) is refused here, before anything is signed or stored.
 """
 
 from __future__ import annotations
@@ -16,19 +18,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backoffice.canonical import canonical_json
 from backoffice.errors import PublicationError
 from terminal.crypto import signing
-from terminal.crypto.sm2 import sm3
-from terminal.errors import OneCardError
 from terminal.privacy.cardtoken import card_token, tunion_card_token
+from terminal.wire.document import (
+    HOTLIST_ENTRY_HEX,
+    KIND_APPLIST,
+    KIND_HOTLIST,
+    KIND_TRUSTLIST,
+    DocumentError,
+    document_signature,
+    key_id,
+)
 
-KIND_HOTLIST = "hotlist-delta"
-KIND_TRUSTLIST = "trustlist"
-KIND_APPLIST = "applist"
 STORED_KINDS = frozenset({KIND_TRUSTLIST, KIND_APPLIST})
-KEY_ID_LENGTH = 8
-HOTLIST_ENTRY_HEX = 16
 
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
@@ -49,7 +52,8 @@ class PublicationKey:
 
     @property
     def key_id(self) -> str:
-        return key_id(self.algorithm, self.public_key)
+        """First 8 bytes, hex, of SM3 of the public key (:func:`terminal.wire.document.key_id`)."""
+        return key_id(self.public_key)
 
     def __repr__(self) -> str:
         return f"PublicationKey({self.algorithm.value}, key_id={self.key_id})"
@@ -62,43 +66,16 @@ def generate_publication_key(
     return PublicationKey(algorithm, signing.generate_private_key(algorithm))
 
 
-def key_id(algorithm: signing.Algorithm, public_key: bytes) -> str:
-    """First 8 bytes, hex, of SM3 of the public key - for every algorithm, as the terminal,
-    the PKI and the e-code trust list name keys."""
-    return sm3(bytes(public_key))[:8].hex()
-
-
 def sign_document(document: Mapping[str, Any], key: PublicationKey) -> dict[str, Any]:
-    """A copy of ``document`` (any ``signature`` dropped) with a fresh signature."""
+    """A copy of ``document`` (any ``signature`` dropped) with a fresh signature
+    (:func:`terminal.wire.document.document_signature`). Raises :class:`PublicationError`
+    for a body that cannot be signed: no canonical JSON (a NaN, an infinity...)."""
     body = {k: copy.deepcopy(v) for k, v in document.items() if k != "signature"}
-    value = signing.sign(key.algorithm, key.private_key, canonical_json(body))
-    body["signature"] = {
-        "algorithm": key.algorithm.value,
-        "key_id": key.key_id,
-        "value": value.hex(),
-    }
-    return body
-
-
-def verify_document(
-    document: Mapping[str, Any], public_key: bytes, algorithm: signing.Algorithm
-) -> bool:
-    """True iff ``document`` carries a valid signature by ``public_key``: the algorithm and
-    key id it names match, and the signature verifies over the canonical JSON without
-    ``signature``. Anything malformed is ``False``."""
-    sig = document.get("signature")
-    if not isinstance(sig, dict):
-        return False
-    if sig.get("algorithm") != algorithm.value or sig.get("key_id") != key_id(
-        algorithm, public_key
-    ):
-        return False
     try:
-        value = bytes.fromhex(sig.get("value", ""))
-        body = {k: v for k, v in document.items() if k != "signature"}
-        return signing.verify(algorithm, public_key, canonical_json(body), value)
-    except (ValueError, TypeError, OneCardError):
-        return False
+        body["signature"] = document_signature(body, key.private_key, key.algorithm)
+    except DocumentError as exc:
+        raise PublicationError(exc.reason) from exc
+    return body
 
 
 # --- stored documents: trust list, application list -----------------------------------------

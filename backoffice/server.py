@@ -33,7 +33,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 from backoffice import publish
 from backoffice.auth import MAX_SKEW_SECONDS, authenticate
-from backoffice.canonical import canonical_json
 from backoffice.errors import (
     BackOfficeError,
     BadRequestError,
@@ -43,10 +42,14 @@ from backoffice.errors import (
     NotFoundError,
     PayloadTooLargeError,
 )
-from backoffice.events import MAX_EVENTS, parse_events_body
-from backoffice.ingest import MAX_ENTRIES, MAX_SEQ, parse_ingest_body
+from backoffice.ingest import parse_ingest_body
 from backoffice.storage import EventsResult, IngestResult, Storage
+from terminal.errors import ParseError
 from terminal.host.clock import Clock, SystemClock
+from terminal.wire.canonical import canonical_json
+from terminal.wire.events import MAX_EVENTS_PER_REQUEST as MAX_EVENTS
+from terminal.wire.events import parse_events_body
+from terminal.wire.journal import MAX_ENTRIES, MAX_SEQ
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +62,18 @@ _SIGNED_CACHE_SIZE = 64
 @dataclass(frozen=True)
 class Response:
     """An answer: status, JSON body, and whether the connection must close after it (a body
-    left unread would be taken for the next request)."""
+    left unread would be taken for the next request). ``raw``, when given, is the body as
+    stored - a published document goes out byte for byte as it was signed and stored."""
 
     status: int
     body: Mapping[str, Any]
     close: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
 
     def payload(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
         return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -153,6 +160,10 @@ class BackOffice:
             if error.http_status >= 500:
                 log.error("%s %s failed: %s", method, path[:200], error.reason)
             return error_response(error)
+        except ParseError as error:
+            # Bytes a parser of the wire contract refused (an event, a JSON value...): the
+            # request's fault, a typed 400 - never a 500.
+            return error_response(BadRequestError(error.reason))
         except Exception:  # the server outlives any bug in one request
             log.exception("%s %s failed", method, path[:200])
             return Response(500, {"error": "internal_error", "reason": "internal error"})
@@ -193,10 +204,10 @@ class BackOffice:
     def _events(self, terminal_id: str, query: str, body: bytes) -> Response:
         if query:
             raise BadRequestError("/v1/events takes no query")
-        batch = parse_events_body(body, self.max_events)
-        if batch.terminal_id != terminal_id:
+        sender, events = parse_events_body(body, self.max_events)
+        if sender != terminal_id:
             raise ForbiddenError("a terminal sends its own events only")
-        result = self.storage.store_events(terminal_id, batch.events, self.clock.now())
+        result = self.storage.store_events(terminal_id, events, self.clock.now())
         return _stored("events", terminal_id, result)
 
     def _hotlist(self, terminal_id: str, query: str, body: bytes) -> Response:
@@ -222,10 +233,12 @@ class BackOffice:
     def _stored_document(self, kind: str, query: str) -> Response:
         if query:
             raise BadRequestError("this endpoint takes no query")
-        document = self.storage.document(kind)
+        document = self.storage.document_text(kind)
         if document is None:
             raise NotFoundError(f"no {kind} published yet")
-        return Response(200, document)
+        # As stored: the back office does not read its signed documents again, and a
+        # terminal checks what arrives anyway (a document altered in storage is refused).
+        return Response(200, {}, raw=document.encode("utf-8", "surrogatepass"))
 
     def _trustlist(self, terminal_id: str, query: str, body: bytes) -> Response:
         return self._stored_document(publish.KIND_TRUSTLIST, query)

@@ -28,7 +28,6 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from backoffice.auth import TerminalKey
-from backoffice.canonical import canonical_text
 from backoffice.errors import (
     BadRequestError,
     DuplicateConflictError,
@@ -48,7 +47,8 @@ from backoffice.publish import (
     HotlistSnapshot,
     can_delta,
 )
-from terminal.sync.events import TerminalEvent
+from terminal.wire.canonical import canonical_json, parse_json
+from terminal.wire.events import TerminalEvent
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,8 @@ class Storage(Protocol):
     ) -> dict[str, Any]: ...
 
     def document(self, kind: str) -> dict[str, Any] | None: ...
+
+    def document_text(self, kind: str) -> str | None: ...
 
     def close(self) -> None: ...
 
@@ -427,7 +429,8 @@ class _SqlStorage:
         other content it is a :class:`DuplicateConflictError` and nothing is stored - the
         terminal's outbox was replaced, and acknowledging would drop its new events."""
         rows = [
-            (terminal_id, e.id, e.kind, e.at, canonical_text(dict(e.detail)), now) for e in events
+            (terminal_id, e.id, e.kind, e.at, canonical_json(dict(e.detail)).decode(), now)
+            for e in events
         ]
         with self._tx() as cur:
             # Locks the terminal's row: its concurrent requests are decided one at a time.
@@ -575,7 +578,8 @@ class _SqlStorage:
     # --- documents --------------------------------------------------------------------------
 
     def publish_document(self, kind: str, build: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
-        """Store the document ``build(next version)`` of ``kind``; returns it."""
+        """Store the document ``build(next version)`` of ``kind`` - as its canonical JSON,
+        the bytes its signature covers and the bytes served; returns it."""
         with self._tx() as cur:
             cur.execute(
                 self._q("SELECT version FROM documents WHERE kind = ?" + self.for_update),
@@ -590,15 +594,21 @@ class _SqlStorage:
                     "ON CONFLICT (kind) DO UPDATE SET version = excluded.version, "
                     "document = excluded.document"
                 ),
-                (kind, version, json.dumps(document, ensure_ascii=False)),
+                (kind, version, canonical_json(document).decode()),
             )
             return document
 
-    def document(self, kind: str) -> dict[str, Any] | None:
+    def document_text(self, kind: str) -> str | None:
+        """The stored document of ``kind`` exactly as stored (what ``GET`` serves), or None."""
         with self._tx(write=False) as cur:
             cur.execute(self._q("SELECT document FROM documents WHERE kind = ?"), (kind,))
             row = cur.fetchone()
-        return json.loads(row[0]) if row else None
+        return str(row[0]) if row else None
+
+    def document(self, kind: str) -> dict[str, Any] | None:
+        """The stored document of ``kind``, read (strictly) as JSON, or None."""
+        text = self.document_text(kind)
+        return None if text is None else parse_json(text.encode("utf-8", "surrogatepass"))
 
     def close(self) -> None:
         self._pool.close()

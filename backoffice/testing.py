@@ -1,8 +1,9 @@
 """Journal entries made to the contract, for tests, benchmarks and demos of the back office.
 
 This builds entries the way docs/sync.md says a terminal does (hash chain from 64 zeros),
-independently of the terminal's journal code, so the back office is tested against the
-contract rather than against one implementation of it.
+with the wire's entry hash but without the terminal's journal (no record rules, no SQLite),
+so any field can be set to anything. What pins the contract itself down is the shared test
+vectors (tests/unit/terminal/wire/vectors), run against both ends.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from backoffice.canonical import canonical_json
-from backoffice.ingest import ZERO_HASH
+from terminal.wire.journal import ZERO_HASH, entry_hash
 
 
 def chain_hash(prev_hash: str, entry_without_hash: dict[str, Any]) -> str:
     """``hash`` of an entry (docs/sync.md)."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_json(entry_without_hash)).hexdigest()
+    return entry_hash(prev_hash, entry_without_hash)
 
 
 def make_entries(

@@ -45,7 +45,8 @@ from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.devices.reader import CardChannel
 from terminal.secure.keyfile import generate_key_set, load_key_file
 from terminal.secure.psam import PsamSecureModule
-from terminal.transit import PurchaseResult, PurchaseStatus, SoftwarePurchaseModule, purchase
+from terminal.secure.software import SoftwarePurchaseModule
+from terminal.transit import PurchaseResult, PurchaseStatus, purchase
 
 TERMINAL = "500100000042"
 CARD_SLOT, PSAM_SLOT = 0, 2

@@ -35,8 +35,7 @@ from firmware_sim.scanner import PtyScanner
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.tunion_applet import add_tunion
 from firmware_sim.vpcd import VpcdBridge, reader_name
-from onecard.commands.sync import open_document_store
-from onecard.runtime import build_runtime
+from onecard.runtime import build_runtime, open_document_store
 from terminal.crypto.signing import Algorithm
 from terminal.errors import PcscUnavailableError
 from terminal.host.clock import SystemClock
@@ -46,9 +45,10 @@ from terminal.runtime.loop import TerminalRuntime
 from terminal.secure.keyfile import KeySet, TransitKeyName, generate_key_set, load_key_file
 from terminal.ssc.cardnumber import check_character
 from terminal.sync.auth import load_credentials
+from terminal.sync.client import BackOfficeClient
 from terminal.sync.downloads import Downloader
 from terminal.sync.events import EventOutbox, EventSender
-from terminal.sync.uploader import IngestClient, Uploader
+from terminal.sync.uploader import Uploader
 
 APPLIST = {
     "services": [
@@ -247,7 +247,7 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
                 # The terminal's first sync: the lists it needs before its first passenger.
                 credentials = load_credentials(creds)
                 store = open_document_store(credentials, tmp / f"{terminal_id}-documents")
-                client = IngestClient(credentials, SystemClock())
+                client = BackOfficeClient(credentials, SystemClock())
                 Downloader(store, client.fetch, SystemClock()).run_once()
                 client.close()
 

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from terminal.errors import ConfigError
 from terminal.host.clock import Clock, SystemClock
@@ -23,6 +23,10 @@ from terminal.runtime.profiles import CounterProfile, GateProfile, ValidatorProf
 from terminal.runtime.statuspage import RuntimeStatus
 from terminal.runtime.transaction import TerminalContext, TransactionSteps
 from terminal.sync.link import back_office_link
+
+if TYPE_CHECKING:
+    from terminal.sync.auth import TerminalCredentials
+    from terminal.sync.downloads import DocumentStore
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,20 @@ def _ecode_manifest(world: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not an e-code world ({exc})") from None
     return manifest
+
+
+def open_document_store(credentials: TerminalCredentials, directory: Path) -> DocumentStore:
+    """The terminal's verified documents, checked against the credentials' publication key;
+    trust lists must also parse as e-code trust lists before they are kept."""
+    from terminal.ecode.trustlist import trust_list_from_body
+    from terminal.sync.downloads import DocumentStore
+
+    return DocumentStore(
+        directory,
+        credentials.publication_key,
+        credentials.publication_algorithm,
+        trust_list_parser=trust_list_from_body,
+    )
 
 
 def build_runtime(
@@ -86,8 +104,6 @@ def build_runtime(
         store = None
         Path(bo.documents).mkdir(parents=True, exist_ok=True)
         if credentials is not None:
-            from onecard.commands.sync import open_document_store
-
             store = open_document_store(credentials, Path(bo.documents))
         elif bo.publication_key:
             from terminal.ecode.trustlist import trust_list_from_body

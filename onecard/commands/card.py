@@ -15,7 +15,7 @@ from terminal.devices.reader import ReaderBackend
 from terminal.errors import (
     ConfigError,
 )
-from terminal.secure.module import SecureModule
+from terminal.ssc.secure_module import SecureModule
 from terminal.ssc.session import ReadMode
 
 if TYPE_CHECKING:

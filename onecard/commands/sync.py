@@ -9,13 +9,8 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from terminal.errors import ConfigError, OneCardError
-
-if TYPE_CHECKING:
-    from terminal.sync.auth import TerminalCredentials
-    from terminal.sync.downloads import DocumentStore
 
 DEFAULT_DOCUMENTS = "/var/lib/onecard/documents"
 
@@ -26,34 +21,23 @@ def _documents(args: argparse.Namespace) -> Path:
     return path
 
 
-def open_document_store(credentials: TerminalCredentials, directory: Path) -> DocumentStore:
-    """The terminal's verified documents, checked against the credentials' publication key;
-    trust lists must also parse as e-code trust lists before they are kept."""
-    from terminal.ecode.trustlist import trust_list_from_body
-    from terminal.sync.downloads import DocumentStore
-
-    return DocumentStore(
-        directory,
-        credentials.publication_key,
-        credentials.publication_algorithm,
-        trust_list_parser=trust_list_from_body,
-    )
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
+    from onecard.runtime import open_document_store
     from terminal.host.clock import SystemClock
     from terminal.journal.store import Journal
     from terminal.sync.auth import load_credentials
+    from terminal.sync.client import BackOfficeClient
     from terminal.sync.downloads import Downloader
-    from terminal.sync.uploader import IngestClient, Uploader
+    from terminal.sync.uploader import Uploader
 
     clock = SystemClock()
     credentials = load_credentials(args.credentials)
     store = open_document_store(credentials, _documents(args))
-    client = IngestClient(credentials, clock)
+    # One client for uploads and downloads, as the running terminal has.
+    client = BackOfficeClient(credentials, clock)
     downloader = Downloader(store, client.fetch, clock)
     with Journal.open(args.journal, credentials.terminal_id, clock) as journal:
-        uploader = Uploader(journal, credentials, clock, batch_size=args.batch_size)
+        uploader = Uploader(journal, credentials, clock, batch_size=args.batch_size, client=client)
         if args.once:
             summary: dict[str, object] = {}
             try:

@@ -21,37 +21,41 @@ system then asks, over HTTP on ``127.0.0.1``:
 
 A record is forgotten ``ttl`` seconds after it was published even when nobody takes it, so
 holder data does not linger. Personal data is handed over here and never logged: requests
-are logged by method and path only. The server binds loopback addresses only, and answers
-only requests whose ``Host`` is a loopback name, so a web page cannot reach it through DNS
-rebinding.
+are logged by method and path only.
+
+The server is a :class:`~terminal.loopback.LoopbackServer`: it binds loopback addresses
+only, answers only requests whose ``Host`` is a loopback name (so a web page cannot reach
+it through DNS rebinding), refuses a ``DELETE`` from a browser page of another origin, and
+refuses in the loopback servers' one error shape ``{"status": "error", "error": name,
+"reason": text}`` (``bad_host``, ``foreign_origin``, ``not_found``, ``method_not_allowed``
+with ``Allow``, ``body_too_large``, ``bad_request``, ``seq_mismatch``;
+:mod:`terminal.loopback.vocabulary`).
 """
 
 from __future__ import annotations
 
 import datetime
-import ipaddress
-import json
 import logging
-import socket
 import threading
-import urllib.parse
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from terminal import ldt33
 from terminal.errors import ConfigError, OneCardError
 from terminal.host.clock import Clock, SystemClock
+from terminal.loopback.answers import Answer, Request, Routes, json_answer, text_answer
+from terminal.loopback.server import LoopbackServer
+from terminal.loopback.vocabulary import BAD_REQUEST, ErrorKind, Refused
 from terminal.ssc.reading import CardReading
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 120.0
-CONNECTION_TIMEOUT = 10.0
 PURGE_INTERVAL = 0.1
 """Seconds between checks for an expired record while nobody asks; also the longest
 :meth:`CounterApi.shutdown` waits for the serving loop to notice."""
-MAX_DISCARDED_BODY = 64 * 1024
+SEQ_MISMATCH = ErrorKind("seq_mismatch", 409)
+"""``DELETE /v1/card?seq=n`` when a newer record replaced ``n``."""
 
 
 @dataclass(frozen=True)
@@ -62,33 +66,6 @@ class _Record:
     reading: CardReading | None
     error: OneCardError | None
     verdict: str | None
-
-
-def loopback_host(host: str) -> str:
-    """``host`` if it is a loopback address (``localhost`` becomes ``127.0.0.1``); else
-    :class:`ConfigError`: the record carries personal data and must not leave the machine."""
-    if host == "localhost":
-        return "127.0.0.1"
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        raise ConfigError(f"counter API host must be a loopback address, not {host!r}") from None
-    if not address.is_loopback:
-        raise ConfigError(f"counter API host must be a loopback address, not {host!r}")
-    return str(address)
-
-
-def _loopback_name(host_header: str) -> bool:
-    name = host_header.strip()
-    if name.startswith("["):
-        name = name[1 : name.find("]")] if "]" in name else name
-    elif name.count(":") == 1:
-        name = name.split(":", 1)[0]
-    try:
-        loopback_host(name)
-    except ConfigError:
-        return False
-    return True
 
 
 class CounterApi:
@@ -111,28 +88,33 @@ class CounterApi:
     ) -> None:
         if ttl <= 0:
             raise ConfigError("counter API record ttl must be positive")
-        bind = loopback_host(host)
         self.device_number = device_number
         self.ttl = ttl
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._record: _Record | None = None
         self._seq = 0
+        routes = Routes()
+        routes.add("/health", "GET", self._health)
+        routes.add("/v1/card", "GET", self._card)
+        routes.add("/v1/card", "DELETE", self._take)
+        routes.add("/v1/card/ireadcardbas", "GET", self._ireadcardbas)
         try:
-            self._httpd = _HttpServer((bind, port), self)
+            self._http = LoopbackServer(
+                routes,
+                title="counter API",
+                server_version="onecard-counter/1",
+                host=host,
+                port=port,
+                tick=self.purge_expired,
+                # An unclaimed record is forgotten on time even when nobody asks again.
+                poll_interval=PURGE_INTERVAL,
+            )
         except OSError as exc:
-            raise ConfigError(f"counter API cannot listen on {bind}:{port}: {exc}") from exc
-        self.host = str(self._httpd.server_address[0])
-        self.port = int(self._httpd.server_address[1])
-        shown = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"http://{shown}:{self.port}"
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": PURGE_INTERVAL},
-            name=f"counter-api-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
+            raise ConfigError(f"counter API cannot listen on {host}:{port}: {exc}") from exc
+        self.host = self._http.host
+        self.port = self._http.port
+        self.url = self._http.origin
         log.info("counter API listening on %s", self.url)
 
     # --- the runtime's side -----------------------------------------------------------------
@@ -177,9 +159,7 @@ class CounterApi:
 
     def shutdown(self) -> None:
         """Stop serving, wait for the accept loop to end, and forget the record."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join()
+        self._http.close()
         with self._lock:
             self._record = None
 
@@ -206,17 +186,23 @@ class CounterApi:
         with self._lock:
             return self._current()
 
-    # --- answers (status, content type, body) ----------------------------------------------
+    # --- endpoints ----------------------------------------------------------------------------
 
-    def _card_json(self) -> tuple[int, dict[str, Any]]:
+    def _health(self, request: Request) -> Answer:
+        return json_answer(200, {"status": "ok", "record": self.has_record})
+
+    def _card(self, request: Request) -> Answer:
         record = self._snapshot()
         if record is None:
-            return 404, {
-                "status": "empty",
-                "error": "no_card",
-                "reason": "no counter transaction to hand over",
-                "code": ldt33.NO_CARD,
-            }
+            return json_answer(
+                404,
+                {
+                    "status": "empty",
+                    "error": "no_card",
+                    "reason": "no counter transaction to hand over",
+                    "code": ldt33.NO_CARD,
+                },
+            )
         head: dict[str, Any] = {
             "seq": record.seq,
             "published_at": datetime.datetime.fromtimestamp(record.published_at, datetime.UTC)
@@ -225,156 +211,38 @@ class CounterApi:
             "verdict": record.verdict,
         }
         if record.error is not None:
-            return 200, {
-                "status": "error",
-                **head,
-                "error": record.error.code,
-                "reason": record.error.reason,
-                "code": ldt33.error_code(record.error),
-            }
+            return json_answer(
+                200,
+                {
+                    "status": "error",
+                    **head,
+                    "error": record.error.code,
+                    "reason": record.error.reason,
+                    "code": ldt33.error_code(record.error),
+                },
+            )
         assert record.reading is not None
-        return 200, {"status": "ok", **head, "card": record.reading.to_json(reveal=True)}
+        return json_answer(
+            200, {"status": "ok", **head, "card": record.reading.to_json(reveal=True)}
+        )
 
-    def _ireadcardbas(self) -> tuple[int, str]:
+    def _ireadcardbas(self, request: Request) -> Answer:
         record = self._snapshot()
         if record is None:
-            return 404, str(ldt33.NO_CARD)
+            return text_answer(404, str(ldt33.NO_CARD))
         if record.error is not None:
-            return 200, str(ldt33.error_code(record.error))
+            return text_answer(200, str(ldt33.error_code(record.error)))
         assert record.reading is not None
-        return 200, record.reading.to_ireadcardbas(reveal=True, device_number=self.device_number)
+        text = record.reading.to_ireadcardbas(reveal=True, device_number=self.device_number)
+        return text_answer(200, text)
 
-
-# --- HTTP -----------------------------------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # HTTP/1.0: one request per connection, so shutdown() leaves no connection serving.
-    protocol_version = "HTTP/1.0"
-    server_version = "onecard-counter/1"
-    sys_version = ""
-    timeout = CONNECTION_TIMEOUT
-    server: _HttpServer
-
-    def _send(self, status: int, body: bytes, content_type: str, extra: dict[str, str]) -> None:
-        self.send_response(status)
-        if body or status != 204:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        # Holder data: no cache anywhere may keep a copy.
-        self.send_header("Cache-Control", "no-store")
-        for name, value in extra.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
-
-    def _json(self, status: int, body: dict[str, Any], **extra: str) -> None:
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        self._send(status, payload, "application/json; charset=utf-8", extra)
-
-    def _text(self, status: int, text: str) -> None:
-        self._send(status, text.encode("utf-8"), "text/plain; charset=utf-8", {})
-
-    def _error(self, status: int, error: str, reason: str, **extra: str) -> None:
-        self._json(status, {"status": "error", "error": error, "reason": reason}, **extra)
-
-    def _route(self) -> tuple[str, dict[str, list[str]]] | None:
-        host = self.headers.get("Host")
-        if host is not None and not _loopback_name(host):
-            self._error(403, "bad_host", "only loopback host names are served")
-            return None
-        parts = urllib.parse.urlsplit(self.path)
-        return parts.path, urllib.parse.parse_qs(parts.query)
-
-    def do_GET(self) -> None:
-        routed = self._route()
-        if routed is None:
-            return
-        path, _query = routed
-        api = self.server.api
-        if path == "/health":
-            self._json(200, {"status": "ok", "record": api.has_record})
-        elif path == "/v1/card":
-            status, body = api._card_json()
-            self._json(status, body)
-        elif path == "/v1/card/ireadcardbas":
-            status, text = api._ireadcardbas()
-            self._text(status, text)
-        else:
-            self._error(404, "not_found", "no such resource")
-
-    def do_DELETE(self) -> None:
-        self._discard_body()
-        routed = self._route()
-        if routed is None:
-            return
-        path, query = routed
-        if path in ("/health", "/v1/card/ireadcardbas"):
-            self._not_allowed(path)
-            return
-        if path != "/v1/card":
-            self._error(404, "not_found", "no such resource")
-            return
+    def _take(self, request: Request) -> Answer:
         seq: int | None = None
-        if "seq" in query:
-            text = query["seq"][-1]
+        if "seq" in request.query:
+            text = request.query["seq"][-1]
             if not text.isascii() or not text.isdigit() or len(text) > 18:
-                self._error(400, "bad_request", "seq must be a record number")
-                return
+                raise Refused(BAD_REQUEST, "seq must be a record number")
             seq = int(text)
-        if not self.server.api.clear(seq):
-            self._error(409, "seq_mismatch", "a newer record replaced that one")
-            return
-        self._send(204, b"", "", {})
-
-    def _not_allowed(self, path: str) -> None:
-        allow = "GET, DELETE" if path == "/v1/card" else "GET"
-        self._error(405, "method_not_allowed", f"{self.command} is not served", Allow=allow)
-
-    def _other(self) -> None:
-        self._discard_body()
-        routed = self._route()
-        if routed is None:
-            return
-        path, _ = routed
-        if path in ("/health", "/v1/card", "/v1/card/ireadcardbas"):
-            self._not_allowed(path)
-        else:
-            self._error(404, "not_found", "no such resource")
-
-    do_POST = do_PUT = do_PATCH = do_HEAD = do_OPTIONS = _other
-
-    def _discard_body(self) -> None:
-        length = self.headers.get("Content-Length", "").strip()
-        if length.isascii() and length.isdigit() and 0 < int(length) <= MAX_DISCARDED_BODY:
-            self.rfile.read(int(length))
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        # http.server's own errors (bad request line, unknown method) answer HTML; answer
-        # JSON like everything else.
-        self.close_connection = True
-        self._error(code, "bad_request" if code < 500 else "internal_error", message or "")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # The request line has a method and a path only; bodies are never logged.
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], api: CounterApi) -> None:
-        self.api = api
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def service_actions(self) -> None:
-        # Runs every poll interval of serve_forever: an unclaimed record is forgotten on
-        # time even when nobody asks for it again.
-        super().service_actions()
-        self.api.purge_expired()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.warning("counter API connection from %s ended with an error", client_address[0])
+        if not self.clear(seq):
+            raise Refused(SEQ_MISMATCH, "a newer record replaced that one")
+        return Answer(204)

@@ -6,11 +6,14 @@ says True, every later one says False - until the entry is purged, which happens
 once it is past its code's validity window plus the clock skew (by then the time window
 check refuses the code anyway).
 
-The cache is an SQLite file in WAL mode with ``synchronous=FULL``: the insert that records
-a code is committed to disk before the terminal acts on it, so a code the terminal accepted
-is not accepted again after a crash or power loss. That costs one WAL fsync per accepted
-code (measured in bench/ecode_verify.py). Recording is one ``INSERT ... ON CONFLICT DO
-NOTHING``: atomic between threads and between processes sharing the file.
+The cache is an SQLite file opened as every durable file of the terminal is
+(:mod:`terminal.host.sqlite`: created whole, checked at open, WAL with
+``synchronous=FULL``): the insert that records a code is committed to disk before the
+terminal acts on it, so a code the terminal accepted is not accepted again after a crash or
+power loss. That costs one WAL fsync per accepted code (measured in bench/ecode_verify.py).
+A file that is damaged (or empty) is refused rather than started afresh: a fresh cache
+would accept used codes again. Recording is one ``INSERT ... ON CONFLICT DO NOTHING``:
+atomic between threads and between processes sharing the file.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from terminal.errors import ReplayCacheError
+from terminal.host import sqlite as durable
 from terminal.host.clock import Clock
 
 DEFAULT_SKEW = 30
@@ -38,6 +42,21 @@ CREATE TABLE IF NOT EXISTS seen_codes (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_codes_expiry ON seen_codes (expires_at);
 """
+ERRORS = durable.StoreErrors(
+    "the replay cache",
+    ReplayCacheError,
+    lambda reason, path: ReplayCacheError(f"replay cache {path}: {reason}"),
+    ReplayCacheError,
+)
+"""How the cache's SQLite failures are typed: all of them mean that the terminal cannot
+tell whether a code was used, so it must not accept it."""
+
+
+def _build(conn: sqlite3.Connection) -> None:
+    # One statement at a time: executescript() would commit on its own.
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 @dataclass(frozen=True)
@@ -65,18 +84,14 @@ class ReplayCache:
         self._lock = threading.Lock()
         self._last_purge: float | None = None
         self.path = str(path)
-        try:
-            self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=5.0
-            )
-            if self.path != ":memory:":
-                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise ReplayCacheError(f"replay cache {self.path} cannot use WAL ({mode})")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise ReplayCacheError(f"cannot open replay cache {self.path}: {exc}") from None
+        if self.path == ":memory:":
+            self._db = durable.open_in_memory(ERRORS, _build)
+            return
+        # ensure: a cache file from before files were created whole may lack the table; it
+        # gets it (IF NOT EXISTS), as it always did.
+        self._db, _ = durable.open_store(
+            Path(path), ERRORS, build=_build, check=lambda db: None, ensure=_build
+        )
 
     @classmethod
     def in_memory(cls, clock: Clock, skew_seconds: int = DEFAULT_SKEW) -> ReplayCache:
@@ -105,7 +120,7 @@ class ReplayCache:
                     ),
                 )
             except sqlite3.Error as exc:
-                raise ReplayCacheError(f"replay cache {self.path}: {exc}") from None
+                raise ERRORS.of(exc, self.path, "cannot record the code") from None
             return cur.rowcount == 1
 
     def purge(self) -> int:
@@ -114,14 +129,14 @@ class ReplayCache:
             try:
                 return self._purge()
             except sqlite3.Error as exc:
-                raise ReplayCacheError(f"replay cache {self.path}: {exc}") from None
+                raise ERRORS.of(exc, self.path, "cannot purge") from None
 
     def __len__(self) -> int:
         with self._lock:
             try:
                 return int(self._db.execute("SELECT count(*) FROM seen_codes").fetchone()[0])
             except sqlite3.Error as exc:
-                raise ReplayCacheError(f"replay cache {self.path}: {exc}") from None
+                raise ERRORS.of(exc, self.path, "cannot count") from None
 
     def close(self) -> None:
         with self._lock:

@@ -9,8 +9,9 @@ list")::
                   "status": "active"}],
      "signature": {"algorithm": "sm2", "key_id": "<16 hex>", "value": "<128 hex>"}}
 
-The signature covers the canonical encoding of the document without ``signature``:
-``json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)`` in UTF-8.
+The signature covers the canonical encoding of the document without ``signature``
+(:func:`terminal.wire.canonical.canonical_json`: sorted keys, no spaces, UTF-8 with no ASCII
+escaping, finite numbers only).
 The terminal re-encodes what it parsed and verifies that, so what is verified is exactly
 what is used. Loading fails closed: no signature, a signature by another key or one that
 does not verify, or any malformed field is a :class:`TrustListError` - never a list that
@@ -40,7 +41,7 @@ from terminal.crypto.signing import (
 )
 from terminal.errors import CryptoError, SignatureFormatError, TrustListError
 from terminal.pki.certificate import key_id as public_key_id
-from terminal.wire.document import canonical_json
+from terminal.wire.canonical import canonical_json
 
 KEY_ID_LENGTH = 8
 MAX_FILE_SIZE = 1 << 20

@@ -15,158 +15,38 @@ so any edit or deletion of an entry breaks the chain at that point (:func:`verif
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 from terminal.errors import JournalEntryError
-from terminal.wire.document import canonical_json
+from terminal.wire.canonical import JsonError, canonical_json, parse_json
+from terminal.wire.journal import (
+    CATEGORIES,
+    DECISIONS,
+    KINDS,
+    MACHINE_CODE,
+    ZERO_HASH,
+    check_entry,
+    check_terminal_id,
+    hash_of_canonical,
+)
 
-ZERO_HASH = "0" * 64
-"""``prev_hash`` of entry ``seq`` 1."""
+# The deny-list is the wire's (events apply it too); named here for the record's readers.
+from terminal.wire.personal import DENIED_EXTRA_KEYS as DENIED_EXTRA_KEYS
+from terminal.wire.personal import DENIED_KEY_WORDS as DENIED_KEY_WORDS
+from terminal.wire.personal import non_personal_copy
 
-KINDS = frozenset({"card", "code"})
-DECISIONS = frozenset({"accept", "refuse"})
-CATEGORIES = frozenset({"1", "2", "3", "4"})
 MAX_EXTRA_BYTES = 1024
-"""``extra`` is for small details (a TAC, a verdict); its canonical JSON may not exceed this."""
-MAX_EXTRA_DEPTH = 3
+"""``extra`` is for small details (a TAC, a verdict); its canonical JSON may not exceed this
+in what a terminal records (the wire allows more: :data:`terminal.wire.journal.MAX_EXTRA_BYTES`)."""
 
-_TERMINAL_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_MACHINE_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _REGION = re.compile(r"[0-9]{6}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_HEX32 = re.compile(r"[0-9a-f]{32}")
-# A resident identity number (GB 11643: 17 digits and a check character) or a bare card
-# number is personal data wherever it appears, so such values are refused in ``extra``
-# whatever their key is called.
-_ID_NUMBER_VALUE = re.compile(r"[1-9][0-9]{5}(18|19|20)[0-9]{9}[0-9Xx]")
-
-# Keys of ``extra`` that name personal data. Keys are compared after lower-casing and
-# dropping separators, so "ID-Number", "id_number" and "idNumber" are the same key.
-DENIED_EXTRA_KEYS = frozenset(
-    {
-        "name",
-        "fullname",
-        "holder",
-        "holdername",
-        "cardholder",
-        "cardholdername",
-        "firstname",
-        "lastname",
-        "surname",
-        "givenname",
-        "ssn",
-        "idnumber",
-        "idno",
-        "idnum",
-        "idcard",
-        "idcardnumber",
-        "identity",
-        "identitynumber",
-        "identification",
-        "nationalid",
-        "citizenid",
-        "residentid",
-        "socialsecuritynumber",
-        "cardnumber",
-        "cardno",
-        "pan",
-        "passport",
-        "passportnumber",
-        "phone",
-        "phonenumber",
-        "mobile",
-        "telephone",
-        "email",
-        "address",
-        "birthdate",
-        "dateofbirth",
-        "dob",
-        "birthday",
-        "gender",
-        "sex",
-        "photo",
-        "xm",  # 姓名 in pinyin initials, as card layouts name it
-        "sfzh",  # 身份证号
-        "zjhm",  # 证件号码
-        "姓名",
-        "身份证号",
-        "身份证号码",
-        "证件号码",
-        "社会保障号码",
-        "社会保障号",
-        "卡号",
-        "手机号",
-        "电话",
-        "地址",
-        "出生日期",
-        "性别",
-    }
-)
-# Words that make a compound key personal ("holder_name", "patientName", "mother_ssn").
-DENIED_KEY_WORDS = frozenset(
-    {"name", "ssn", "dob", "birthday", "birthdate", "phone", "mobile", "address", "passport"}
-)
-
-
-def entry_hash(prev_hash: str, body: Mapping[str, object]) -> str:
-    """The ``hash`` of an entry: SHA-256 hex of ``prev_hash`` (32 bytes) followed by the
-    canonical JSON of ``body`` (the entry without ``hash``)."""
-    return hash_of_canonical(prev_hash, canonical_json(body))
-
-
-def hash_of_canonical(prev_hash: str, canonical_body: bytes) -> str:
-    """:func:`entry_hash` over an already canonical body (the journal stores it that way)."""
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical_body).hexdigest()
-
 
 # --- the record the runtime hands over ----------------------------------------------------
-
-
-def _key_words(key: str) -> list[str]:
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", key)
-    return [w for w in re.split(r"[^0-9A-Za-z\u0080-\uffff]+", spaced.lower()) if w]
-
-
-def _check_extra_value(value: object, where: str, depth: int) -> None:
-    if value is None or isinstance(value, bool | int):
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise JournalEntryError(f"extra {where}: not a finite number")
-        return
-    if isinstance(value, str):
-        if _ID_NUMBER_VALUE.search(value):
-            raise JournalEntryError(f"extra {where}: looks like an ID number; not journalled")
-        return
-    if depth >= MAX_EXTRA_DEPTH:
-        raise JournalEntryError(f"extra {where}: nested deeper than {MAX_EXTRA_DEPTH} levels")
-    if isinstance(value, Mapping):
-        _check_extra_mapping(value, where, depth + 1)
-        return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_extra_value(item, f"{where}[{index}]", depth + 1)
-        return
-    raise JournalEntryError(f"extra {where}: {type(value).__name__} is not a JSON value")
-
-
-def _check_extra_mapping(extra: Mapping[Any, object], where: str, depth: int) -> None:
-    for key, value in extra.items():
-        if not isinstance(key, str) or not key:
-            raise JournalEntryError(f"extra {where}: keys must be non-empty strings")
-        words = _key_words(key)
-        if "".join(words) in DENIED_EXTRA_KEYS or any(w in DENIED_KEY_WORDS for w in words):
-            # The key names personal data: refuse the record rather than drop the field, so
-            # the caller learns at once that it tried to journal a person.
-            raise JournalEntryError(f"extra key {key!r} names personal data; not journalled")
-        _check_extra_value(value, f"{where}.{key}" if where else key, depth)
 
 
 def check_extra(extra: Mapping[str, object]) -> dict[str, object]:
@@ -176,17 +56,7 @@ def check_extra(extra: Mapping[str, object]) -> dict[str, object]:
     a value shaped like a resident ID number, a non-JSON value, or more than
     :data:`MAX_EXTRA_BYTES` of canonical JSON.
     """
-    if not isinstance(extra, Mapping):
-        raise JournalEntryError("extra must be a mapping")
-    _check_extra_mapping(extra, "", 0)
-    try:
-        text = canonical_json(extra)
-    except (TypeError, ValueError) as exc:
-        raise JournalEntryError(f"extra is not JSON: {exc}") from None
-    if len(text) > MAX_EXTRA_BYTES:
-        raise JournalEntryError(f"extra is {len(text)} bytes of JSON, at most {MAX_EXTRA_BYTES}")
-    copied: dict[str, object] = json.loads(text)
-    return copied
+    return non_personal_copy(extra, MAX_EXTRA_BYTES)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,7 +93,7 @@ class TransactionRecord:
             raise JournalEntryError(f"decision must be accept or refuse, got {self.decision!r}")
         for name in ("service", "reason"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not _MACHINE_CODE.fullmatch(value):
+            if not isinstance(value, str) or not MACHINE_CODE.fullmatch(value):
                 raise JournalEntryError(f"{name} must be a machine code, got {value!r}")
         if self.amount is not None and (
             isinstance(self.amount, bool) or not isinstance(self.amount, int) or self.amount < 0
@@ -294,13 +164,6 @@ class JournalEntry:
         return hash_of_canonical(self.prev_hash, self.canonical_body())
 
 
-def check_terminal_id(terminal_id: str) -> str:
-    """``terminal_id`` if it has the form of docs/sync.md (``[A-Za-z0-9_-]{1,32}``)."""
-    if not isinstance(terminal_id, str) or not _TERMINAL_ID.fullmatch(terminal_id):
-        raise JournalEntryError("terminal_id must be 1-32 of A-Z a-z 0-9 _ -")
-    return terminal_id
-
-
 def make_entry(
     terminal_id: str, seq: int, time: float, record: TransactionRecord, prev_hash: str
 ) -> JournalEntry:
@@ -343,60 +206,21 @@ def make_entry_and_body(
     return entry, canonical
 
 
-_FIELDS: dict[str, tuple[type, ...]] = {
-    "terminal_id": (str,),
-    "seq": (int,),
-    "time": (int, float),
-    "kind": (str,),
-    "service": (str,),
-    "decision": (str,),
-    "reason": (str,),
-    "amount": (int, type(None)),
-    "card_token": (str,),
-    "region": (str,),
-    "category": (str, type(None)),
-    "extra": (dict,),
-    "prev_hash": (str,),
-    "hash": (str,),
-}
-
-
 def entry_from_json(obj: object) -> JournalEntry:
-    """Parse one entry (a decoded JSON object, with ``hash``) into a :class:`JournalEntry`.
-
-    Checks the shape of every field - not the hash, which is :func:`verify_chain`'s job, so
-    a tampered entry can still be read and reported. Raises :class:`JournalEntryError`.
-    """
-    if not isinstance(obj, dict):
-        raise JournalEntryError("an entry must be a JSON object")
-    missing = _FIELDS.keys() - obj.keys()
-    if missing:
-        raise JournalEntryError(f"entry lacks {', '.join(sorted(missing))}")
-    unknown = obj.keys() - _FIELDS.keys()
-    if unknown:
-        raise JournalEntryError(f"entry has unknown fields {', '.join(sorted(unknown))}")
-    for name, types in _FIELDS.items():
-        value = obj[name]
-        if isinstance(value, bool) or not isinstance(value, types):
-            raise JournalEntryError(f"entry field {name} has the wrong type")
-    if not _TERMINAL_ID.fullmatch(obj["terminal_id"]):
-        raise JournalEntryError("entry terminal_id is not 1-32 of A-Z a-z 0-9 _ -")
-    if obj["seq"] < 1:
-        raise JournalEntryError("entry seq must be >= 1")
-    if not _HEX32.fullmatch(obj["card_token"]):
-        raise JournalEntryError("entry card_token must be 32 lower-case hex digits")
-    for name in ("prev_hash", "hash"):
-        if not _HEX64.fullmatch(obj[name]):
-            raise JournalEntryError(f"entry {name} must be 64 lower-case hex digits")
-    return JournalEntry(**obj)
+    """Parse one entry (a decoded JSON object, with ``hash``) into a :class:`JournalEntry`,
+    checked against the wire contract (:func:`terminal.wire.journal.check_entry`) - not the
+    hash, which is :func:`verify_chain`'s job, so a tampered entry can still be read and
+    reported. Raises :class:`JournalEntryError`."""
+    check_entry(obj)
+    return JournalEntry(**obj)  # type: ignore[arg-type]
 
 
 def entry_from_stored(canonical_body: str, hash_hex: str) -> JournalEntry:
     """The entry of a stored canonical body and hash (as the journal keeps them)."""
     try:
-        obj = json.loads(canonical_body)
-    except ValueError as exc:
-        raise JournalEntryError(f"stored entry is not JSON: {exc}") from None
+        obj = parse_json(canonical_body.encode("utf-8", "surrogatepass"))
+    except JsonError as exc:
+        raise JournalEntryError(f"stored entry is not JSON: {exc.reason}") from None
     if isinstance(obj, dict):
         obj["hash"] = hash_hex
     return entry_from_json(obj)

@@ -16,11 +16,14 @@ terminal, the ``head`` (last seq and hash written), the ``anchor`` (last seq and
 walked from the anchor to the head, so an edited field, a deleted row in the middle or at
 either end, or an edited hash is found (:meth:`Journal.verify`).
 
-A full disk or a full journal refuses the transaction (:class:`JournalFullError`) - the
-terminal must not accept a transaction it has not recorded. A damaged file is detected at
+The file is opened as every durable file of the terminal is (:mod:`terminal.host.sqlite`:
+created whole, checked before anything writes to it, WAL with ``synchronous=FULL``). A full
+disk or a full journal refuses the transaction (:class:`JournalFullError`) - the terminal
+must not accept a transaction it has not recorded. A damaged file is detected at
 :meth:`Journal.open` without writing to it (read-only connection, ``PRAGMA quick_check``,
 schema and meta checks, and the chain of the newest entries not yet acknowledged, whose
-only copy is here) and reported as :class:`JournalCorruptError`; the file is kept for inspection.
+only copy is here) and reported as :class:`JournalCorruptError`; the file is kept for
+inspection.
 
 A :class:`Journal` belongs to the process that opened it: a child process (a fault test,
 a worker) opens its own with :meth:`Journal.open`. Within a process it may be shared by
@@ -33,7 +36,6 @@ import contextlib
 import logging
 import os
 import sqlite3
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,17 +48,17 @@ from terminal.errors import (
     JournalError,
     JournalFullError,
 )
+from terminal.host import sqlite as durable
 from terminal.host.clock import Clock, SystemClock
 from terminal.journal.entry import (
-    ZERO_HASH,
     ChainReport,
     ChainWalker,
     JournalEntry,
     TransactionRecord,
-    check_terminal_id,
     entry_from_stored,
     make_entry_and_body,
 )
+from terminal.wire.journal import ZERO_HASH, check_terminal_id
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +71,12 @@ READ_PAGE = 1000
 """Rows per query when streaming (export, verify, list): bounded memory whatever the size."""
 PURGE_CHUNK = 10_000
 """Rows deleted per transaction by :meth:`Journal.purge`, so appends never wait long."""
-BUSY_TIMEOUT_MS = 5000
 DEFAULT_CHECK_ENTRIES = 20_000
 """Newest unacknowledged entries whose chain :meth:`Journal.open` walks (about a second)."""
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
-_SQLITE_IOERR = 10
-_SQLITE_FULL = 13
-_SQLITE_CORRUPT = 11
-_SQLITE_NOTADB = 26
-_ENTRY_COLUMNS = ["seq", "time", "body", "hash"]
-_META_COLUMNS = ["key", "value"]
+_TABLES = {"entries": ["seq", "time", "body", "hash"], "meta": ["key", "value"]}
+ERRORS = durable.StoreErrors("the journal", JournalError, JournalCorruptError, JournalFullError)
+"""How the journal's SQLite failures are typed (:class:`terminal.host.sqlite.StoreErrors`)."""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
@@ -138,143 +135,61 @@ def _read_meta(conn: sqlite3.Connection) -> _Meta:
     return _Meta(rows["terminal_id"], head_seq, head_hash, anchor_seq, anchor_hash, acked)
 
 
-def _is_full(exc: sqlite3.Error) -> JournalFullError | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is None:
-        return None
-    if code & 0xFF == _SQLITE_FULL:
-        return JournalFullError(f"the journal or its disk is full ({exc}); nothing was recorded")
-    if code & 0xFF == _SQLITE_IOERR:
-        return JournalFullError(f"disk I/O error while recording ({exc}); nothing was recorded")
-    return None
+def _build(conn: sqlite3.Connection, terminal_id: str) -> None:
+    """The schema and first meta rows of a new, empty journal."""
+    # One statement at a time: executescript() would commit on its own.
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.executemany(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        [
+            ("schema_version", SCHEMA_VERSION),
+            ("terminal_id", terminal_id),
+            ("head", f"0 {ZERO_HASH}"),
+            ("anchor", f"0 {ZERO_HASH}"),
+            ("acked_up_to", "0"),
+        ],
+    )
 
 
-def _sqlite_failure(exc: sqlite3.Error, path: str, doing: str) -> JournalError:
-    full = _is_full(exc)
-    if full is not None:
-        return full
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
-        return JournalCorruptError(f"{doing}: {exc}", path)
-    return JournalError(f"{path}: {doing}: {exc}")
-
-
-def _fsync_directory(directory: Path) -> None:
-    # A new file's name is durable only once its directory is synced.
-    fd = os.open(directory, os.O_RDONLY)
+def _check(conn: sqlite3.Connection, where: str, check_entries: int) -> _Meta:
+    """The journal's own checks, on the read-only connection of
+    :func:`terminal.host.sqlite.inspect`: meta, rows spanning anchor to head, and the chain
+    of the newest entries not yet acknowledged. Its meta, or :class:`JournalCorruptError`."""
+    conn.execute("BEGIN")  # one snapshot for meta and rows
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _create(path: Path, terminal_id: str) -> None:
-    """Create an empty journal atomically: built beside ``path`` and linked into place, so
-    a file at ``path`` is always a whole journal (and an empty file there is damage)."""
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
-    os.close(fd)
-    temp = Path(temp_name)
-    try:
-        conn = sqlite3.connect(temp, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            # One statement at a time: executescript() would commit on its own.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [
-                    ("schema_version", SCHEMA_VERSION),
-                    ("terminal_id", terminal_id),
-                    ("head", f"0 {ZERO_HASH}"),
-                    ("anchor", f"0 {ZERO_HASH}"),
-                    ("acked_up_to", "0"),
-                ],
+        meta = _read_meta(conn)
+    except (KeyError, ValueError) as exc:
+        raise JournalCorruptError(f"meta table damaged: {exc!r}", where) from None
+    first, last, count = conn.execute("SELECT MIN(seq), MAX(seq), COUNT(*) FROM entries").fetchone()
+    retained = meta.head_seq - meta.anchor_seq
+    if count != retained or (count and (first != meta.anchor_seq + 1 or last != meta.head_seq)):
+        raise JournalCorruptError(
+            f"rows {first}..{last} ({count}) do not span anchor {meta.anchor_seq} "
+            f"to head {meta.head_seq}: entries deleted or added behind the journal's back",
+            where,
+        )
+    # The newest entries not yet acknowledged have their only copy here; walking a
+    # bounded number of them keeps start-up quick after a long outage (a million-entry
+    # backlog takes most of a minute to walk: that is verify()'s job).
+    start = max(meta.acked_up_to, meta.head_seq - check_entries)
+    if check_entries > 0 and meta.head_seq > start:
+        report = _walk(conn, meta, start=start)
+        if not report.ok:
+            raise JournalCorruptError(
+                f"hash chain broken at seq {report.first_bad_seq}: {report.reason}", where
             )
-            conn.execute("COMMIT")
-        finally:
-            conn.close()  # the last close checkpoints the WAL into the file and removes it
-        with open(temp, "rb+") as f:
-            os.fsync(f.fileno())
-        # link, not rename: never clobbers a journal another process has just created.
-        with contextlib.suppress(FileExistsError):
-            os.link(temp, path)
-        _fsync_directory(path.parent)
-    finally:
-        for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
+    conn.execute("COMMIT")
+    return meta
 
 
 def _inspect(path: Path, check_entries: int) -> _Meta:
-    """Check the journal at ``path`` without writing to it; its meta, or JournalCorruptError.
-
-    Opens it read-only (``mode=ro``) so that a damaged file stays byte for byte as found.
-    """
-    where = str(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            header = f.read(len(_SQLITE_HEADER))
-    except OSError as exc:
-        raise JournalError(f"{where}: cannot read the journal: {exc.strerror or exc}") from None
-    if size == 0:
-        # Journals are created whole (see _create): an empty file is a journal that lost
-        # its contents, not a new one.
-        raise JournalCorruptError("the journal file is empty", where)
-    if header != _SQLITE_HEADER:
-        raise JournalCorruptError("not an SQLite database (bad header)", where)
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise JournalCorruptError(f"cannot open read-only: {exc}", where) from None
-    try:
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
-        if problems != ["ok"]:
-            raise JournalCorruptError(f"quick_check: {'; '.join(problems)}", where)
-        for table, expected in (("entries", _ENTRY_COLUMNS), ("meta", _META_COLUMNS)):
-            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
-            if columns != expected:
-                raise JournalCorruptError(f"table {table} missing or not as written", where)
-        conn.execute("BEGIN")  # one snapshot for meta and rows
-        try:
-            meta = _read_meta(conn)
-        except (KeyError, ValueError) as exc:
-            raise JournalCorruptError(f"meta table damaged: {exc!r}", where) from None
-        first, last, count = conn.execute(
-            "SELECT MIN(seq), MAX(seq), COUNT(*) FROM entries"
-        ).fetchone()
-        retained = meta.head_seq - meta.anchor_seq
-        if count != retained or (count and (first != meta.anchor_seq + 1 or last != meta.head_seq)):
-            raise JournalCorruptError(
-                f"rows {first}..{last} ({count}) do not span anchor {meta.anchor_seq} "
-                f"to head {meta.head_seq}: entries deleted or added behind the journal's back",
-                where,
-            )
-        # The newest entries not yet acknowledged have their only copy here; walking a
-        # bounded number of them keeps start-up quick after a long outage (a million-entry
-        # backlog takes most of a minute to walk: that is verify()'s job).
-        start = max(meta.acked_up_to, meta.head_seq - check_entries)
-        if check_entries > 0 and meta.head_seq > start:
-            report = _walk(conn, meta, start=start)
-            if not report.ok:
-                raise JournalCorruptError(
-                    f"hash chain broken at seq {report.first_bad_seq}: {report.reason}", where
-                )
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        code = getattr(exc, "sqlite_errorcode", _SQLITE_CORRUPT) & 0xFF
-        if code in (_SQLITE_CORRUPT, _SQLITE_NOTADB, _SQLITE_IOERR):
-            raise JournalCorruptError(f"damaged database: {exc}", where) from None
-        # Locked, cannot open (permissions), out of memory: a problem, but not the file's.
-        raise JournalError(f"{where}: cannot check the journal: {exc}") from None
-    finally:
-        conn.close()
-    return meta
+    """Check the journal at ``path`` without writing to it (a damaged file stays byte for
+    byte as found); its meta, or :class:`JournalCorruptError`."""
+    return durable.inspect(
+        path, ERRORS, tables=_TABLES, check=lambda conn: _check(conn, str(path), check_entries)
+    )
 
 
 def _walk(conn: sqlite3.Connection, meta: _Meta, start: int | None = None) -> ChainReport:
@@ -361,31 +276,13 @@ class Journal:
         path = Path(path)
         check_terminal_id(terminal_id)
         if not path.exists():
-            if not path.parent.is_dir():
-                raise JournalError(f"{path}: directory {path.parent} does not exist")
-            _create(path, terminal_id)
+            durable.create_whole(path, ERRORS, lambda conn: _build(conn, terminal_id))
         meta = _inspect(path, check_entries)
         if meta.terminal_id != terminal_id:
             raise JournalError(
                 f"{path}: journal of terminal {meta.terminal_id!r}, not {terminal_id!r}"
             )
-        try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            conn.execute("PRAGMA synchronous=FULL")
-            synchronous = conn.execute("PRAGMA synchronous").fetchone()[0]
-            if max_bytes is not None:
-                page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-                conn.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
-        except sqlite3.Error as exc:
-            raise _sqlite_failure(exc, str(path), "cannot open the journal") from None
-        if mode != "wal" or synchronous != 2:
-            conn.close()
-            # Without WAL and FULL a returned entry could be lost on power loss.
-            raise JournalError(
-                f"{path}: durable mode refused (journal_mode={mode}, synchronous={synchronous})"
-            )
+        conn = durable.open_durable(path, ERRORS, max_bytes=max_bytes)
         log.info("journal %s open for terminal %s (head %d)", path, terminal_id, meta.head_seq)
         return cls(
             conn,
@@ -411,10 +308,10 @@ class Journal:
         if not path.exists():
             raise JournalError(f"{path}: no journal there")
         meta = _inspect(path, check_entries)
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            conn = durable.open_read_only(path)
+        except sqlite3.Error as exc:
+            raise ERRORS.of(exc, path, "cannot open the journal read-only") from None
         return cls(
             conn,
             path,
@@ -451,14 +348,6 @@ class Journal:
         if writing and self.read_only:
             raise JournalError(f"{self.path}: journal opened read-only")
         return self._conn
-
-    def _rollback(self, conn: sqlite3.Connection) -> None:
-        if conn.in_transaction:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                # SQLite may already have rolled back (SQLITE_FULL does); nothing to undo.
-                log.debug("rollback after a failed write", exc_info=True)
 
     def _check_free_space(self) -> None:
         if self.min_free_bytes <= 0:
@@ -501,16 +390,8 @@ class Journal:
         fsynced before the commit returns."""
         with self._lock:
             conn = self._connection(writing=True)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+            with durable.write_transaction(conn, ERRORS, self.path, doing):
                 yield conn
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(conn)
-                raise _sqlite_failure(exc, str(self.path), doing) from None
-            except BaseException:
-                self._rollback(conn)
-                raise
 
     def _write(self, records: Sequence[TransactionRecord]) -> list[JournalEntry]:
         for record in records:
@@ -646,7 +527,7 @@ class Journal:
                         (after_seq, limit),
                     ).fetchall()
             except sqlite3.Error as exc:
-                raise _sqlite_failure(exc, str(self.path), "cannot read") from None
+                raise ERRORS.of(exc, self.path, "cannot read") from None
         try:
             return [entry_from_stored(body, hash_hex) for _, body, hash_hex in rows]
         except JournalEntryError as exc:
@@ -664,7 +545,7 @@ class Journal:
                     (after_seq, limit),
                 ).fetchall()
             except sqlite3.Error as exc:
-                raise _sqlite_failure(exc, str(self.path), "cannot read") from None
+                raise ERRORS.of(exc, self.path, "cannot read") from None
         # The body is a canonical JSON object; the key order of the wire form is free, so
         # "hash" is appended before the closing brace.
         return [(seq, f'{body[:-1]},"hash":"{hash_hex}"}}') for seq, body, hash_hex in rows]
@@ -674,9 +555,8 @@ class Journal:
         # A separate read-only connection in one read transaction: a consistent view for a
         # long walk that neither blocks nor is disturbed by appends, acks and purges.
         self._connection()
-        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = durable.open_read_only(self.path)
         try:
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("BEGIN")
             yield conn
         finally:

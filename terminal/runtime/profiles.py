@@ -28,7 +28,8 @@ from terminal.host.clock import CST, Clock
 from terminal.policy import Decision
 from terminal.runtime.transaction import Action, Presented
 from terminal.transit.pending import PendingPurchases
-from terminal.transit.purchase import PurchaseStatus, purchase, recover
+from terminal.transit.purchase import purchase, recover
+from terminal.transit.results import PurchaseStatus
 
 log = logging.getLogger(__name__)
 

@@ -50,9 +50,9 @@ from terminal.policy import (
     decide,
 )
 from terminal.privacy.cardtoken import card_token, tunion_card_token
-from terminal.secure.module import SecureModule
 from terminal.ssc.authenticity import RkssseRefusals
 from terminal.ssc.layout import DECISION_ITEMS
+from terminal.ssc.secure_module import SecureModule
 from terminal.ssc.session import ReadModeMemo
 
 log = logging.getLogger(__name__)
@@ -534,7 +534,7 @@ class TransactionSteps:
         when the card has no e-purse - or one that answers out of spec: the SSC side may
         still identify the card, and the purchase then reports the e-purse's fault itself.
         A card that leaves (ReaderError) ends the transaction as any read does."""
-        from terminal.transit.purchase import select_purse
+        from terminal.transit.selection import select_purse
 
         try:
             return select_purse(channel)

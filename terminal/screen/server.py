@@ -5,44 +5,46 @@ Routes:
 ``GET /``                 the page (``/screen.css``, ``/screen.js`` with it); no external resources
 ``GET /events``           server-sent events: one ``data:`` line of state JSON per change
 ``GET /state``            the current state as JSON
+``GET /health``           ``{"status": "ok", "screens": open event streams}``
 ``GET /complaint.svg``    the QR code of the complaint web address
 ``GET /voice/<clip>``     a spoken prompt (WAV)
 ``POST /api/prefs``       ``{"lang": "en", "large": true, "voice": false}`` (any of them)
 ``POST /api/assist``      ``{"on": true}``: assistance mode
 ``POST /api/call``        call staff; ``POST /api/call/cancel`` withdraws the call
 
-POSTs take JSON only and refuse a foreign ``Origin``, so no other web page the kiosk's
-browser might show can press the holder's buttons. Every response carries a
-Content-Security-Policy that allows this origin only.
+The server is a :class:`~terminal.loopback.LoopbackServer`: a foreign ``Host`` is refused
+before anything runs (``bad_host``), and the POSTs take a JSON object of at most
+:data:`MAX_BODY` bytes (``json_required``, ``body_too_large``, ``not_json``,
+``not_an_object``) and refuse a foreign ``Origin`` (``foreign_origin``), so no other web
+page the kiosk's browser might show can press the holder's buttons. Refusals are the
+loopback servers' one JSON error shape (:mod:`terminal.loopback.vocabulary`); a button's
+own ``bad_request`` says why in ``reason``. Every answer carries a Content-Security-Policy
+that allows this origin only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
-import socket
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from typing import Any
 
+from terminal.loopback.answers import JSON_TYPE, Answer, Request, Routes, Stream, json_answer
+from terminal.loopback.server import MAX_BODY, LoopbackServer
+from terminal.loopback.static import ASSET_CACHE, StaticFile, content_type, read_files
+from terminal.loopback.vocabulary import BAD_REQUEST, NOT_FOUND, TOO_MANY_STREAMS, Refused
 from terminal.screen.clips import ClipIndex
 from terminal.screen.complaint import qr_svg
-from terminal.screen.hub import ScreenHub, TooManySubscribers
+from terminal.screen.hub import ScreenHub, Subscription, TooManySubscribers
 
-log = logging.getLogger(__name__)
-
-MAX_BODY = 4096
 KEEPALIVE_SECONDS = 5.0
 """An SSE comment this often keeps proxies and the browser from timing the stream out."""
 
-_STATIC = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/index.html": ("index.html", "text/html; charset=utf-8"),
-    "/screen.css": ("screen.css", "text/css; charset=utf-8"),
-    "/screen.js": ("screen.js", "text/javascript; charset=utf-8"),
+_PAGES = {
+    # path: (file, Cache-Control); the page itself is not cached, so a new version of the
+    # software shows at the next load; its assets are.
+    "/": ("index.html", "no-store"),
+    "/index.html": ("index.html", ASSET_CACHE),
+    "/screen.css": ("screen.css", ASSET_CACHE),
+    "/screen.js": ("screen.js", ASSET_CACHE),
 }
 
 _CSP = (
@@ -51,10 +53,7 @@ _CSP = (
     "frame-ancestors 'none'"
 )
 
-
-def _load_static() -> dict[str, bytes]:
-    page = resources.files("terminal.screen") / "page"
-    return {name: (page / name).read_bytes() for name, _ in set(_STATIC.values())}
+Action = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ScreenServer:
@@ -70,165 +69,97 @@ class ScreenServer:
     ) -> None:
         self.hub = hub
         self.clips = clips
-        self.static = _load_static()
-        self.stopping = threading.Event()
-        url = hub.settings.complaint_url
-        self.complaint_svg = (
-            qr_svg(url, "投诉网址二维码 / QR code of the complaint web address").encode()
-            if url
-            else None
+        self._http = LoopbackServer(
+            self._routes(),
+            title="holder screen",
+            server_version="onecard-screen",
+            host=host,
+            port=port,
+            policy=_CSP,
+            max_body=MAX_BODY,
         )
-
-        def handler_factory(*args: Any) -> BaseHTTPRequestHandler:
-            return _Handler(self, *args)
-
-        self._server = ThreadingHTTPServer((host, port), handler_factory)
-        self._server.daemon_threads = True
-        self.host = host
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="onecard-screen-http", daemon=True
-        )
-        self._thread.start()
+        self.host = self._http.host
+        self.port: int = self._http.port
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
-
-    def own_origins(self) -> set[str]:
-        return {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
+        return self._http.origin + "/"
 
     def close(self) -> None:
         """Stop serving; open event streams end within a second."""
-        self.stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._http.close()
 
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "onecard-screen"
-    timeout = 10.0
-    """A client that sends less than it announced does not hold a thread for ever."""
-
-    def __init__(self, screen: ScreenServer, *args: Any) -> None:
-        self.screen = screen
-        super().__init__(*args)
-
-    def handle(self) -> None:
-        # The browser may give up on an answer (a clip replaced by the next one).
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            super().handle()
-
-    def setup(self) -> None:
-        super().setup()
-        # Each state is one small write; without this, a second change within the peer's
-        # delayed-ACK window would wait ~40 ms behind Nagle's algorithm.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    # --- GET ---------------------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path in _STATIC:
-            name, kind = _STATIC[path]
-            self._send(200, kind, self.screen.static[name], cache=path != "/")
-        elif path == "/events":
-            self._events()
-        elif path == "/state":
-            self._send(200, "application/json", self.screen.hub.state_json().encode())
-        elif path == "/complaint.svg" and self.screen.complaint_svg is not None:
-            self._send(200, "image/svg+xml", self.screen.complaint_svg, cache=True)
-        elif path.startswith("/voice/") and self.screen.clips is not None:
-            clip = self.screen.clips.file(path[len("/voice/") :])
-            if clip is None:
-                self._send(404, "text/plain", b"no such clip\n")
-            else:
-                self._send(200, "audio/wav", clip.read_bytes(), cache=True)
-        elif path == "/favicon.ico":
-            self._send(204, "image/x-icon", b"", cache=True)
-        elif path == "/health":
-            body = json.dumps({"status": "ok", "screens": self.screen.hub.subscribers})
-            self._send(200, "application/json", body.encode())
-        else:
-            self._send(404, "text/plain", b"not found\n")
-
-    def _events(self) -> None:
-        try:
-            sub = self.screen.hub.subscribe()
-        except TooManySubscribers as exc:
-            self._send(503, "text/plain", f"{exc}\n".encode())
-            return
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(b"retry: 1000\n\n")
-            self.wfile.flush()
-            idle = 0.0
-            while not self.screen.stopping.is_set():
-                text = sub.get(timeout=1.0)
-                if text is None:
-                    idle += 1.0
-                    if idle < KEEPALIVE_SECONDS:
-                        continue
-                    frame = b": keep-alive\n\n"
-                else:
-                    frame = b"data: " + text.encode() + b"\n\n"
-                idle = 0.0
-                self.wfile.write(frame)
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass  # the page went away; EventSource reconnects if it comes back
-        finally:
-            sub.close()
-            self.close_connection = True
-
-    # --- POST --------------------------------------------------------------------------------
-
-    def do_POST(self) -> None:
-        path = self.path.split("?", 1)[0]
-        actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    def _routes(self) -> Routes:
+        routes = Routes()
+        files = read_files("terminal.screen", "page", {name for name, _ in _PAGES.values()})
+        for path, (name, cache) in _PAGES.items():
+            routes.add(path, "GET", StaticFile(files[name], content_type(name), cache))
+        routes.add("/events", "GET", self._events)
+        routes.add("/state", "GET", self._state)
+        routes.add("/health", "GET", self._health)
+        routes.add("/favicon.ico", "GET", lambda request: Answer(204, cache=ASSET_CACHE))
+        url = self.hub.settings.complaint_url
+        if url:
+            svg = qr_svg(url, "投诉网址二维码 / QR code of the complaint web address")
+            routes.add(
+                "/complaint.svg", "GET", StaticFile(svg.encode(), "image/svg+xml", ASSET_CACHE)
+            )
+        if self.clips is not None:
+            routes.add_pattern(r"/voice/(.*)", "GET", self._clip)
+        buttons: dict[str, Action] = {
             "/api/prefs": self._prefs,
             "/api/assist": self._assist,
             "/api/call": self._call,
             "/api/call/cancel": self._cancel,
         }
-        action = actions.get(path)
-        if action is None:
-            self._json(404, {"error": "not_found"})
-            return
-        origin = self.headers.get("Origin")
-        if origin is not None and origin not in self.screen.own_origins():
-            self._json(403, {"error": "foreign_origin"})
-            return
-        if self.headers.get_content_type() != "application/json":
-            self._json(415, {"error": "json_only"})
-            return
+        for path, action in buttons.items():
+            routes.add(path, "POST", _button(action), json=True)
+        return routes
+
+    # --- GET ---------------------------------------------------------------------------------
+
+    def _state(self, request: Request) -> Answer:
+        return Answer(200, self.hub.state_json().encode(), JSON_TYPE)
+
+    def _health(self, request: Request) -> Answer:
+        return json_answer(200, {"status": "ok", "screens": self.hub.subscribers})
+
+    def _clip(self, request: Request) -> Answer:
+        assert self.clips is not None
+        clip = self.clips.file(request.params[0])
+        if clip is None:
+            raise Refused(NOT_FOUND, "no such clip")
+        return Answer(200, clip.read_bytes(), "audio/wav", ASSET_CACHE)
+
+    def _events(self, request: Request) -> Stream:
         try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0:
-            # A negative length would make rfile.read() wait for the peer to hang up.
-            self._json(400, {"error": "bad_length"})
-            return
-        if length > MAX_BODY:
-            self._json(413, {"error": "too_large"})
-            return
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            self._json(400, {"error": "not_json"})
-            return
-        if not isinstance(body, dict):
-            self._json(400, {"error": "not_an_object"})
-            return
-        try:
-            self._json(200, action(body))
-        except ValueError as exc:
-            self._json(400, {"error": "bad_request", "reason": str(exc)})
+            sub = self.hub.subscribe()
+        except TooManySubscribers as exc:
+            raise Refused(TOO_MANY_STREAMS, str(exc)) from None
+        return Stream(
+            "text/event-stream; charset=utf-8",
+            lambda write: self._pump(sub, write),
+            close=sub.close,
+        )
+
+    def _pump(self, sub: Subscription, write: Callable[[bytes], None]) -> None:
+        """The state events of ``sub`` until the server closes: ``retry:`` first, then one
+        ``data:`` line per state, and a comment after ``KEEPALIVE_SECONDS`` of silence."""
+        write(b"retry: 1000\n\n")
+        idle = 0.0
+        while not self._http.stopping.is_set():
+            text = sub.get(timeout=1.0)
+            if text is None:
+                idle += 1.0
+                if idle < KEEPALIVE_SECONDS:
+                    continue
+                frame = b": keep-alive\n\n"
+            else:
+                frame = b"data: " + text.encode() + b"\n\n"
+            idle = 0.0
+            write(frame)
+
+    # --- the holder's buttons ----------------------------------------------------------------
 
     def _prefs(self, body: dict[str, Any]) -> dict[str, Any]:
         lang = body.get("lang")
@@ -239,42 +170,32 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (("large", large), ("voice", voice)):
             if value is not None and not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false")
-        self.screen.hub.set_prefs(lang=lang, large=large, voice=voice)
+        self.hub.set_prefs(lang=lang, large=large, voice=voice)
         return {"ok": True}
 
     def _assist(self, body: dict[str, Any]) -> dict[str, Any]:
         on = body.get("on")
         if not isinstance(on, bool):
             raise ValueError("on must be true or false")
-        self.screen.hub.set_assist(on)
+        self.hub.set_assist(on)
         return {"ok": True}
 
     def _call(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"call": self.screen.hub.call_staff()}
+        return {"call": self.hub.call_staff()}
 
     def _cancel(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"cancelled": self.screen.hub.cancel_call()}
+        return {"cancelled": self.hub.cancel_call()}
 
-    # --- answers -----------------------------------------------------------------------------
 
-    def end_headers(self) -> None:
-        # Here rather than in _send so that every answer has them, the base class's own
-        # error pages (501 for an unknown method, 431 for oversized headers) too.
-        self.send_header("Content-Security-Policy", _CSP)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
-        super().end_headers()
+def _button(action: Action) -> Callable[[Request], Answer]:
+    """An endpoint of a button: the action's answer as JSON; its ValueError (a setting
+    the hub does not take) is ``bad_request`` with the reason."""
 
-    def _send(self, code: int, kind: str, body: bytes, cache: bool = False) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "max-age=3600" if cache else "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+    def handle(request: Request) -> Answer:
+        assert request.body is not None
+        try:
+            return json_answer(200, action(request.body))
+        except ValueError as exc:
+            raise Refused(BAD_REQUEST, str(exc)) from None
 
-    def _json(self, code: int, data: dict[str, Any]) -> None:
-        self._send(code, "application/json", json.dumps(data).encode())
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("screen %s", format % args)
+    return handle

@@ -1,8 +1,13 @@
-"""Secure modules: where the SSSE master keys live and card cryptograms are computed.
+"""Secure modules: where the master keys live and card cryptograms and purchase MACs are
+computed.
 
-:class:`SecureModule` is the interface (:mod:`terminal.secure.module`); a PSAM in a PC/SC slot
-(:class:`PsamSecureModule`) and an operator key file (:class:`SoftwareSecureModule`,
-format in :mod:`terminal.secure.keyfile`) implement it and pass one test suite.
+The card applications declare what they need of a secure module -
+:class:`terminal.ssc.secure_module.SecureModule` (SSSE cryptograms) and
+:class:`terminal.transit.secure_module.PsamPurchase` (T-Union purchase MACs) - and this
+package implements them: a PSAM in a PC/SC slot (:class:`PsamSecureModule`, both
+interfaces) and an operator key file (format in :mod:`terminal.secure.keyfile`):
+:class:`SoftwareSecureModule` and :class:`SoftwarePurchaseModule`, which runs the
+:class:`PurchaseMacEngine` a PSAM runs (:mod:`terminal.secure.purchase`).
 """
 
 from terminal.secure.keyfile import (
@@ -13,16 +18,18 @@ from terminal.secure.keyfile import (
     parse_key_file,
     write_key_file,
 )
-from terminal.secure.module import NO_TERMINAL_NUMBER, SecureModule
+from terminal.secure.module import NO_TERMINAL_NUMBER
 from terminal.secure.psam import PSAM_AID, PsamSecureModule
-from terminal.secure.software import SoftwareSecureModule
+from terminal.secure.purchase import PurchaseMacEngine
+from terminal.secure.software import SoftwarePurchaseModule, SoftwareSecureModule
 
 __all__ = [
     "NO_TERMINAL_NUMBER",
     "PSAM_AID",
     "KeySet",
     "PsamSecureModule",
-    "SecureModule",
+    "PurchaseMacEngine",
+    "SoftwarePurchaseModule",
     "SoftwareSecureModule",
     "format_key_file",
     "generate_key_set",

@@ -1,24 +1,20 @@
-"""The secure module interface: what the terminal asks of a PSAM or a software key file.
+"""What every secure module shares: the input checks and the terminal number rules.
 
-A secure module holds the master keys of the SSSE (``irk``, ``rkssse``, ``ukssse``, one set
-per algorithm) and computes one thing with them, the **cryptogram** of
-docs/card-authentication.md: derive the card key (two diversification levels: the region
-factor of :func:`terminal.ssc.cardspec.region_factor`, then ATR historical bytes T6..TD), the
-session key from the process factor, and return the leftmost 8 bytes of the data enciphered
-under the session key. Master keys never leave it.
+The interfaces the secure modules implement are declared by the card applications that need
+them - :class:`terminal.ssc.secure_module.SecureModule` (SSSE cryptograms) and
+:class:`terminal.transit.secure_module.PsamPurchase` (T-Union purchase MACs) - as Keyple's
+card extensions declare the SAM they drive; this package imports those declarations, the
+applications never import this package.
 
-Two implementations pass one test suite (tests/unit/test_secure_module.py):
+Two implementations pass one test suite (tests/unit/terminal/secure/test_secure_module.py):
 :class:`terminal.secure.software.SoftwareSecureModule` (an operator key file) and
-:class:`terminal.secure.psam.PsamSecureModule` (a PSAM in a PC/SC slot).
-
-Errors are :class:`terminal.errors.SecureModuleError` and its subclasses for what the module
-lacks (a key, an algorithm, the module itself), :class:`terminal.errors.CryptoError` for
-inputs no module could use, and the reader errors of a PSAM's connection unchanged.
+:class:`terminal.secure.psam.PsamSecureModule` (a PSAM in a PC/SC slot). This module holds
+what both check the same way, so that they refuse the same inputs with the same error.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, TypeGuard, runtime_checkable
+from typing import TypeGuard
 
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.errors import CryptoError
@@ -31,40 +27,6 @@ NO_TERMINAL_NUMBER = "000000000000"
 TERMINAL_NUMBER_DIGITS = 12
 SUPPORTED_ALGORITHMS = frozenset({SymmetricAlgorithm.DES3, SymmetricAlgorithm.SM4})
 """What any secure module can hold: SSF33 is a non-public cipher, never implemented."""
-
-
-@runtime_checkable
-class SecureModule(Protocol):
-    """A holder of SSSE master keys that computes card cryptograms."""
-
-    name: str
-    """``"software"`` or ``"psam:<reader>"``: for logs and the journal, never a secret."""
-    terminal_number: str
-    """12 digits (the PSAM's EF16, or the key file's); ``NO_TERMINAL_NUMBER`` if unknown."""
-
-    def algorithms(self) -> frozenset[SymmetricAlgorithm]:
-        """The algorithms the module holds master keys for."""
-        ...
-
-    def cryptogram(
-        self,
-        key: KeyName,
-        algorithm: SymmetricAlgorithm,
-        region6: str,
-        historical13: bytes,
-        process_factor: bytes,
-        data: bytes,
-    ) -> bytes:
-        """The 8-byte cryptogram of ``data`` under the session key of the card key of ``key``.
-
-        Raises :class:`terminal.errors.AlgorithmMissingError` when the module has no keys for
-        ``algorithm``, :class:`terminal.errors.KeyMissingError` when it lacks ``key``.
-        """
-        ...
-
-    def close(self) -> None:
-        """Release the module (a PSAM's connection). Idempotent."""
-        ...
 
 
 def is_terminal_number(value: object) -> TypeGuard[str]:
@@ -100,9 +62,9 @@ def check_key_name(key: KeyName | str) -> KeyName:
 def check_cryptogram_inputs(
     region6: str, historical13: bytes, process_factor: bytes, data: bytes
 ) -> tuple[bytes, bytes]:
-    """Validate what :meth:`SecureModule.cryptogram` receives, the same way for every module
-    (so a PSAM and the software module refuse the same inputs with the same error), and
-    return the diversification data D1, D2."""
+    """Validate what :meth:`terminal.ssc.secure_module.SecureModule.cryptogram` receives,
+    the same way for every module (so a PSAM and the software module refuse the same inputs
+    with the same error), and return the diversification data D1, D2."""
     d1, d2 = diversification_data(region6, historical13)
     for what, value, size in (
         ("process factor", process_factor, PROCESS_FACTOR_LENGTH),

@@ -64,7 +64,8 @@ from terminal.secure.module import (
 )
 from terminal.ssc.auth import CRYPTOGRAM_LENGTH, PROCESS_FACTOR_LENGTH, KeyName
 from terminal.ssc.cardspec import region_factor
-from terminal.transit.purchase import SW_MAC_INVALID, Mac1Answer, Mac1Request, Mac2Verdict
+from terminal.transit.commands import SW_MAC_INVALID
+from terminal.transit.secure_module import Mac1Answer, Mac1Request, Mac2Verdict
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ def decode_terminal_number(raw: bytes) -> str:
 
 
 class PsamSecureModule:
-    """A :class:`terminal.secure.module.SecureModule` in a PSAM.
+    """A :class:`terminal.ssc.secure_module.SecureModule` and a
+    :class:`terminal.transit.secure_module.PsamPurchase` in a PSAM.
 
     The module owns ``connection``: :meth:`close` closes it, and so does a failed open.
     ``apdu_count`` counts the APDUs sent to the PSAM (GET RESPONSE included), for benchmarks.
@@ -191,7 +193,7 @@ class PsamSecureModule:
     def __repr__(self) -> str:
         return f"PsamSecureModule(name={self.name!r}, terminal_number={self.terminal_number!r})"
 
-    # --- SecureModule ---------------------------------------------------------------------
+    # --- SecureModule (terminal.ssc.secure_module) ----------------------------------------
 
     def algorithms(self) -> frozenset[SymmetricAlgorithm]:
         with self._lock:
@@ -233,7 +235,7 @@ class PsamSecureModule:
                 )
             return response.data
 
-    # --- T-Union purchase (terminal.transit.purchase.PsamPurchase) ----------------------------
+    # --- T-Union purchase (terminal.transit.secure_module.PsamPurchase) -----------------------
 
     def purchase_mac1(self, request: Mac1Request) -> Mac1Answer:
         """MAC1 of a purchase, computed in the PSAM (``80 70``). :class:`KeyMissingError`

@@ -1,9 +1,11 @@
-"""The software secure module: master keys from an operator key file, cryptograms in process.
+"""The software secure modules: master keys from an operator key file, computed in process.
 
-For terminals without a PSAM slot (and for tests). It computes exactly what a PSAM computes,
-through :func:`terminal.ssc.auth.card_cryptogram`; no APDU is involved. The keys live in this
-process's memory, which is the trade-off an operator accepts by choosing a key file over a
-PSAM (docs/card-authentication.md).
+For terminals without a PSAM slot (and for tests). :class:`SoftwareSecureModule` computes
+exactly the cryptograms a PSAM computes, through :func:`terminal.ssc.auth.card_cryptogram`;
+:class:`SoftwarePurchaseModule` the purchase MACs, through the
+:class:`terminal.secure.purchase.PurchaseMacEngine` a PSAM runs. No APDU is involved. The
+keys live in this process's memory, which is the trade-off an operator accepts by choosing a
+key file over a PSAM (docs/card-authentication.md).
 """
 
 from __future__ import annotations
@@ -12,18 +14,20 @@ import os
 
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.errors import AlgorithmMissingError, KeyMissingError, SecureModuleError
-from terminal.secure.keyfile import KeySet, load_key_file
+from terminal.secure.keyfile import KeySet, TransitKeyName, load_key_file
 from terminal.secure.module import (
     SUPPORTED_ALGORITHMS,
     check_algorithm,
     check_cryptogram_inputs,
     check_key_name,
 )
+from terminal.secure.purchase import PurchaseMacEngine
 from terminal.ssc.auth import KeyName, card_cryptogram
+from terminal.transit.secure_module import Mac1Answer, Mac1Request, Mac2Verdict
 
 
 class SoftwareSecureModule:
-    """A :class:`terminal.secure.module.SecureModule` over a :class:`KeySet`."""
+    """A :class:`terminal.ssc.secure_module.SecureModule` over a :class:`KeySet`."""
 
     def __init__(self, keyset: KeySet, name: str = "software") -> None:
         self.name = name
@@ -74,3 +78,31 @@ class SoftwareSecureModule:
         # Drop the reference so a closed module cannot be used by mistake; the bytes objects
         # themselves cannot be wiped in Python.
         self._keyset = None
+
+
+class SoftwarePurchaseModule:
+    """A :class:`terminal.transit.secure_module.PsamPurchase` from purchase master keys in
+    RAM (tests, bench baselines): ``keyset`` holds the ``purchase`` keys.
+    """
+
+    def __init__(self, keyset: KeySet, serial: int = 0) -> None:
+        # A key file path or a plain dict here is a caller's mistake to name at once, not
+        # an AttributeError from deep inside the engine.
+        if not isinstance(keyset, KeySet):
+            raise TypeError("a SoftwarePurchaseModule needs a KeySet")
+        masters = {
+            alg: key
+            for alg in keyset.algorithms()
+            if (key := keyset.key(alg, TransitKeyName.PURCHASE)) is not None
+        }
+        self.terminal_number = keyset.terminal_number
+        self._engine = PurchaseMacEngine(masters, bytes.fromhex(keyset.terminal_number), serial)
+
+    def __repr__(self) -> str:
+        return f"SoftwarePurchaseModule(terminal_number={self.terminal_number!r})"
+
+    def purchase_mac1(self, request: Mac1Request) -> Mac1Answer:
+        return self._engine.mac1(request)
+
+    def verify_mac2(self, mac2: bytes, terminal_serial: int | None = None) -> Mac2Verdict:
+        return self._engine.verify_mac2(mac2, terminal_serial)

@@ -34,10 +34,10 @@ from terminal.errors import (
 from terminal.iso7816.status_words import SW, describe
 from terminal.pki.session import NoPkiApplicationError, verify_card_pki
 from terminal.pki.truststore import TrustStore
-from terminal.secure.module import SecureModule
 from terminal.ssc import auth, layout
 from terminal.ssc.cardspec import CARD_SPEC, HISTORICAL_BYTES_NEEDED
 from terminal.ssc.records import HolderData
+from terminal.ssc.secure_module import SecureModule
 from terminal.ssc.session import (
     ReadMode,
     SscRead,

@@ -19,10 +19,10 @@ from terminal.iso7816.apdu import CommandAPDU
 from terminal.iso7816.atr import historical_bytes
 from terminal.pki.truststore import TrustStore
 from terminal.privacy.masking import mask_date, mask_middle, mask_name, mask_region
-from terminal.secure.module import SecureModule
 from terminal.ssc.auth import RandomSource, random_bytes
 from terminal.ssc.authenticity import CardVerification, card_algorithm, verify_card
 from terminal.ssc.records import HolderData
+from terminal.ssc.secure_module import SecureModule
 from terminal.ssc.session import ReadMode, SscRead, read_ssc
 
 GET_UID = CommandAPDU(0xFF, 0xCA, 0x00, 0x00, le=256)

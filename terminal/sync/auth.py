@@ -1,11 +1,6 @@
-"""Terminal authentication to the back office, and the terminal's credentials file.
-
-Every request carries (docs/sync.md, "Authentication of terminals")::
-
-    X-Onecard-Terminal:  <terminal_id>
-    X-Onecard-Time:      <Unix seconds>
-    X-Onecard-Signature: hex(HMAC-SHA256(secret,
-                             METHOD "\\n" PATH_WITH_QUERY "\\n" TIME "\\n" hex(SHA-256(body))))
+"""The terminal's credentials file (docs/sync.md, "Terminal credentials file"): what it
+needs to talk to its back office. Requests are signed with them by
+:func:`terminal.wire.requests.request_headers`.
 
 The credentials file (TOML, mode 0600) holds the terminal's 32-byte secret and the
 deployment's card-token key. Neither ever appears in ``repr``/``str``, logs or error
@@ -14,8 +9,6 @@ messages: a bad value is reported by its name and what is wrong with it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 import stat
@@ -26,19 +19,13 @@ from pathlib import Path
 
 from terminal.crypto.signing import Algorithm
 from terminal.errors import ConfigError, JournalEntryError
-from terminal.journal.entry import check_terminal_id
+from terminal.wire.journal import check_terminal_id
+from terminal.wire.requests import request_headers
 
 log = logging.getLogger(__name__)
 
 SECRET_LENGTH = 32
 TOKEN_KEY_LENGTH = 32
-MAX_CLOCK_SKEW = 300
-"""Seconds a request's time may differ from the back office's clock (docs/sync.md)."""
-
-HEADER_TERMINAL = "X-Onecard-Terminal"
-HEADER_TIME = "X-Onecard-Time"
-HEADER_SIGNATURE = "X-Onecard-Signature"
-
 _HEX = frozenset("0123456789abcdefABCDEF")
 _KNOWN = frozenset(
     {
@@ -52,59 +39,6 @@ _KNOWN = frozenset(
     }
 )
 _ALGORITHMS = frozenset(a.value for a in Algorithm)
-
-
-# --- signing (pure) -----------------------------------------------------------------------
-
-
-def string_to_sign(method: str, path_with_query: str, time: str, body: bytes) -> bytes:
-    """The signed text: ``METHOD \\n PATH_WITH_QUERY \\n TIME \\n hex(SHA-256(body))``."""
-    digest = hashlib.sha256(body).hexdigest()
-    return f"{method.upper()}\n{path_with_query}\n{time}\n{digest}".encode()
-
-
-def sign_request(secret: bytes, method: str, path_with_query: str, time: str, body: bytes) -> str:
-    """``X-Onecard-Signature`` of a request: hex HMAC-SHA256 under the terminal's secret."""
-    return hmac.new(
-        secret, string_to_sign(method, path_with_query, time, body), hashlib.sha256
-    ).hexdigest()
-
-
-def request_headers(
-    terminal_id: str, secret: bytes, method: str, path_with_query: str, body: bytes, now: float
-) -> dict[str, str]:
-    """The three authentication headers of a request sent at wall time ``now``."""
-    time = str(int(now))
-    return {
-        HEADER_TERMINAL: terminal_id,
-        HEADER_TIME: time,
-        HEADER_SIGNATURE: sign_request(secret, method, path_with_query, time, body),
-    }
-
-
-def check_signature(
-    secret: bytes,
-    method: str,
-    path_with_query: str,
-    time: str,
-    body: bytes,
-    signature: str,
-    now: float,
-    max_skew: float = MAX_CLOCK_SKEW,
-) -> str | None:
-    """Why a request's signature is refused (``"bad_time"``, ``"stale"``, ``"bad_signature"``),
-    or None when it is good. The back office's side of :func:`sign_request`, for tests and
-    tools; comparison is constant-time."""
-    try:
-        sent = int(time)
-    except ValueError:
-        return "bad_time"
-    if abs(now - sent) > max_skew:
-        return "stale"
-    expected = sign_request(secret, method, path_with_query, time, body)
-    if not hmac.compare_digest(expected, signature.lower()):
-        return "bad_signature"
-    return None
 
 
 # --- the credentials file -----------------------------------------------------------------

@@ -16,8 +16,9 @@ refusal raises a typed error (:class:`DocumentError`, :class:`HotlistError`) and
 the previous document in force, on disk and in memory.
 
 :class:`Downloader` fetches the three documents through an injected ``fetch(path) ->
-bytes`` (the signed-request HTTP client lives in ``terminal/sync/auth.py``) and applies
-them; one document failing never stops the others.
+bytes`` (the terminal's :class:`terminal.sync.client.BackOfficeClient`) and applies them;
+one document failing - not fetched, refused, or failing in a way nobody foresaw - never
+stops the others, and never ends the round with anything but a report.
 """
 
 from __future__ import annotations
@@ -41,29 +42,24 @@ from terminal.host.atomicfile import write_atomically
 from terminal.host.clock import Clock
 from terminal.hotlist import HotList, HotlistError
 from terminal.policy import ApplicationList, parse_application_list
+from terminal.wire.canonical import canonical_json
 from terminal.wire.document import (
+    HOTLIST_DELTA_FIELDS,
+    HOTLIST_ENTRY_HEX,
+    KIND_APPLIST,
+    KIND_HOTLIST,
+    KIND_TRUSTLIST,
     DocumentError,
     StaleDocumentError,
-    canonical_json,
     verify_document,
 )
+from terminal.wire.requests import APPLIST_PATH, HOTLIST_PATH, TRUSTLIST_PATH
 
 log = logging.getLogger(__name__)
-
-HOTLIST_KIND = "hotlist-delta"
-TRUSTLIST_KIND = "trustlist"
-APPLIST_KIND = "applist"
 
 HOTLIST_FILE = "hotlist.bin"
 TRUSTLIST_FILE = "trustlist.json"
 APPLIST_FILE = "applist.json"
-
-HOTLIST_PATH = "/v1/hotlist"
-TRUSTLIST_PATH = "/v1/trustlist"
-APPLIST_PATH = "/v1/applist"
-
-_HOTLIST_KEYS = frozenset({"kind", "version", "base", "added", "removed"})
-_HEX_KEY_LENGTH = 16
 
 
 def _hex_keys(value: object, what: str) -> np.ndarray:
@@ -72,8 +68,8 @@ def _hex_keys(value: object, what: str) -> np.ndarray:
     and ``int(s, 16)`` one by one takes seconds."""
     if not isinstance(value, list):
         raise DocumentError(f"hotlist delta {what} must be a list")
-    if not all(type(s) is str and len(s) == _HEX_KEY_LENGTH for s in value):
-        raise DocumentError(f"hotlist delta {what} entries must be {_HEX_KEY_LENGTH} hex digits")
+    if not all(type(s) is str and len(s) == HOTLIST_ENTRY_HEX for s in value):
+        raise DocumentError(f"hotlist delta {what} entries must be {HOTLIST_ENTRY_HEX} hex digits")
     try:
         raw = bytes.fromhex("".join(value))
     except ValueError:
@@ -133,8 +129,8 @@ class DocumentStore:
         self._lock = threading.Lock()  # one writer at a time; readers take the references
         self.problems: dict[str, str] = {}
         self._hotlist = self._load_hotlist()
-        self._trustlist = self._load_signed(TRUSTLIST_FILE, TRUSTLIST_KIND)
-        self._applist_doc = self._load_signed(APPLIST_FILE, APPLIST_KIND)
+        self._trustlist = self._load_signed(TRUSTLIST_FILE, KIND_TRUSTLIST)
+        self._applist_doc = self._load_signed(APPLIST_FILE, KIND_APPLIST)
         self._applist: ApplicationList | None = None
         if self._applist_doc is not None:
             try:
@@ -219,8 +215,8 @@ class DocumentStore:
         (:class:`StaleDocumentError`); a base that is not the list's version, or a failed
         save (:class:`HotlistError`).
         """
-        body = verify_document(raw, self._public_key, self._algorithm, HOTLIST_KIND)
-        unknown = body.keys() - _HOTLIST_KEYS
+        body = verify_document(raw, self._public_key, self._algorithm, KIND_HOTLIST)
+        unknown = body.keys() - HOTLIST_DELTA_FIELDS
         if unknown:
             raise DocumentError(f"hotlist delta has unknown keys {sorted(unknown)!r}")
         version, base = body["version"], body.get("base")
@@ -255,18 +251,18 @@ class DocumentStore:
         """Verify and store a ``trustlist`` document; returns its body. Refused, with the
         previous list kept: bad signature or kind, version not newer, or a body the
         ``trust_list_parser`` refuses."""
-        return self._apply_signed(raw, TRUSTLIST_KIND, TRUSTLIST_FILE)
+        return self._apply_signed(raw, KIND_TRUSTLIST, TRUSTLIST_FILE)
 
     def apply_application_list(self, raw: bytes) -> dict[str, Any]:
         """Verify and store an ``applist`` document; returns its body (the parsed list is
         :attr:`application_list`). Refused, with the previous list kept: bad signature or
         kind, version not newer, or an entry that breaks docs/policy.md."""
-        return self._apply_signed(raw, APPLIST_KIND, APPLIST_FILE)
+        return self._apply_signed(raw, KIND_APPLIST, APPLIST_FILE)
 
     def _apply_signed(self, raw: bytes, kind: str, name: str) -> dict[str, Any]:
         body = verify_document(raw, self._public_key, self._algorithm, kind)
         parsed: ApplicationList | None = None
-        if kind == APPLIST_KIND:
+        if kind == KIND_APPLIST:
             parsed = parse_application_list(body)
         elif self._trust_list_parser is not None:
             try:
@@ -276,7 +272,7 @@ class DocumentStore:
             except OneCardError as exc:
                 raise DocumentError(f"trust list refused: {exc.reason}") from exc
         with self._lock:
-            current = self._trustlist if kind == TRUSTLIST_KIND else self._applist_doc
+            current = self._trustlist if kind == KIND_TRUSTLIST else self._applist_doc
             if current is not None and body["version"] <= current.version:
                 identical = canonical_json(body) == canonical_json(dict(current.body))
                 raise StaleDocumentError(
@@ -290,7 +286,7 @@ class DocumentStore:
             except OSError as exc:
                 raise DocumentError(f"cannot store {kind}: {exc.strerror or exc}") from exc
             doc = _Signed(MappingProxyType(body), bytes(raw))
-            if kind == TRUSTLIST_KIND:
+            if kind == KIND_TRUSTLIST:
                 self._trustlist = doc
             else:
                 self._applist_doc, self._applist = doc, parsed
@@ -381,8 +377,15 @@ class Downloader:
                 self.last_success[name] = self._clock.now()
                 return DocumentResult(Outcome.UNCHANGED, self._version(name))
             return self._refused(name, exc)
-        except (DocumentError, HotlistError) as exc:
+        except OneCardError as exc:  # DocumentError, HotlistError, ... : the old one stays
             return self._refused(name, exc)
+        except Exception as exc:
+            # A document nobody foresaw must not end the round - nor the link that runs it:
+            # the apply failed before anything was swapped in, so the old one stays.
+            log.exception("applying %s failed unexpectedly", name)
+            return DocumentResult(
+                Outcome.REFUSED, self._version(name), f"internal: {exc!r}", "internal_error"
+            )
         self.last_success[name] = self._clock.now()
         return DocumentResult(Outcome.APPLIED, self._version(name))
 

@@ -3,7 +3,7 @@ e-purse in one place, with the name the specifications give it (JT/T 978 part 3,
 e-purse of JR/T 0025 it builds on; docs/transit.md "Card commands"), and the command
 builders. Pure: no I/O, no state.
 
-The sessions (:mod:`terminal.transit.purchase`, :mod:`terminal.transit.purse`) only ever
+The sessions (:mod:`terminal.transit.session` and the modules built on it) only ever
 build commands here and compare status words named here, so a card family that differs
 (another key index, another SFI) is one line to change.
 """

@@ -1,14 +1,13 @@
 """The T-Union composite purchase (docs/transit.md), as a pure state machine over two devices.
 
-:class:`PurchaseSession` owns no I/O. ``next_step()`` says what to do next - a
-:class:`CardStep` (a command APDU for the e-purse), a :class:`Mac1Step` or a :class:`Mac2Step`
-(a request to the secure module) - and ``receive()`` takes the answer: the card's final
-:class:`ResponseAPDU` (after the channel's 61xx/6Cxx handling), :data:`CARD_GONE` when the card
-left during a step that may tear, a :class:`Mac1Answer`, or a :class:`Mac2Verdict`.
-:func:`purchase`, :func:`recover`, :func:`read_balance` and :func:`select_purse` drive the
-sessions over a :class:`terminal.devices.reader.CardChannel` and a :class:`PsamPurchase` (the PSAM
-module, or the :class:`SoftwarePurchaseModule`). The commands and every card constant are in
-:mod:`terminal.transit.commands`.
+:class:`PurchaseSession` (and :class:`RecoverySession`, the next tap after a torn purchase)
+own no I/O: they are :class:`terminal.transit.session.EPurseSession` state machines whose
+steps are card APDUs and requests to the secure module the purchase declares,
+:class:`terminal.transit.secure_module.PsamPurchase` (a PSAM, or the software module of
+:mod:`terminal.secure`). :func:`purchase` and :func:`recover` drive them over a
+:class:`terminal.devices.reader.CardChannel`. The commands and every card constant are in
+:mod:`terminal.transit.commands`; the MACs the PSAM and the card compute in
+:mod:`terminal.transit.macs`.
 
 The purchase on the wire, card APDUs only (4 over T=1 when the FCI carries file 0x15, 5 when
 it does not; GET RESPONSE adds some over T=0):
@@ -35,40 +34,18 @@ PSAM check the MAC2 it answers, so a purchase is charged exactly once.
 from __future__ import annotations
 
 import datetime as dt
-import enum
-import hmac
 import logging
-from collections import OrderedDict
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Generic, Protocol, TypeVar
 
-from terminal.crypto.symmetric import SymmetricAlgorithm, diversify, session_key, sm_mac
 from terminal.devices.reader import CardChannel
-from terminal.errors import (
-    AlgorithmMissingError,
-    CardRemovedError,
-    CardUnresponsiveError,
-    KeyMissingError,
-    NoCardError,
-    NoTransitApplicationError,
-    PendingMismatchError,
-    TransitCardError,
-    TransitError,
-    TransitRecordError,
-)
-from terminal.iso7816.apdu import CommandAPDU, ResponseAPDU
+from terminal.errors import PendingMismatchError, TransitError, TransitRecordError
 from terminal.iso7816.status_words import SW
 from terminal.privacy.masking import mask_middle
-
-# The command table lives in terminal.transit.commands. Its names stay importable from this
-# module (the PSAM module and the simulator import them from here): the re-exports are marked.
 from terminal.transit.commands import (
-    ALGORITHM_IDS,
     BALANCE_LENGTH,
     DEFAULT_KEY_INDEX,
     INIT_ANSWER_LENGTH,
-    MAC1_DATA_LENGTH,
     MAC_LENGTH,
     MAX_AMOUNT,
     PURCHASE_LOG_CAPACITY,
@@ -76,7 +53,6 @@ from terminal.transit.commands import (
     SW_BLOCKED,
     SW_INSUFFICIENT_BALANCE,
     SW_MAC_INVALID,
-    SW_NO_APPLICATION,
     SW_NO_RECORD,
     TAC_LENGTH,
     TYPE_COMPOSITE,
@@ -86,378 +62,37 @@ from terminal.transit.commands import (
     get_balance,
     get_transaction_prove,
     initialize_for_purchase,
-    read_public_info,
     read_purchase_log,
-    select_tunion,
     update_capp_data_cache,
 )
 from terminal.transit.records import (
-    APP_SERIAL_LENGTH,
-    ISSUER_ID_LENGTH,
-    PUBLIC_INFO_LENGTH,
     PURCHASE_LOG_LENGTH,
     TERMINAL_NUMBER_LENGTH,
     PublicInfo,
     TripRecord,
     decode_balance,
-    decode_public_info,
     encode_bcd_date,
     encode_bcd_time,
     is_empty_record,
-    parse_purse_fci,
+)
+from terminal.transit.results import PendingPurchase, PurchaseResult, PurchaseStatus
+from terminal.transit.secure_module import Mac1Answer, Mac1Request, Mac2Verdict, PsamPurchase
+from terminal.transit.session import (
+    CardGone,
+    CardStep,
+    EPurseSession,
+    Mac1Step,
+    Mac2Step,
+    Steps,
+    command_failed,
+    run_session,
 )
 
 log = logging.getLogger(__name__)
 
-TAC_VARIANT = b"TAC\x00\x00\x00\x00\x00"
-"""Diversification data turning the card's purchase key into its TAC key (docs/transit.md)."""
 MAX_LOG_RECORDS_ON_RECOVERY = PURCHASE_LOG_CAPACITY
 """Recovery reads the purchase log newest first until a record older than the pending
 purchase, an empty record, 6A83 - or the whole cyclic file (its capacity)."""
-
-
-# --- crypto (the card, the PSAM and the back office compute the same) ------------------------
-
-
-def card_purchase_key(
-    master: bytes, issuer_id: bytes, app_serial: bytes, algorithm: SymmetricAlgorithm
-) -> bytes:
-    """The card's purchase key DPK: the master diversified by the issuer id (0x15 bytes 0-7),
-    then by the low 8 bytes of the application serial (0x15 bytes 12-19)."""
-    if len(issuer_id) != ISSUER_ID_LENGTH or len(app_serial) != APP_SERIAL_LENGTH:
-        raise TransitError("issuer id is 8 bytes and application serial 10 bytes")
-    return diversify(diversify(master, issuer_id, algorithm), app_serial[2:], algorithm)
-
-
-def purchase_session_key(
-    card_key: bytes, random: bytes, counter: int, terminal_serial: int, alg: SymmetricAlgorithm
-) -> bytes:
-    """SK = E_DPK(random(4) || counter(2) || terminal serial low 2 bytes): 8 bytes (single
-    DES) for 3DES, 16 for SM4 (input padded with 8 zero bytes, as the SSSE session keys)."""
-    seed = random + counter.to_bytes(2, "big") + (terminal_serial & 0xFFFF).to_bytes(2, "big")
-    return session_key(card_key, seed, alg)
-
-
-def mac1_input(
-    amount: int, transaction_type: int, terminal_number: bytes, date: bytes, time: bytes
-) -> bytes:
-    """amount(4) || type(1) || terminal number(6) || date(4) || time(3): 18 bytes."""
-    return amount.to_bytes(4, "big") + bytes((transaction_type,)) + terminal_number + date + time
-
-
-def purchase_mac1(alg: SymmetricAlgorithm, sk: bytes, data: bytes) -> bytes:
-    """MAC1: the 4-byte secure-messaging MAC (zero IV, ISO 9797-1 padding 2) of
-    :func:`mac1_input` under SK."""
-    return sm_mac(alg, sk, data)
-
-
-def purchase_mac2(alg: SymmetricAlgorithm, sk: bytes, amount: int) -> bytes:
-    """MAC2: the 4-byte MAC of amount(4) under SK."""
-    return sm_mac(alg, sk, amount.to_bytes(4, "big"))
-
-
-def tac_key(card_key: bytes, alg: SymmetricAlgorithm) -> bytes:
-    """The TAC key: DPK diversified with "TAC" || 00*5; for 3DES folded (left XOR right) into
-    a single-DES key, as PBOC folds the DTK."""
-    key = diversify(card_key, TAC_VARIANT, alg)
-    if alg is SymmetricAlgorithm.SM4:
-        return key
-    return bytes(a ^ b for a, b in zip(key[:8], key[8:], strict=True))
-
-
-def purchase_tac(
-    alg: SymmetricAlgorithm,
-    card_key: bytes,
-    amount: int,
-    transaction_type: int,
-    terminal_number: bytes,
-    terminal_serial: int,
-    date: bytes,
-    time: bytes,
-) -> bytes:
-    """TAC = MAC under :func:`tac_key` of amount(4) || type(1) || terminal number(6) ||
-    terminal serial(4) || date(4) || time(3). Only the card and the back office compute it."""
-    data = (
-        amount.to_bytes(4, "big")
-        + bytes((transaction_type,))
-        + terminal_number
-        + terminal_serial.to_bytes(4, "big")
-        + date
-        + time
-    )
-    return sm_mac(alg, tac_key(card_key, alg), data)
-
-
-# --- the secure module's side ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mac1Request:
-    """What the PSAM needs for MAC1: the 36 data bytes of ``80 70 00 00 24``."""
-
-    random: bytes  # 4, from the INITIALIZE answer
-    counter: int  # 2, from the INITIALIZE answer
-    amount: int
-    transaction_type: int
-    date: bytes  # 4 BCD
-    time: bytes  # 3 BCD
-    key_version: int
-    algorithm_id: int
-    app_serial: bytes  # 10 (0x15 bytes 10-19); the low 8 travel
-    issuer_id: bytes  # 8 (0x15 bytes 0-7)
-
-    def to_bytes(self) -> bytes:
-        """random(4) counter(2) amount(4) type(1) date(4) time(3) keyVer(1) algId(1)
-        serial low 8 (8) issuer id (8) = 36 bytes."""
-        return (
-            self.random
-            + self.counter.to_bytes(2, "big")
-            + self.amount.to_bytes(4, "big")
-            + bytes((self.transaction_type,))
-            + self.date
-            + self.time
-            + bytes((self.key_version, self.algorithm_id))
-            + self.app_serial[2:]
-            + self.issuer_id
-        )
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Mac1Request:
-        """The inverse of :meth:`to_bytes` (the 2 high serial bytes are not sent: zeros)."""
-        if len(data) != MAC1_DATA_LENGTH:
-            raise TransitRecordError(f"MAC1 data has {len(data)} bytes, not 36")
-        return cls(
-            random=data[0:4],
-            counter=int.from_bytes(data[4:6], "big"),
-            amount=int.from_bytes(data[6:10], "big"),
-            transaction_type=data[10],
-            date=data[11:15],
-            time=data[15:18],
-            key_version=data[18],
-            algorithm_id=data[19],
-            app_serial=bytes(2) + data[20:28],
-            issuer_id=data[28:36],
-        )
-
-
-@dataclass(frozen=True)
-class Mac1Answer:
-    """The PSAM's answer to MAC1: its transaction serial (4 bytes) and MAC1."""
-
-    terminal_serial: int
-    mac1: bytes
-
-
-class Mac2Verdict(enum.Enum):
-    """The PSAM's word on a MAC2."""
-
-    VALID = "valid"
-    INVALID = "invalid"  # 9302
-    UNKNOWN = "unknown"  # no session for that transaction (PSAM reset, or too old)
-
-
-class PsamPurchase(Protocol):
-    """The secure module of the purchase: :class:`terminal.secure.psam.PsamSecureModule`
-    or :class:`SoftwarePurchaseModule`. The terminal itself computes nothing secret."""
-
-    terminal_number: str  # 12 digits: the terminal number INITIALIZE and MAC1 carry
-
-    def purchase_mac1(self, request: Mac1Request) -> Mac1Answer: ...
-
-    def verify_mac2(self, mac2: bytes, terminal_serial: int | None = None) -> Mac2Verdict: ...
-
-
-@dataclass
-class _MacSession:
-    algorithm: SymmetricAlgorithm
-    key: bytes
-    amount: int
-
-
-MAX_KEPT_SESSIONS = 16
-
-
-class PurchaseMacEngine:
-    """What a PSAM does for a purchase, from master keys (``{algorithm: master}``).
-
-    MAC1 derives DPK and SK, increments the transaction serial (non-volatile, 4 bytes) and
-    keeps the session; MAC2 is checked against the newest session, or against the session of
-    ``terminal_serial`` among the last :data:`MAX_KEPT_SESSIONS` (recovery of a torn
-    purchase). Sessions live in RAM: :meth:`drop_sessions` at power-on. The simulated PSAM
-    applet and :class:`SoftwarePurchaseModule` both run this.
-    """
-
-    def __init__(
-        self, masters: dict[SymmetricAlgorithm, bytes], terminal_number: bytes, serial: int = 0
-    ) -> None:
-        if len(terminal_number) != TERMINAL_NUMBER_LENGTH:
-            raise TransitError("a terminal number is 6 bytes")
-        self._masters = dict(masters)
-        self.terminal_number = bytes(terminal_number)
-        self.serial = serial
-        self._sessions: OrderedDict[int, _MacSession] = OrderedDict()
-        self._current: int | None = None
-
-    def __repr__(self) -> str:
-        algs = ", ".join(a.name for a in sorted(self._masters))
-        return f"PurchaseMacEngine(algorithms=<{algs}>, serial={self.serial})"
-
-    def drop_sessions(self) -> None:
-        self._sessions.clear()
-        self._current = None
-
-    def mac1(self, request: Mac1Request) -> Mac1Answer:
-        """Raises :class:`AlgorithmMissingError` (unknown algorithm id) or
-        :class:`KeyMissingError` (no purchase master for it)."""
-        # A failed MAC1 must not leave the previous card's session checkable as current.
-        self._current = None
-        alg = ALGORITHM_IDS.get(request.algorithm_id)
-        if alg is None:
-            raise AlgorithmMissingError(f"unknown algorithm id {request.algorithm_id:02X}")
-        master = self._masters.get(alg)
-        if master is None:
-            raise KeyMissingError(f"no {alg.name} purchase master key")
-        card_key = card_purchase_key(master, request.issuer_id, request.app_serial, alg)
-        self.serial = (self.serial + 1) & 0xFFFFFFFF
-        sk = purchase_session_key(card_key, request.random, request.counter, self.serial, alg)
-        mac = purchase_mac1(
-            alg,
-            sk,
-            mac1_input(
-                request.amount,
-                request.transaction_type,
-                self.terminal_number,
-                request.date,
-                request.time,
-            ),
-        )
-        self._sessions[self.serial] = _MacSession(alg, sk, request.amount)
-        while len(self._sessions) > MAX_KEPT_SESSIONS:
-            self._sessions.popitem(last=False)
-        self._current = self.serial
-        return Mac1Answer(self.serial, mac)
-
-    def verify_mac2(self, mac2: bytes, terminal_serial: int | None = None) -> Mac2Verdict:
-        serial = self._current if terminal_serial is None else terminal_serial
-        session = None if serial is None else self._sessions.get(serial)
-        if session is None:
-            return Mac2Verdict.UNKNOWN
-        expected = purchase_mac2(session.algorithm, session.key, session.amount)
-        if not hmac.compare_digest(expected, bytes(mac2)):
-            return Mac2Verdict.INVALID
-        # A checked session is done with: a replayed MAC2 is not accepted twice as current.
-        if terminal_serial is None:
-            self._current = None
-        return Mac2Verdict.VALID
-
-
-class SoftwarePurchaseModule:
-    """A :class:`PsamPurchase` from purchase master keys in RAM (tests, bench baselines).
-
-    ``keyset`` is a :class:`terminal.secure.keyfile.KeySet` holding ``purchase`` keys.
-    """
-
-    def __init__(self, keyset: object, serial: int = 0) -> None:
-        from terminal.secure.keyfile import KeySet, TransitKeyName
-
-        if not isinstance(keyset, KeySet):
-            raise TypeError("a SoftwarePurchaseModule needs a KeySet")
-        masters = {
-            alg: key
-            for alg in keyset.algorithms()
-            if (key := keyset.key(alg, TransitKeyName.PURCHASE)) is not None
-        }
-        self.terminal_number = keyset.terminal_number
-        self._engine = PurchaseMacEngine(masters, bytes.fromhex(keyset.terminal_number), serial)
-
-    def __repr__(self) -> str:
-        return f"SoftwarePurchaseModule(terminal_number={self.terminal_number!r})"
-
-    def purchase_mac1(self, request: Mac1Request) -> Mac1Answer:
-        return self._engine.mac1(request)
-
-    def verify_mac2(self, mac2: bytes, terminal_serial: int | None = None) -> Mac2Verdict:
-        return self._engine.verify_mac2(mac2, terminal_serial)
-
-
-# --- results --------------------------------------------------------------------------------
-
-
-class PurchaseStatus(enum.StrEnum):
-    DONE = "done"
-    INSUFFICIENT_BALANCE = "insufficient_balance"
-    TORN = "torn"  # card gone during DEBIT: keep the PendingPurchase, recover on next tap
-    REFUSED = "refused"  # see PurchaseResult.reason
-    NOT_CHARGED = "not_charged"  # recovery: the torn purchase never reached the card
-
-
-@dataclass(frozen=True)
-class PendingPurchase:
-    """A purchase whose DEBIT got no answer: what :func:`recover` needs on the next tap."""
-
-    app_serial: bytes
-    counter: int  # the counter INITIALIZE answered (the debit, if done, made it counter + 1)
-    amount: int
-    transaction_type: int
-    terminal_number: bytes
-    terminal_serial: int  # the PSAM transaction serial of MAC1
-    when: dt.datetime
-    balance_before: int
-
-
-@dataclass(frozen=True)
-class PurchaseResult:
-    status: PurchaseStatus
-    balance_before: int | None
-    balance_after: int | None
-    counter: int | None  # the counter the purchase ran under (INITIALIZE's answer)
-    tac: str | None  # hex; None when the card gave none
-    apdu_count: int  # card APDUs only (GET RESPONSE included)
-    app_serial: str | None = None  # hex
-    terminal_serial: int | None = None
-    pending: PendingPurchase | None = None
-    reason: str | None = None  # for REFUSED: mac1_refused, mac2_mismatch, blocked, expired
-    mac2_verified: bool = False
-    recovered: bool = False
-
-
-# --- the state machines ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CardStep:
-    command: CommandAPDU
-    name: str
-    may_tear: bool = False  # the card leaving during this step is a torn purchase
-    pending: PendingPurchase | None = None
-    """Set on DEBIT: what must be on record before the command leaves (see run_session)."""
-
-
-@dataclass(frozen=True)
-class Mac1Step:
-    request: Mac1Request
-
-
-@dataclass(frozen=True)
-class Mac2Step:
-    mac2: bytes
-    terminal_serial: int | None
-
-
-PurchaseStep = CardStep | Mac1Step | Mac2Step
-
-
-class _CardGone:
-    def __repr__(self) -> str:
-        return "CARD_GONE"
-
-
-CARD_GONE = _CardGone()
-"""Passed to ``receive()`` when the card left during a step with ``may_tear``."""
-
-Answer = ResponseAPDU | Mac1Answer | Mac2Verdict | _CardGone
-R = TypeVar("R")
-_Run = Generator[PurchaseStep, Answer, PurchaseResult]
 
 
 @dataclass(frozen=True)
@@ -473,97 +108,7 @@ class TripInfo:
     acquirer_id: bytes = bytes(8)
 
 
-class EPurseSession(Generic[R]):
-    """The plumbing of every e-purse session: a generator of steps, fed answers, whose
-    return value is the result (a :class:`PurchaseResult`, or a
-    :class:`terminal.transit.purse.PurseReading`)."""
-
-    def __init__(self) -> None:
-        self._result: R | None = None
-        self._steps = self._run()
-        self._pending: PurchaseStep | None = None
-        self._advance(None)
-
-    def _run(self) -> Generator[PurchaseStep, Answer, R]:
-        raise NotImplementedError
-
-    def _advance(self, answer: Answer | None) -> None:
-        try:
-            self._pending = next(self._steps) if answer is None else self._steps.send(answer)
-        except StopIteration as stop:
-            self._pending = None
-            self._result = stop.value
-
-    def next_step(self) -> PurchaseStep | None:
-        """What to do next, or None when the session is over (then :meth:`result`)."""
-        return self._pending
-
-    def receive(self, answer: Answer) -> None:
-        """The answer to the step :meth:`next_step` gave."""
-        if self._pending is None:
-            raise TransitError("the session is over: nothing was asked")
-        self._advance(answer)
-
-    def result(self) -> R:
-        if self._result is None:
-            raise TransitError("the session is not over")
-        return self._result
-
-    # shared steps
-
-    def _card(self, answer: Answer) -> ResponseAPDU:
-        if not isinstance(answer, ResponseAPDU):
-            raise TransitError(f"expected a card answer, got {answer!r}")
-        return answer
-
-    def _select(
-        self, selected: PublicInfo | None = None
-    ) -> Generator[PurchaseStep, Answer, PublicInfo]:
-        """SELECT the e-purse and return its file 0x15: from the FCI (tag 9F0C) when the card
-        answers it there, else with one READ BINARY (``00 B0 95 00 1E``). ``selected``: the
-        0x15 of the e-purse the caller has just selected on this card - no APDU at all."""
-        if selected is not None:
-            return selected
-        response = self._card((yield CardStep(select_tunion(), "SELECT")))
-        if response.sw in SW_NO_APPLICATION:
-            raise NoTransitApplicationError(
-                f"no T-Union e-purse on the card: SELECT answered {describe_sw(response.sw)}",
-                response.sw,
-            )
-        if response.sw != SW.OK:
-            raise _fail("SELECT e-purse", response.sw)
-        fci = parse_purse_fci(response.data)
-        if fci.public_info is not None:
-            return fci.public_info
-        # Many real cards leave 9F0C out of the FCI (domain.md 5b): one READ BINARY more.
-        response = self._card((yield CardStep(read_public_info(), "READ BINARY 0x15")))
-        if response.sw != SW.OK:
-            raise _fail("READ BINARY 0x15", response.sw)
-        if len(response.data) != PUBLIC_INFO_LENGTH:
-            raise TransitRecordError(
-                f"READ BINARY 0x15 answered {len(response.data)} bytes, not 30 (SW 9000)"
-            )
-        return decode_public_info(response.data)
-
-    def _balance(self, response: ResponseAPDU, command: str) -> int:
-        """The balance in a 9000 answer of GET BALANCE: 4 bytes, bit 31 dropped."""
-        if response.sw != SW.OK:
-            raise _fail(command, response.sw)
-        if len(response.data) != BALANCE_LENGTH:
-            raise TransitRecordError(
-                f"{command} answered {len(response.data)} bytes, not 4 (SW 9000)"
-            )
-        return decode_balance(response.data, command)
-
-
-_Session = EPurseSession[PurchaseResult]
-
-
-def _fail(command: str, sw: int) -> TransitCardError:
-    return TransitCardError(f"{command} failed: {describe_sw(sw)}", sw)
-
-
-class PurchaseSession(_Session):
+class PurchaseSession(EPurseSession[PurchaseResult]):
     """One purchase of ``amount`` fen at ``when`` by the terminal ``terminal_number`` (12
     digits, the PSAM's). ``composite`` (the default) stages the trip record ``trip`` with
     UPDATE CAPP DATA CACHE; ``composite=False`` is the plain purchase (type 06).
@@ -595,7 +140,7 @@ class PurchaseSession(_Session):
         self.public_info: PublicInfo | None = None
         super().__init__()
 
-    def _run(self) -> _Run:
+    def _run(self) -> Steps[PurchaseResult]:
         info = yield from self._select(self.selected)
         self.public_info = info
         serial_hex = info.app_serial.hex()
@@ -635,7 +180,7 @@ class PurchaseSession(_Session):
         if response.sw in (SW_BLOCKED, SW.APPLICATION_BLOCKED):
             return self._refused("blocked", serial_hex)
         if response.sw != SW.OK:
-            raise _fail("INITIALIZE FOR PURCHASE", response.sw)
+            raise command_failed("INITIALIZE FOR PURCHASE", response.sw)
         init = response.data
         if len(init) != INIT_ANSWER_LENGTH:
             raise TransitRecordError(
@@ -680,7 +225,7 @@ class PurchaseSession(_Session):
                 (yield CardStep(update_capp_data_cache(record), "UPDATE CAPP DATA CACHE"))
             )
             if response.sw != SW.OK:
-                raise _fail("UPDATE CAPP DATA CACHE", response.sw)
+                raise command_failed("UPDATE CAPP DATA CACHE", response.sw)
         pending = PendingPurchase(
             app_serial=info.app_serial,
             counter=counter,
@@ -697,7 +242,7 @@ class PurchaseSession(_Session):
             may_tear=True,
             pending=pending,
         )
-        if isinstance(answer, _CardGone):
+        if isinstance(answer, CardGone):
             log.warning("card %s left during DEBIT: purchase pending", mask_middle(serial_hex))
             return PurchaseResult(
                 PurchaseStatus.TORN,
@@ -716,7 +261,7 @@ class PurchaseSession(_Session):
         if response.sw == SW_BLOCKED:
             return self._refused("blocked", serial_hex, balance, counter)
         if response.sw != SW.OK:
-            raise _fail("DEBIT FOR PURCHASE", response.sw)
+            raise command_failed("DEBIT FOR PURCHASE", response.sw)
         if len(response.data) != TAC_LENGTH + MAC_LENGTH:
             # The card answered 9000 to DEBIT: it may well have debited. The error leaves the
             # pending record (written before DEBIT) for the next tap to settle.
@@ -780,7 +325,7 @@ def _logged_as(record: bytes, p: PendingPurchase) -> bool:
     )
 
 
-class RecoverySession(_Session):
+class RecoverySession(EPurseSession[PurchaseResult]):
     """The next tap after a torn purchase: did DEBIT happen?
 
     SELECT (the application serial must be the pending one; skipped when ``public_info`` is
@@ -803,7 +348,7 @@ class RecoverySession(_Session):
         self.selected = public_info
         super().__init__()
 
-    def _run(self) -> _Run:
+    def _run(self) -> Steps[PurchaseResult]:
         p = self.pending
         info = yield from self._select(self.selected)
         if info.app_serial != p.app_serial:
@@ -871,86 +416,6 @@ class RecoverySession(_Session):
         )
 
 
-class BalanceSession(_Session):
-    """SELECT the e-purse (+ READ BINARY 0x15 when the FCI lacks it), GET BALANCE
-    ``80 5C 00 02 04``: result status ``done`` with the balance (bit 31 dropped)."""
-
-    def __init__(self) -> None:
-        self.public_info: PublicInfo | None = None
-        super().__init__()
-
-    def _run(self) -> _Run:
-        info = yield from self._select()
-        self.public_info = info
-        response = self._card((yield CardStep(get_balance(), "GET BALANCE")))
-        balance = self._balance(response, "GET BALANCE")
-        return PurchaseResult(
-            PurchaseStatus.DONE, balance, balance, None, None, 0, app_serial=info.app_serial.hex()
-        )
-
-
-class SelectSession(EPurseSession[PublicInfo]):
-    """SELECT the e-purse (+ READ BINARY 0x15 when the FCI lacks it): the card path of a
-    validator reads who the e-purse is before the decision, and leaves it selected for the
-    purchase. :class:`NoTransitApplicationError` when the card has none."""
-
-    def _run(self) -> Generator[PurchaseStep, Answer, PublicInfo]:
-        return (yield from self._select())
-
-
-# --- drivers --------------------------------------------------------------------------------
-
-_GONE = (CardRemovedError, CardUnresponsiveError, NoCardError)
-
-
-def drive(
-    session: EPurseSession[R],
-    card: CardChannel,
-    psam: PsamPurchase | None,
-    before_debit: Callable[[PendingPurchase], None] | None = None,
-) -> R:
-    """Drive ``session`` over ``card`` and ``psam`` to its result.
-
-    ``before_debit`` is called with the pending purchase just before DEBIT FOR PURCHASE
-    leaves: once it has, the card may be charged even if this process dies the next moment,
-    so the caller records the purchase durably there and settles it on the card's next tap.
-    """
-    step = session.next_step()
-    while step is not None:
-        answer: Answer
-        if isinstance(step, CardStep):
-            if step.pending is not None and before_debit is not None:
-                before_debit(step.pending)
-            try:
-                answer = card.transmit(step.command)
-            except _GONE:
-                if not step.may_tear:
-                    raise
-                answer = CARD_GONE
-        else:
-            if psam is None:
-                raise TransitError("this session needs a secure module")
-            if isinstance(step, Mac1Step):
-                answer = psam.purchase_mac1(step.request)
-            else:
-                answer = psam.verify_mac2(step.mac2, step.terminal_serial)
-        session.receive(answer)
-        step = session.next_step()
-    return session.result()
-
-
-def run_session(
-    session: _Session,
-    card: CardChannel,
-    psam: PsamPurchase | None,
-    before_debit: Callable[[PendingPurchase], None] | None = None,
-) -> PurchaseResult:
-    """:func:`drive`, with ``apdu_count`` = the card APDUs this session sent."""
-    start = card.apdu_count
-    result = drive(session, card, psam, before_debit)
-    return replace(result, apdu_count=card.apdu_count - start)
-
-
 def purchase(
     card: CardChannel,
     psam: PsamPurchase,
@@ -964,7 +429,8 @@ def purchase(
 ) -> PurchaseResult:
     """Charge ``amount`` fen (composite purchase, docs/transit.md). Typed errors for a card
     without the e-purse or an answer that ends the purchase; statuses for the rest.
-    ``before_debit``: see :func:`drive`; ``public_info``: see :class:`PurchaseSession`."""
+    ``before_debit``: see :func:`terminal.transit.session.drive`; ``public_info``: see
+    :class:`PurchaseSession`."""
     session = PurchaseSession(
         amount,
         psam.terminal_number,
@@ -987,20 +453,3 @@ def recover(
     or ``not_charged`` (charge again with :func:`purchase`). ``public_info``: the 0x15 of
     the e-purse just selected on this card (no SELECT then)."""
     return run_session(RecoverySession(pending, public_info), card, psam)
-
-
-def read_balance(card: CardChannel) -> int:
-    """The e-purse balance in fen (SELECT [+ READ BINARY 0x15] + GET BALANCE)."""
-    balance = run_session(BalanceSession(), card, None).balance_before
-    assert balance is not None  # BalanceSession always answers one
-    return balance
-
-
-def select_purse(card: CardChannel) -> PublicInfo | None:
-    """SELECT the e-purse and read its file 0x15 (1 APDU, or 2 when the FCI lacks it); None
-    when the card has no e-purse. The e-purse stays selected: a :func:`purchase` or
-    :func:`recover` given this 0x15 as ``public_info`` goes on from there."""
-    try:
-        return drive(SelectSession(), card, None)
-    except NoTransitApplicationError:
-        return None

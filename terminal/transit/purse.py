@@ -1,7 +1,7 @@
 """The e-purse as a counter, an inspector or a kiosk reads it: ``onecard purse``.
 
-:class:`PurseReadSession` is a pure state machine in the style of the purchase sessions
-(:mod:`terminal.transit.purchase`): it asks for card APDUs and takes their answers, and
+:class:`PurseReadSession` is a pure state machine like the purchase sessions
+(:mod:`terminal.transit.session`): it asks for card APDUs and takes their answers, and
 :func:`read_purse` drives it over a :class:`terminal.devices.reader.CardChannel`. Nothing is written
 to the card and no secure module is needed.
 
@@ -45,7 +45,6 @@ from terminal.transit.commands import (
     read_purchase_log,
     read_trip_record,
 )
-from terminal.transit.purchase import Answer, CardStep, EPurseSession, PurchaseStep, drive
 from terminal.transit.records import (
     PublicInfo,
     PurchaseLogRecord,
@@ -54,6 +53,7 @@ from terminal.transit.records import (
     decode_trip_record,
     is_empty_record,
 )
+from terminal.transit.session import Answer, CardStep, EPurseSession, PurchaseStep, drive
 
 T = TypeVar("T")
 

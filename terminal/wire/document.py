@@ -11,12 +11,16 @@ the first 8 bytes of SM3 over the publication public key (``04 || X || Y``), hex
 the key, so a document signed by another key is refused as such rather than as "bad
 signature".
 
+The document is read under the canonical-JSON rules (:mod:`terminal.wire.canonical`), so a
+``NaN``, a ``1e400``, a duplicated key or a lone surrogate is a :class:`DocumentError` like
+any other refusal, before the signature is even looked at. The back office signs with
+:func:`document_signature` and the terminal verifies with :func:`verify_document`.
+
 Pure: bytes in, a dict or a :class:`DocumentError` out. Nothing here touches a file.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +28,15 @@ from terminal.crypto import signing
 from terminal.crypto.signing import Algorithm, PrivateKey
 from terminal.crypto.sm2 import sm3
 from terminal.errors import ConfigError, CryptoError, OneCardError, SignatureFormatError
+from terminal.wire.canonical import JsonError, canonical_json, parse_json
+
+KIND_HOTLIST = "hotlist-delta"
+KIND_TRUSTLIST = "trustlist"
+KIND_APPLIST = "applist"
+HOTLIST_DELTA_FIELDS = frozenset({"kind", "version", "base", "added", "removed"})
+"""``{"kind": "hotlist-delta", "version": W, "base": V, "added": [...], "removed": [...]}``."""
+HOTLIST_ENTRY_HEX = 16
+"""A hotlist entry: the first 8 bytes of a card token, hex."""
 
 SIGNATURE_FIELD = "signature"
 KEY_ID_LENGTH = 8
@@ -62,15 +75,6 @@ class StaleDocumentError(DocumentError):
         return out
 
 
-def canonical_json(obj: Any) -> bytes:
-    """The canonical JSON of docs/sync.md: sorted keys, no spaces, UTF-8 (not ASCII-escaped)."""
-    # allow_nan=False refuses NaN and infinities, which are not JSON and would hash
-    # differently elsewhere; it changes no valid output.
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
 def key_id(public_key: bytes) -> str:
     """The key id of a publication public key: first 8 bytes of SM3(``04 || X || Y``), hex."""
     return sm3(bytes(public_key))[:KEY_ID_LENGTH].hex()
@@ -85,39 +89,18 @@ def _algorithm(algorithm: Algorithm | str) -> Algorithm:
         raise ConfigError(f"unknown publication algorithm {algorithm!r}") from None
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two parsers may keep different copies of a duplicated key, so the signed canonical
-    # form and what the terminal acts on could differ: refuse the ambiguity outright.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise DocumentError(f"duplicate key {key!r} in document")
-        out[key] = value
-    return out
-
-
-def _refuse_constant(name: str) -> Any:
-    raise DocumentError(f"non-JSON number {name} in document")
-
-
-def parse_json(raw: bytes) -> dict[str, Any]:
-    """Parse ``raw`` as one strict JSON object (UTF-8, no duplicate keys, no NaN/Infinity)."""
+def parse_document(raw: bytes) -> dict[str, Any]:
+    """Read ``raw`` as one JSON object under the canonical-JSON rules
+    (:func:`terminal.wire.canonical.parse_json`: UTF-8, no duplicate keys, finite numbers...).
+    Raises only :class:`DocumentError`."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise DocumentError("document must be bytes")
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise DocumentError(f"document of {len(raw)} bytes exceeds {MAX_DOCUMENT_BYTES}")
     try:
-        text = bytes(raw).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DocumentError(f"document is not UTF-8 (byte {exc.start})") from None
-    try:
-        obj = json.loads(
-            text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant
-        )
-    except json.JSONDecodeError as exc:
-        raise DocumentError(f"document is not JSON: {exc.msg} at {exc.pos}") from None
-    except RecursionError:
-        raise DocumentError("document nests too deeply") from None
+        obj = parse_json(raw)
+    except JsonError as exc:
+        raise DocumentError(f"document refused: {exc.reason}") from exc
     if not isinstance(obj, dict):
         raise DocumentError("document must be a JSON object")
     return obj
@@ -162,7 +145,7 @@ def verify_document(
         signing.check_public_key(alg, public_key)
     except (SignatureFormatError, CryptoError) as exc:
         raise ConfigError(f"publication key unusable: {exc.reason}") from exc
-    obj = parse_json(raw)
+    obj = parse_document(raw)
     sig_alg, sig_kid, sig_value = _signature_fields(obj)
     if sig_alg != alg.value:
         raise DocumentError(f"document signed with {sig_alg!r}, terminal expects {alg.value!r}")
@@ -172,6 +155,7 @@ def verify_document(
             f"document signed by key {sig_kid!r}, not the publication key {expected_kid}"
         )
     body = {k: v for k, v in obj.items() if k != SIGNATURE_FIELD}
+    # The body was read under the canonical rules, so it has a canonical form.
     try:
         good = signing.verify(alg, public_key, canonical_json(body), sig_value)
     except (SignatureFormatError, CryptoError) as exc:
@@ -186,20 +170,31 @@ def verify_document(
     return body
 
 
+def document_signature(
+    body: Mapping[str, Any], private_key: PrivateKey, algorithm: Algorithm | str
+) -> dict[str, str]:
+    """The ``signature`` object of ``body`` (which must not carry one): ``algorithm``,
+    ``key_id`` and ``value`` over the canonical JSON of ``body``. Raises
+    :class:`DocumentError` for a body with no canonical form (a NaN, say)."""
+    alg = _algorithm(algorithm)
+    if SIGNATURE_FIELD in body:
+        raise DocumentError("body to sign already has a signature")
+    try:
+        message = canonical_json(body)
+    except JsonError as exc:
+        raise DocumentError(f"body cannot be signed: {exc.reason}") from exc
+    return {
+        "algorithm": alg.value,
+        "key_id": key_id(signing.public_key_bytes(private_key)),
+        "value": signing.sign(alg, private_key, message).hex(),
+    }
+
+
 def sign_document(
     body: Mapping[str, Any], private_key: PrivateKey, algorithm: Algorithm | str
 ) -> bytes:
     """Sign ``body`` (which must not carry a ``signature``) as the back office publishes it:
-    the canonical JSON of the body plus ``signature``. For the back office and tests."""
-    alg = _algorithm(algorithm)
-    if SIGNATURE_FIELD in body:
-        raise DocumentError("body to sign already has a signature")
-    plain = dict(body)
-    message = canonical_json(plain)
-    value = signing.sign(alg, private_key, message)
-    plain[SIGNATURE_FIELD] = {
-        "algorithm": alg.value,
-        "key_id": key_id(signing.public_key_bytes(private_key)),
-        "value": value.hex(),
-    }
-    return canonical_json(plain)
+    the canonical JSON of the body plus ``signature``."""
+    signed = dict(body)
+    signed[SIGNATURE_FIELD] = document_signature(body, private_key, algorithm)
+    return canonical_json(signed)

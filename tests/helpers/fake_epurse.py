@@ -6,8 +6,8 @@ unwritten log records that answer 23 zero bytes, plain T-Union cards without the
 * :class:`TableCard` answers from a table of command -> response bytes.
 * :class:`FakeEPurse` is a tiny stateful e-purse (balance, counter, logs) whose MAC2 is the
   one a PSAM with ``MASTER`` expects, so purchases and recoveries run end to end.
-* :class:`EnginePsam` is the PSAM side: :class:`terminal.transit.purchase.PurchaseMacEngine`
-  behind the :class:`terminal.transit.purchase.PsamPurchase` interface.
+* :class:`EnginePsam` is the PSAM side: :class:`terminal.secure.purchase.PurchaseMacEngine`
+  behind the :class:`terminal.transit.secure_module.PsamPurchase` interface.
 """
 
 from __future__ import annotations
@@ -18,16 +18,10 @@ from collections.abc import Callable
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.devices.reader import Interface
 from terminal.errors import CardRemovedError
-from terminal.transit.purchase import (
-    Mac1Answer,
-    Mac1Request,
-    Mac2Verdict,
-    PurchaseMacEngine,
-    card_purchase_key,
-    purchase_mac2,
-    purchase_session_key,
-)
+from terminal.secure.purchase import PurchaseMacEngine
+from terminal.transit.macs import card_purchase_key, purchase_mac2, purchase_session_key
 from terminal.transit.records import PublicInfo, PurchaseLogRecord
+from terminal.transit.secure_module import Mac1Answer, Mac1Request, Mac2Verdict
 
 AID = bytes.fromhex("A000000632010105")
 SSSE_NAME = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")

@@ -21,14 +21,10 @@ from onecard.cli import main as onecard
 from terminal.errors import SyncRejectedError, SyncUnreachableError
 from terminal.host.clock import FixedClock, SystemClock
 from terminal.sync.auth import TerminalCredentials, load_credentials
-from terminal.sync.events import (
-    EVENTS_PATH,
-    EventOutbox,
-    EventSender,
-    TerminalEvent,
-    events_body,
-)
-from terminal.sync.uploader import IngestClient
+from terminal.sync.client import BackOfficeClient
+from terminal.sync.events import EventOutbox, EventSender
+from terminal.wire.events import TerminalEvent, events_body
+from terminal.wire.requests import EVENTS_PATH
 
 pytestmark = pytest.mark.integration
 
@@ -117,7 +113,7 @@ def test_events_are_stored_once_and_a_repeat_is_ignored(office, server, outbox):
     assert abs(stored[2]["received_at"] - SystemClock().now()) < WAIT
 
     # The answer was lost, say: the terminal sends the same events again.
-    client = IngestClient(credentials, SystemClock())
+    client = BackOfficeClient(credentials, SystemClock())
     body = events_body(TERMINAL, added)
     assert client.post(EVENTS_PATH, body) == (200, b'{"acked_up_to":3}')
     assert office.storage.events(TERMINAL) == stored  # nothing twice, nothing changed
@@ -226,7 +222,7 @@ def test_authentication_is_that_of_ingest(office, server, outbox, tmp_path):
     ],
 )
 def test_malformed_requests_are_400(office, server, body):
-    client = IngestClient(office.credentials(server.url), SystemClock())
+    client = BackOfficeClient(office.credentials(server.url), SystemClock())
     status, answer = client.post(EVENTS_PATH, body)
     assert (status, json.loads(answer)["error"]) == (400, "bad_request")
     assert stored_ids(office) == []
@@ -235,7 +231,7 @@ def test_malformed_requests_are_400(office, server, body):
 
 def test_a_terminal_sends_only_its_own_events(office, server):
     office.enrol("T-OTHER")
-    client = IngestClient(office.credentials(server.url), SystemClock())
+    client = BackOfficeClient(office.credentials(server.url), SystemClock())
     status, answer = client.post(
         EVENTS_PATH, events_body("T-OTHER", [TerminalEvent(1, "call_staff", 1.0, {})])
     )

@@ -22,10 +22,10 @@ from backoffice.keys import new_token_key
 from backoffice.publish import generate_publication_key
 from backoffice.server import BackOffice
 from terminal.host.clock import SystemClock
-from terminal.journal.entry import ZERO_HASH
 from terminal.journal.store import Journal
 from terminal.sync.auth import load_credentials
 from terminal.sync.uploader import Uploader
+from terminal.wire.journal import ZERO_HASH
 
 pytestmark = pytest.mark.integration
 

@@ -54,7 +54,7 @@ from terminal.host.clock import SystemClock
 from terminal.journal.store import Journal
 from terminal.sync.auth import load_credentials
 from terminal.sync.uploader import Uploader
-from terminal.transit.purchase import read_balance
+from terminal.transit.selection import read_balance
 
 pytestmark = pytest.mark.integration
 

@@ -9,15 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backoffice.auth import (
-    TerminalKey,
-    authenticate,
-    new_secret,
-    request_headers,
-    sign_request,
-    signing_string,
-)
+from backoffice.auth import TerminalKey, authenticate, new_secret
 from backoffice.errors import AuthenticationError, ClockSkewError, TerminalRevokedError
+from terminal.wire.requests import request_headers, sign_request, string_to_sign
 
 NOW = 1_795_000_000.0
 SECRET = bytes(range(32))
@@ -31,7 +25,7 @@ def lookup_of(*keys: TerminalKey):
 def test_signature_is_the_documented_hmac():
     body = b'{"x":1}'
     expected_message = b"POST\n/v1/ingest\n1795000000\n" + hashlib.sha256(body).hexdigest().encode()
-    assert signing_string("POST", "/v1/ingest", "1795000000", body) == expected_message
+    assert string_to_sign("POST", "/v1/ingest", "1795000000", body) == expected_message
     assert (
         sign_request(SECRET, "POST", "/v1/ingest", "1795000000", body)
         == hmac.new(SECRET, expected_message, hashlib.sha256).hexdigest()

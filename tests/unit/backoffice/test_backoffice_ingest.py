@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backoffice.canonical import loads_strict
 from backoffice.errors import BadRequestError, ChainBrokenError, DuplicateConflictError
 from backoffice.ingest import (
     StoredLink,
@@ -129,7 +128,7 @@ def test_batch_shape_errors():
 )
 def test_strict_json_refuses_what_would_not_round_trip(raw):
     with pytest.raises(BadRequestError):
-        loads_strict(raw)
+        parse_ingest_body(raw)
 
 
 @settings(max_examples=300, deadline=None)

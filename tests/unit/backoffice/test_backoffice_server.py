@@ -13,15 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backoffice import keys
-from backoffice.auth import request_headers
 from backoffice.cli import add_commands as add_backoffice_commands
-from backoffice.publish import generate_publication_key, verify_document
+from backoffice.publish import generate_publication_key
 from backoffice.server import BackOffice, parse_since
 from backoffice.storage import open_storage
 from backoffice.testing import make_entries
 from terminal.crypto import signing
 from terminal.errors import OneCardError
 from terminal.host.clock import FixedClock
+from terminal.wire.canonical import canonical_json
+from terminal.wire.document import verify_document
+from terminal.wire.requests import request_headers
 
 SECRET = bytes(range(32))
 
@@ -136,5 +138,7 @@ def test_cli_init_enrol_revoke_hotlist_publish(tmp_path, capsys):
     doc = storage.document("applist")
     assert doc["version"] == 2
     pub = bytes.fromhex(out["publication_key"])
-    assert verify_document(doc, pub, signing.Algorithm.SM2)
+    assert verify_document(canonical_json(doc), pub, signing.Algorithm.SM2, "applist") == {
+        k: v for k, v in doc.items() if k != "signature"
+    }
     storage.close()

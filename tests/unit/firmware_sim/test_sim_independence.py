@@ -54,7 +54,13 @@ ALSO_ALLOWED: dict[str, frozenset[str]] = {
 """Card-side modules allowed a terminal module beyond :data:`ALLOWED`, and why."""
 ISSUING = frozenset({"firmware_sim.issuing", "firmware_sim.pki_issuing", "firmware_sim.cli"})
 CARD_KEY_CRYPTO = frozenset(
-    {"terminal.crypto.symmetric", "terminal.ssc.auth", "terminal.transit.purchase"}
+    {
+        "terminal.crypto.symmetric",
+        "terminal.ssc.auth",
+        "terminal.transit.macs",
+        "terminal.transit.purchase",
+        "terminal.secure.purchase",
+    }
 )
 """Where the terminal derives card keys: issuing must use firmware_sim.crypto instead."""
 

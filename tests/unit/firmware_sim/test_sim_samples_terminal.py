@@ -5,7 +5,6 @@ two sides about a field fact of domain.md 5b, not a simulator to make lenient.""
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 
 import pytest
 
@@ -18,9 +17,8 @@ from terminal.devices.reader import CardChannel
 from terminal.secure import PsamSecureModule, generate_key_set
 from terminal.ssc.session import read_ssc
 from terminal.transit import PurchaseStatus, purchase
+from terminal.transit.selection import read_balance, select_purse
 
-# terminal.transit re-exports a function named purchase: take the module itself
-transit = importlib.import_module("terminal.transit.purchase")
 WHEN = dt.datetime(2024, 5, 6, 7, 8, 9)
 
 
@@ -57,10 +55,10 @@ def test_terminal_reads_the_field_shaped_cards(sample: str, algorithm: int, cont
 )
 def test_terminal_reads_the_epurse(sample: str, balance: int) -> None:
     card = channel(sample, True)
-    info = transit.select_purse(card)
+    info = select_purse(card)
     assert info is not None
     assert info.app_serial.hex() == load_sample(sample).tunion.public_info.app_serial.hex()
-    assert transit.read_balance(card) == balance  # bit 31 masked off
+    assert read_balance(card) == balance  # bit 31 masked off
 
 
 @pytest.mark.parametrize(

@@ -7,37 +7,25 @@ import hashlib
 import json
 
 import pytest
+from helpers.journal_records import transaction_record
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from terminal.errors import JournalEntryError, OneCardError, ParseError
 from terminal.journal.entry import (
-    ZERO_HASH,
     JournalEntry,
     TransactionRecord,
-    canonical_json,
     check_extra,
     entry_from_json,
-    entry_hash,
     make_entry,
     verify_chain,
 )
+from terminal.wire.canonical import canonical_json
+from terminal.wire.journal import ZERO_HASH, entry_hash
 
 
 def record(**changes: object) -> TransactionRecord:
-    fields: dict[str, object] = {
-        "kind": "card",
-        "service": "museum-entry",
-        "decision": "accept",
-        "reason": "ok",
-        "amount": None,
-        "card_token": bytes(range(16)),
-        "region": "510100",
-        "category": "3",
-        "extra": {"tac": "0a0b0c0d"},
-    }
-    fields.update(changes)
-    return TransactionRecord(**fields)  # type: ignore[arg-type]
+    return transaction_record(**{"region": "510100", "extra": {"tac": "0a0b0c0d"}, **changes})
 
 
 def chain(n: int, terminal_id: str = "T0001") -> list[JournalEntry]:
@@ -89,7 +77,7 @@ def test_entry_from_json_refuses_bad_shapes() -> None:
     ):
         with pytest.raises(JournalEntryError):
             entry_from_json({**good, **change})
-    with pytest.raises(JournalEntryError, match="lacks"):
+    with pytest.raises(JournalEntryError, match="missing fields"):
         entry_from_json({k: v for k, v in good.items() if k != "region"})
     with pytest.raises(JournalEntryError, match="unknown"):
         entry_from_json({**good, "name": "Zhang San"})

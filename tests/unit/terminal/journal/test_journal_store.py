@@ -27,8 +27,9 @@ from terminal.errors import (
     OneCardError,
 )
 from terminal.host.clock import FixedClock
-from terminal.journal.entry import ZERO_HASH, TransactionRecord, entry_from_json, verify_chain
+from terminal.journal.entry import TransactionRecord, entry_from_json, verify_chain
 from terminal.journal.store import Journal
+from terminal.wire.journal import ZERO_HASH
 
 TERMINAL = "T0001"
 REPO = REPO_ROOT

@@ -7,10 +7,12 @@ import http.client
 import json
 import logging
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 import pytest
 
+from terminal.loopback.static import csp_hash
 from terminal.runtime.recent_errors import RecentErrors
 from terminal.runtime.statuspage import RuntimeStatus, StatusServer
 
@@ -121,6 +123,19 @@ def test_page_is_self_contained_html_with_the_ids(server: StatusServer) -> None:
     assert headers["Cache-Control"] == "no-store"
 
 
+def test_page_is_the_package_data_inlined(server: StatusServer) -> None:
+    page_files = resources.files("terminal.runtime") / "page"
+    css = (page_files / "status.css").read_bytes()
+    js = (page_files / "status.js").read_bytes()
+    code, headers, page = request(server, "GET", "/")
+    assert code == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert b"<style>" + css + b"</style>" in page
+    assert b"<script>" + js + b"</script>" in page
+    policy = headers["Content-Security-Policy"]
+    assert f"style-src {csp_hash(css)};" in policy
+    assert f"script-src {csp_hash(js)};" in policy
+
+
 def test_page_polls_health_and_says_when_status_is_unavailable(server: StatusServer) -> None:
     page = request(server, "GET", "/")[2].decode()
     assert 'fetch("/health"' in page and "REFRESH_MS = 1000" in page
@@ -205,7 +220,8 @@ def test_bad_id_is_400(call_id: str, calls: Calls, server: StatusServer) -> None
 )
 def test_foreign_origin_is_403(origin: str, calls: Calls, server: StatusServer) -> None:
     code, answer = ack(server, "1", {"Origin": origin.format(port=server.port)})
-    assert code == 403 and answer == {"error": "foreign_origin"}
+    assert code == 403
+    assert answer == {"status": "error", "error": "foreign_origin", "reason": answer["reason"]}
     assert calls.acknowledged == []
 
 
@@ -245,10 +261,20 @@ def test_body_over_4_kib_is_413(calls: Calls, server: StatusServer) -> None:
     assert ack(server, "1", body=json.dumps({"pad": "x" * 4000}).encode())[0] == 200
 
 
-@pytest.mark.parametrize("path", ["/", "/health", "/calls/1", "/calls/1/ack/x", "/metrics"])
+@pytest.mark.parametrize("path", ["/calls/1", "/calls/1/ack/x", "/calls"])
 def test_other_post_paths_are_404(path: str, calls: Calls, server: StatusServer) -> None:
     headers = {"Content-Type": "application/json"}
-    assert request(server, "POST", path, b"{}", headers)[0] == 404
+    code, _, body = request(server, "POST", path, b"{}", headers)
+    assert code == 404 and json.loads(body)["error"] == "not_found"
+    assert calls.acknowledged == []
+
+
+@pytest.mark.parametrize("path", ["/", "/health", "/metrics"])
+def test_posts_to_pages_are_405(path: str, calls: Calls, server: StatusServer) -> None:
+    headers = {"Content-Type": "application/json"}
+    code, answer_headers, body = request(server, "POST", path, b"{}", headers)
+    assert code == 405 and answer_headers["Allow"] == "GET"
+    assert json.loads(body)["error"] == "method_not_allowed"
     assert calls.acknowledged == []
 
 

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.journal.entry import DENIED_EXTRA_KEYS, DENIED_KEY_WORDS
 from terminal.outputs import MESSAGES, HolderMessage, Outcome, message_for
 from terminal.screen.model import (
     ASSIST_TEXT,
@@ -33,6 +32,7 @@ from terminal.screen.model import (
     all_prompt_texts,
     prompt_for,
 )
+from terminal.wire.personal import DENIED_EXTRA_KEYS, DENIED_KEY_WORDS
 
 WALL = 1_795_000_000.0
 

@@ -9,6 +9,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ WAIT = 5.0
 """Socket time-out: the bound on anything that should come at once."""
 
 CSP = "Content-Security-Policy"
+JSON = "application/json; charset=utf-8"
 COMPLAINT_URL = "https://12333.example.gov.cn/complaint?site=gate-7"
 
 
@@ -93,7 +95,7 @@ def make_server() -> Iterator[Callable[..., ScreenServer]]:
         hub.close()
 
 
-# Closing a server waits for its accept loop's next poll (half a second): tests that change
+# Closing a server waits for its accept loop's next poll (POLL_INTERVAL): tests that change
 # nothing share one server; tests that press buttons or close it make their own.
 @pytest.fixture(scope="module")
 def shared() -> Iterator[ScreenServer]:
@@ -153,6 +155,8 @@ def test_static_files(shared: ScreenServer, path: str, kind: str, marker: bytes)
     assert answer.status == 200
     assert answer.kind == kind
     assert marker in answer.body
+    name = "index.html" if path == "/" else path.lstrip("/")
+    assert answer.body == (resources.files("terminal.screen") / "page" / name).read_bytes()
     assert int(answer.headers["Content-Length"]) == len(answer.body)
     assert "default-src 'none'" in answer.headers[CSP]
     assert "script-src 'self'" in answer.headers[CSP]
@@ -176,7 +180,7 @@ def test_query_strings_are_ignored(shared: ScreenServer) -> None:
 
 def test_state_is_the_hubs(shared: ScreenServer) -> None:
     answer = request(shared, "GET", "/state")
-    assert answer.kind == "application/json"
+    assert answer.kind == JSON
     assert answer.body.decode() == shared.hub.state_json()
     assert answer.headers["Cache-Control"] == "no-store"
     assert CSP in answer.headers
@@ -197,10 +201,20 @@ def test_unknown_gets_are_404_with_csp(shared: ScreenServer, path: str) -> None:
     assert CSP in answer.headers
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "HEAD", "PATCH"])
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "HEAD", "PATCH", "POST", "OPTIONS"])
 def test_other_methods_are_refused_with_csp(shared: ScreenServer, method: str) -> None:
     answer = request(shared, method, "/")
+    assert answer.status == 405
+    assert answer.headers["Allow"] == "GET"
+    assert "default-src 'none'" in answer.headers[CSP]
+    if method != "HEAD":
+        assert answer.json()["error"] == "method_not_allowed"
+
+
+def test_a_method_http_does_not_know_is_501_with_csp(shared: ScreenServer) -> None:
+    answer = request(shared, "BREW", "/")
     assert answer.status == 501
+    assert answer.json()["error"] == "not_implemented"
     assert "default-src 'none'" in answer.headers[CSP]
 
 
@@ -307,22 +321,31 @@ def test_a_body_of_max_body_bytes_is_accepted(server: ScreenServer) -> None:
 
 REFUSALS = [
     ("unknown path", "/api/nothing", {}, b"{}", 404, "not_found"),
-    ("foreign origin", "/api/call", {"Origin": "http://evil.example"}, b"{}", 403, None),
-    ("other port", "/api/call", {"Origin": "http://127.0.0.1:1"}, b"{}", 403, None),
-    ("null origin", "/api/call", {"Origin": "null"}, b"{}", 403, None),
-    ("form post", "/api/call", {"Content-Type": "text/plain"}, b"{}", 415, "json_only"),
+    (
+        "foreign origin",
+        "/api/call",
+        {"Origin": "http://evil.example"},
+        b"{}",
+        403,
+        "foreign_origin",
+    ),
+    ("other port", "/api/call", {"Origin": "http://127.0.0.1:1"}, b"{}", 403, "foreign_origin"),
+    ("null origin", "/api/call", {"Origin": "null"}, b"{}", 403, "foreign_origin"),
+    ("foreign host", "/api/call", {"Host": "evil.example"}, b"{}", 403, "bad_host"),
+    ("form post", "/api/call", {"Content-Type": "text/plain"}, b"{}", 415, "json_required"),
     (
         "url-encoded",
         "/api/assist",
         {"Content-Type": "application/x-www-form-urlencoded"},
         b"on=true",
         415,
-        "json_only",
+        "json_required",
     ),
-    ("too large", "/api/prefs", {}, b"{" + b" " * MAX_BODY + b"}", 413, "too_large"),
+    ("too large", "/api/prefs", {}, b"{" + b" " * MAX_BODY + b"}", 413, "body_too_large"),
     ("not json", "/api/prefs", {}, b"{lang: en}", 400, "not_json"),
     ("not utf-8", "/api/prefs", {}, b'{"lang": "\xff"}', 400, "not_json"),
     ("array", "/api/prefs", {}, b'["en"]', 400, "not_an_object"),
+    ("nested too deep", "/api/prefs", {}, b"[" * 4000, 400, "not_json"),
     ("unknown lang", "/api/prefs", {}, b'{"lang": "fr"}', 400, "bad_request"),
     ("lang not a string", "/api/prefs", {}, b'{"lang": 1}', 400, "bad_request"),
     ("large not a bool", "/api/prefs", {}, b'{"large": "yes"}', 400, "bad_request"),
@@ -343,15 +366,14 @@ def test_refusals(
     headers: dict[str, str],
     body: bytes,
     status: int,
-    error: str | None,
+    error: str,
 ) -> None:
     before = state(shared)
     answer = post(shared, path, body, headers)
     assert answer.status == status
-    assert answer.kind == "application/json"
+    assert answer.kind == JSON
     assert CSP in answer.headers
-    if error is not None:
-        assert answer.json()["error"] == error
+    assert answer.json() == {"status": "error", "error": error, "reason": answer.json()["reason"]}
     assert state(shared) == before  # nothing pressed
 
 

@@ -26,12 +26,12 @@ from terminal.errors import (
 from terminal.secure import (
     KeySet,
     PsamSecureModule,
-    SecureModule,
     SoftwareSecureModule,
     generate_key_set,
 )
 from terminal.secure.psam import decode_terminal_number
 from terminal.ssc.auth import KeyName, card_cryptogram
+from terminal.ssc.secure_module import SecureModule
 
 TERMINAL = "510100000042"
 REGION = "519900"

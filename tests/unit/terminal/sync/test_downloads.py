@@ -25,10 +25,10 @@ from terminal.sync.downloads import (
     Downloader,
     Outcome,
 )
+from terminal.wire.canonical import canonical_json
 from terminal.wire.document import (
     DocumentError,
     StaleDocumentError,
-    canonical_json,
     sign_document,
 )
 

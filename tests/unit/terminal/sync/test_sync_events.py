@@ -19,13 +19,15 @@ from terminal.errors import OneCardError, ParseError
 from terminal.host.clock import FixedClock
 from terminal.sync.auth import TerminalCredentials
 from terminal.sync.events import (
-    EVENT_KINDS,
-    MAX_DETAIL_BYTES,
-    EventError,
     EventOutbox,
     EventOutboxCorruptError,
     EventOutboxError,
     EventSender,
+)
+from terminal.wire.events import (
+    EVENT_KINDS,
+    MAX_DETAIL_BYTES,
+    EventError,
     TerminalEvent,
     event_from_json,
     events_body,

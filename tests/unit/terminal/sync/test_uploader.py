@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from terminal.errors import (
     ConfigError,
@@ -29,24 +31,20 @@ from terminal.errors import (
     SyncUnreachableError,
 )
 from terminal.host.clock import FixedClock
-from terminal.journal.entry import ZERO_HASH, TransactionRecord, entry_from_json
+from terminal.journal.entry import TransactionRecord, entry_from_json
 from terminal.journal.store import Journal
-from terminal.sync.auth import (
+from terminal.sync.auth import TerminalCredentials, load_credentials, parse_credentials
+from terminal.sync.client import parse_acked_answer
+from terminal.sync.sender import backoff_ceiling, backoff_delays
+from terminal.sync.uploader import Uploader
+from terminal.wire.journal import ZERO_HASH, ingest_body
+from terminal.wire.requests import (
     HEADER_SIGNATURE,
     HEADER_TERMINAL,
     HEADER_TIME,
-    TerminalCredentials,
     check_signature,
-    load_credentials,
-    parse_credentials,
     sign_request,
     string_to_sign,
-)
-from terminal.sync.uploader import (
-    Uploader,
-    backoff_ceiling,
-    backoff_delays,
-    parse_ingest_answer,
 )
 
 TERMINAL = "T0001"
@@ -386,8 +384,8 @@ def test_backoff_is_reproducible_with_a_seeded_rng() -> None:
         next(backoff_delays(0, 10.0))
 
 
-def test_parse_ingest_answer() -> None:
-    assert parse_ingest_answer(200, b'{"acked_up_to": 12}') == 12
+def test_parse_acked_answer() -> None:
+    assert parse_acked_answer(200, b'{"acked_up_to": 12}') == 12
     for status, body, error in [
         (200, b"nope", SyncAnswerError),
         (200, b'{"acked_up_to": "12"}', SyncAnswerError),
@@ -398,10 +396,31 @@ def test_parse_ingest_answer() -> None:
         (409, b'{"error": "conflict", "reason": "seq 4"}', SyncRejectedError),
     ]:
         with pytest.raises(error):
-            parse_ingest_answer(status, body)
+            parse_acked_answer(status, body)
     with pytest.raises(SyncRejectedError) as caught:
-        parse_ingest_answer(403, b'{"error": "revoked", "reason": "terminal revoked"}')
+        parse_acked_answer(403, b'{"error": "revoked", "reason": "terminal revoked"}')
     assert caught.value.status == 403 and caught.value.server_code == "revoked"
+    for body in (
+        b'{"acked_up_to": 1e400}',
+        b'{"acked_up_to": NaN}',
+        b'{"acked_up_to": 1, "acked_up_to": 2}',
+    ):
+        with pytest.raises(SyncAnswerError):
+            parse_acked_answer(200, body)
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(100, 599),
+    st.binary(max_size=60) | st.from_regex(rb'\{"acked_up_to": ?-?[0-9]{1,30}\}'),
+)
+def test_parse_acked_answer_is_total(status: int, body: bytes) -> None:
+    try:
+        acked = parse_acked_answer(status, body)
+    except SyncError as exc:
+        assert exc.reason
+    else:
+        assert status == 200 and acked >= 0
 
 
 # --- run_once -----------------------------------------------------------------------------
@@ -714,10 +733,9 @@ def test_https_with_the_credentials_ca_file(
 
 
 def test_ingest_body_from_entries_or_wire_text_is_the_same(journal: Journal) -> None:
-    from terminal.sync.uploader import ingest_body
-
     journal.append_batch(record(i) for i in range(3))
     entries = list(journal.entries())
     texts = [text for _, text in journal.wire_page(0, 10)]
-    a, b = json.loads(ingest_body(TERMINAL, entries)), json.loads(ingest_body(TERMINAL, texts))
+    fields = [e.to_json_dict() for e in entries]
+    a, b = json.loads(ingest_body(TERMINAL, fields)), json.loads(ingest_body(TERMINAL, texts))
     assert a == b == {"terminal_id": TERMINAL, "entries": [e.to_json_dict() for e in entries]}

@@ -14,25 +14,19 @@ from firmware_sim.tunion_applet import TUnionApplet, add_tunion
 from terminal.crypto.symmetric import SymmetricAlgorithm as Alg
 from terminal.devices.reader import CardChannel
 from terminal.errors import CardRemovedError, PendingMismatchError
-from terminal.secure import KeySet, PsamSecureModule, generate_key_set
+from terminal.secure import KeySet, PsamSecureModule, SoftwarePurchaseModule, generate_key_set
 from terminal.secure.keyfile import TransitKeyName
 from terminal.transit import (
     PurchaseStatus,
-    SoftwarePurchaseModule,
     decode_purchase_log,
     decode_trip_record,
     purchase,
     read_balance,
     recover,
 )
-from terminal.transit.purchase import (
-    Mac1Answer,
-    Mac1Request,
-    Mac2Verdict,
-    card_purchase_key,
-    purchase_tac,
-)
+from terminal.transit.macs import card_purchase_key, purchase_tac
 from terminal.transit.records import encode_bcd_date, encode_bcd_time
+from terminal.transit.secure_module import Mac1Answer, Mac1Request, Mac2Verdict
 
 TERMINAL = "500100000042"
 WHEN = dt.datetime(2024, 5, 6, 7, 8, 9)

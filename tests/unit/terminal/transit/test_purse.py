@@ -18,8 +18,8 @@ from terminal.errors import NoTransitApplicationError, OneCardError, TransitReco
 from terminal.iso7816.apdu import ResponseAPDU
 from terminal.transit import PurseReadSession, TripRecord, read_purse
 from terminal.transit.commands import PURCHASE_LOG_CAPACITY, TRIP_RECORDS_CAPACITY
-from terminal.transit.purchase import CardStep
 from terminal.transit.purse import END_CAPACITY, END_EMPTY, transaction_type_name, yuan
+from terminal.transit.session import CardStep
 
 WHEN = dt.datetime(2026, 3, 2, 8, 15, 0)
 INFO = public_info()

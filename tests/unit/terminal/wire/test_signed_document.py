@@ -15,11 +15,11 @@ from terminal.crypto import signing
 from terminal.crypto.signing import Algorithm
 from terminal.crypto.sm2 import sm3
 from terminal.errors import ConfigError
+from terminal.wire.canonical import canonical_json
 from terminal.wire.document import (
     DocumentError,
-    canonical_json,
     key_id,
-    parse_json,
+    parse_document,
     sign_document,
     verify_document,
 )
@@ -233,7 +233,7 @@ def test_duplicate_key_smuggling_is_refused() -> None:
 
 def test_non_bytes_is_refused() -> None:
     with pytest.raises(DocumentError, match="must be bytes"):
-        parse_json("{}")  # type: ignore[arg-type]
+        parse_document("{}")  # type: ignore[arg-type]
 
 
 def test_unusable_publication_key_is_a_config_error() -> None:
