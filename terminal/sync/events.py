@@ -36,7 +36,6 @@ from terminal.sync.client import parse_acked_answer
 from terminal.sync.sender import (
     BackgroundSender,
     SenderOptions,
-    SenderSettings,
 )
 from terminal.wire.canonical import JsonError, canonical_json, parse_json
 from terminal.wire.events import (
@@ -361,6 +360,7 @@ class EventSender(BackgroundSender):
     wake_cuts_backoff = True
     max_batch = MAX_EVENTS_PER_REQUEST
     mismatch_error = EventOutboxError
+    source_name = "outbox"
 
     def __init__(
         self,
@@ -370,14 +370,7 @@ class EventSender(BackgroundSender):
         batch_size: int = 100,
         **options: Unpack[SenderOptions],
     ) -> None:
-        super().__init__(
-            credentials,
-            clock,
-            SenderSettings.of(options),
-            source_terminal=outbox.terminal_id,
-            source_name="outbox",
-            batch_size=batch_size,
-        )
+        super().__init__(outbox, credentials, clock, batch_size, options)
         self._outbox = outbox
         self._sent = threading.Condition()
 

@@ -17,7 +17,7 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
 from terminal.errors import OneCardError, SyncError
 from terminal.host.clock import Clock
@@ -101,6 +101,10 @@ class SenderSettings:
         return cls(**options)
 
 
+class _Source(Protocol):
+    terminal_id: str
+
+
 class BackgroundSender:
     """The thread, back-off and status shared by :class:`terminal.sync.uploader.Uploader`
     and :class:`terminal.sync.events.EventSender`.
@@ -124,23 +128,25 @@ class BackgroundSender:
     mismatch_error: type[OneCardError] = SyncError
     """Raised when the credentials are another terminal's than the source's."""
 
+    source_name = "source"
+    """What the sender sends from, in errors: "the journal", "the outbox"."""
+
     def __init__(
         self,
+        source: _Source,
         credentials: TerminalCredentials,
         clock: Clock,
-        settings: SenderSettings,
-        *,
-        source_terminal: str,
-        source_name: str,
         batch_size: int,
+        options: SenderOptions,
     ) -> None:
         if not 1 <= batch_size <= self.max_batch:
             raise ValueError(f"batch_size must be 1..{self.max_batch}")
-        if credentials.terminal_id != source_terminal:
+        if credentials.terminal_id != source.terminal_id:
             raise self.mismatch_error(
                 f"credentials of terminal {credentials.terminal_id!r} "
-                f"for the {source_name} of {source_terminal!r}"
+                f"for the {self.source_name} of {source.terminal_id!r}"
             )
+        settings = SenderSettings.of(options)
         self._terminal_id = credentials.terminal_id
         self.batch_size = batch_size
         self._clock = clock

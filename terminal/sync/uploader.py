@@ -32,7 +32,6 @@ from terminal.sync.client import parse_acked_answer
 from terminal.sync.sender import (
     BackgroundSender,
     SenderOptions,
-    SenderSettings,
 )
 from terminal.wire.journal import MAX_ENTRIES, ingest_body
 from terminal.wire.requests import INGEST_PATH
@@ -84,6 +83,7 @@ class Uploader(BackgroundSender):
     what = "upload"
     max_batch = MAX_BATCH
     mismatch_error = JournalError
+    source_name = "journal"
 
     def __init__(
         self,
@@ -93,14 +93,7 @@ class Uploader(BackgroundSender):
         batch_size: int = 1000,
         **options: Unpack[SenderOptions],
     ) -> None:
-        super().__init__(
-            credentials,
-            clock,
-            SenderSettings.of(options),
-            source_terminal=journal.terminal_id,
-            source_name="journal",
-            batch_size=batch_size,
-        )
+        super().__init__(journal, credentials, clock, batch_size, options)
         self._journal = journal
 
     # --- one pass --------------------------------------------------------------------------
