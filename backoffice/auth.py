@@ -2,14 +2,27 @@
 checked by the wire's definition (:mod:`terminal.wire.requests`) - the one the terminals sign
 with.
 
-Pure: :func:`authenticate` takes the request's method, path, headers and body, a lookup of
-enrolled terminals and the current time, and returns the terminal id or raises the typed
-error the server answers with (401 unknown/bad/stale, 403 revoked).
+Two steps, so that a server reads no body for someone it would refuse anyway:
+
+* :func:`check_headers` - before the body: the terminal id, time and signature headers are
+  there and well formed, the terminal is enrolled and not revoked, and the time is within
+  the allowed skew. It returns a :class:`Claim`.
+* :func:`check_body` - once the body is read: the signature over method, path, time and
+  body holds under the claimed terminal's secret.
+
+:func:`authenticate` is both at once, for a request already read whole. Pure: a lookup of
+enrolled terminals and the current time are given; each refusal is the typed error the
+server answers with (401 unknown/bad/stale, 403 revoked).
+
+Terminal ids and their state (enrolled, revoked) are not secrets - the terminal's secret
+is - so refusing on them before the signature is checked gives nothing away that matters,
+and it is what keeps an unknown client from making the server read a large body.
 """
 
 from __future__ import annotations
 
 import secrets
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -20,7 +33,6 @@ from terminal.wire.requests import (
     HEADER_TIME,
     MAX_CLOCK_SKEW,
     RequestAuthError,
-    StaleRequestError,
     check_request_time,
     is_terminal_id,
     parse_request_time,
@@ -29,6 +41,8 @@ from terminal.wire.requests import (
 
 SECRET_LENGTH = 32
 MAX_SKEW_SECONDS = MAX_CLOCK_SKEW
+SIGNATURE_HEX_DIGITS = 64
+"""An HMAC-SHA256 in hex: anything else cannot be a signature, body or not."""
 
 
 @dataclass(frozen=True, repr=False)
@@ -46,6 +60,21 @@ class TerminalKey:
         return f"TerminalKey({self.terminal_id!r}, revoked={self.revoked})"
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A request whose authentication headers passed :func:`check_headers`: the enrolled
+    terminal it says it is (``key``), and its time and signature headers, checked against
+    the body once it is read."""
+
+    key: TerminalKey
+    time: str
+    signature: str
+
+    @property
+    def terminal_id(self) -> str:
+        return self.key.terminal_id
+
+
 def new_secret() -> bytes:
     """A fresh terminal secret from the OS CSPRNG."""
     return secrets.token_bytes(SECRET_LENGTH)
@@ -58,6 +87,58 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return value
 
 
+def _is_signature(text: str) -> bool:
+    text = text.strip()
+    return len(text) == SIGNATURE_HEX_DIGITS and all(c in string.hexdigits for c in text)
+
+
+def check_headers(
+    headers: Mapping[str, str],
+    lookup: Callable[[str], TerminalKey | None],
+    now: float,
+    max_skew: float = MAX_SKEW_SECONDS,
+) -> Claim:
+    """Check what a request's headers alone can show: the three headers are there and well
+    formed, the terminal is known (``lookup``) and not revoked, and its time is within
+    ``max_skew`` seconds of ``now``. Raises :class:`AuthenticationError` (401),
+    :class:`ClockSkewError` (401) or :class:`TerminalRevokedError` (403).
+
+    ``headers`` must look names up case-insensitively (``http.client.HTTPMessage`` does).
+    """
+    terminal_id = _header(headers, HEADER_TERMINAL)
+    time_text = _header(headers, HEADER_TIME)
+    signature = _header(headers, HEADER_SIGNATURE)
+    if not is_terminal_id(terminal_id):
+        raise AuthenticationError("malformed terminal id")
+    if not _is_signature(signature):
+        raise AuthenticationError(f"{HEADER_SIGNATURE} is not {SIGNATURE_HEX_DIGITS} hex digits")
+    try:
+        sent = parse_request_time(time_text)
+    except RequestAuthError as exc:
+        raise AuthenticationError(exc.reason) from None
+    key = lookup(terminal_id)
+    if key is None:
+        raise AuthenticationError("unknown terminal")
+    if key.revoked:
+        raise TerminalRevokedError(f"terminal {terminal_id} is revoked")
+    try:
+        check_request_time(sent, now, max_skew)
+    except RequestAuthError as exc:
+        raise ClockSkewError(exc.reason) from None
+    return Claim(key, time_text, signature)
+
+
+def check_body(claim: Claim, method: str, path_with_query: str, body: bytes) -> str:
+    """Check the signature of a request whose headers passed (``claim``) now that its body
+    is read; return the authenticated terminal id or raise :class:`AuthenticationError`."""
+    try:
+        secret = claim.key.secret
+        verify_signature(secret, method, path_with_query, claim.time, body, claim.signature)
+    except RequestAuthError as exc:
+        raise AuthenticationError(exc.reason) from None
+    return claim.terminal_id
+
+
 def authenticate(
     method: str,
     path_with_query: str,
@@ -67,28 +148,7 @@ def authenticate(
     now: float,
     max_skew: float = MAX_SKEW_SECONDS,
 ) -> str:
-    """Check a request's signature headers; return the authenticated terminal id.
-
-    ``headers`` must look names up case-insensitively (``http.client.HTTPMessage`` does).
-    The signature is checked before revocation and skew, so someone without the secret
-    learns nothing about a terminal's state.
-    """
-    terminal_id = _header(headers, HEADER_TERMINAL)
-    time_text = _header(headers, HEADER_TIME)
-    signature = _header(headers, HEADER_SIGNATURE)
-    if not is_terminal_id(terminal_id):
-        raise AuthenticationError("malformed terminal id")
-    try:
-        sent = parse_request_time(time_text)
-        key = lookup(terminal_id)
-        if key is None:
-            raise AuthenticationError("unknown terminal")
-        verify_signature(key.secret, method, path_with_query, time_text, body, signature)
-        if key.revoked:
-            raise TerminalRevokedError(f"terminal {terminal_id} is revoked")
-        check_request_time(sent, now, max_skew)
-    except StaleRequestError as exc:
-        raise ClockSkewError(exc.reason) from None
-    except RequestAuthError as exc:
-        raise AuthenticationError(exc.reason) from None
-    return terminal_id
+    """:func:`check_headers` then :func:`check_body`, for a request read whole; return the
+    authenticated terminal id."""
+    claim = check_headers(headers, lookup, now, max_skew)
+    return check_body(claim, method, path_with_query, body)

@@ -23,6 +23,7 @@ from typing import Any
 from backoffice import keys, publish
 from backoffice.auth import new_secret
 from backoffice.errors import PublicationError
+from backoffice.limits import ServeLimits
 from backoffice.storage import open_storage
 from terminal.crypto import signing
 from terminal.host.clock import CST, SystemClock
@@ -39,6 +40,42 @@ TOKEN_KEY_NAME = "token.key"
 def _out(obj: dict[str, Any]) -> None:
     # The CLI's answer; library code logs instead.
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _positive_number(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
+SERVE_LIMIT_OPTIONS = (
+    ("idle_timeout", _positive_number, "seconds a kept-alive connection may wait for a request"),
+    (
+        "header_timeout",
+        _positive_number,
+        "seconds for a TLS handshake, and for a request line and headers from their first byte",
+    ),
+    ("body_grace", _positive_number, "seconds a body may lag behind --min-body-rate"),
+    (
+        "min_body_rate",
+        _positive_number,
+        "bytes a second a body must average after the grace; slower is dropped",
+    ),
+    (
+        "max_connections",
+        _positive,
+        "connections served at once; more are answered 503 with Retry-After",
+    ),
+)
+"""``serve`` options: a :class:`ServeLimits` field each (``--idle-timeout``...)."""
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -83,6 +120,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--port", type=int, default=8443, help="port (default 8443; 0: any free)")
     p.add_argument("--tls-cert", help="certificate (PEM); with --tls-key, serve HTTPS")
     p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    defaults = ServeLimits()
+    for name, kind, text in SERVE_LIMIT_OPTIONS:
+        default = getattr(defaults, name)
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=default,
+            help=f"{text} (default {default:g})",
+        )
     p.set_defaults(func=cmd_serve)
 
     p = bo_sub.add_parser(
@@ -188,6 +234,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_limits(args: argparse.Namespace) -> ServeLimits:
+    """The deadlines and connection limit the ``serve`` options ask for."""
+    return ServeLimits(**{name: getattr(args, name) for name, _, _ in SERVE_LIMIT_OPTIONS})
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from backoffice.server import BackOffice
 
@@ -201,7 +252,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         server = BackOffice(storage, key, SystemClock()).serve(
-            args.host, args.port, args.tls_cert, args.tls_key
+            args.host, args.port, args.tls_cert, args.tls_key, serve_limits(args)
         )
         _out({"serving": server.url, "key_id": key.key_id})
         sys.stdout.flush()
@@ -314,13 +365,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
         storage.close()
     _out({"published": args.kind, "version": document["version"], "key_id": key.key_id})
     return 0
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
 
 
 def _event_time(text: str) -> float:

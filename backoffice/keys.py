@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import stat
-import tomllib
 from pathlib import Path
 
 from backoffice.errors import PublicationError
@@ -28,6 +27,7 @@ from backoffice.publish import PublicationKey
 from terminal.crypto import signing
 from terminal.errors import ConfigError, OneCardError
 from terminal.host import secretfile
+from terminal.host.operatorfile import parse_toml
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +85,9 @@ def load_publication_key(path: str | os.PathLike[str]) -> PublicationKey:
     """Read a publication key file (see the module docstring)."""
     text = _read_secret_file(path)
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        raise PublicationError(f"{path}: not a TOML publication key file") from None
+        data = parse_toml(text, str(path), "publication key file")
+    except ConfigError as error:
+        raise PublicationError(error.reason) from None
     try:
         algorithm = signing.Algorithm(data.get("algorithm", "sm2"))
     except ValueError:
@@ -119,9 +119,9 @@ def load_token_key(path: str | os.PathLike[str]) -> bytes:
         value: object = stripped
     else:
         try:
-            value = tomllib.loads(text).get("token_key")
-        except tomllib.TOMLDecodeError:
-            raise PublicationError(f"{path}: not a token key file") from None
+            value = parse_toml(text, str(path), "token key file").get("token_key")
+        except ConfigError as error:
+            raise PublicationError(error.reason) from None
     if not isinstance(value, str) or not _HEX.fullmatch(value) or len(value) % 2:
         raise PublicationError(f"{path}: token_key must be hex")
     key = bytes.fromhex(value)

@@ -47,7 +47,7 @@ from backoffice.publish import (
     HotlistSnapshot,
     can_delta,
 )
-from terminal.wire.canonical import canonical_json, parse_json
+from terminal.wire.canonical import canonical_json, parse_json_text
 from terminal.wire.events import TerminalEvent
 
 log = logging.getLogger(__name__)
@@ -417,7 +417,8 @@ class _SqlStorage:
                 (terminal_id, after, limit),
             )
             rows = cur.fetchall()
-        return [{**json.loads(body), "hash": hash_} for body, hash_ in rows]
+        # Stored rows are read as strictly as the requests they came from.
+        return [{**parse_json_text(body), "hash": hash_} for body, hash_ in rows]
 
     # --- terminal events --------------------------------------------------------------------
 
@@ -507,7 +508,7 @@ class _SqlStorage:
                 "id": int(event_id),
                 "kind": kind_,
                 "at": float(at),
-                "detail": json.loads(detail),
+                "detail": parse_json_text(detail),
                 "received_at": float(received_at),
             }
             for tid, event_id, kind_, at, detail, received_at in rows
@@ -608,7 +609,7 @@ class _SqlStorage:
     def document(self, kind: str) -> dict[str, Any] | None:
         """The stored document of ``kind``, read (strictly) as JSON, or None."""
         text = self.document_text(kind)
-        return None if text is None else parse_json(text.encode("utf-8", "surrogatepass"))
+        return None if text is None else parse_json_text(text)
 
     def close(self) -> None:
         self._pool.close()

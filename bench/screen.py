@@ -38,7 +38,6 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections import Counter
@@ -420,16 +419,8 @@ def running(config: Path) -> Iterator[TerminalRuntime]:
     runtime = build_runtime(
         load_config(config), outputs=RecordingOutputs(), watcher_factory=lambda sink: NoReaders()
     )
-    thread = threading.Thread(target=runtime.run, name="bench-runtime", daemon=True)
-    try:
-        runtime.start_sources()
-        thread.start()
+    with runtime.running("bench-runtime"):
         yield runtime
-    finally:
-        runtime.request_stop()
-        if thread.is_alive():
-            thread.join(timeout=15)
-        runtime.shutdown()
 
 
 def plan(args: argparse.Namespace) -> list[int]:

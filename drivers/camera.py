@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 
 # zxing-cpp 3.x: QRCode is the family (Model 1, Model 2, Micro, rMQR); our codes are always
 # Model 2, and asking only for it skips the other finders. 2.x has no QRCodeModel2.
+REOPEN_EVERY = 20
+"""Failed grabs (about ten seconds with the growing wait) before a device is reopened."""
+GRAB_RETRY_STEP = 0.05
+"""The wait after the n-th failed grab in a row is n times this (at most a second)."""
 _QR_FORMAT = getattr(zxingcpp.BarcodeFormat, "QRCodeModel2", zxingcpp.BarcodeFormat.QRCode)
 
 
@@ -188,6 +192,7 @@ class CameraScanner:
         clock: Clock | None = None,
         realtime: bool = True,
         decoder: Callable[[np.ndarray], list[DecodedCode]] = decode_codes,
+        on_state: Callable[[str], None] | None = None,
     ) -> None:
         if decode_fps <= 0:
             raise ValueError("decode_fps must be > 0")
@@ -201,6 +206,8 @@ class CameraScanner:
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._decoder = decoder
         self._is_file = _is_file_source(source)
+        self._source, self._size = source, size
+        self._on_state = on_state
         self._capture = self._open(source, size)
         fps = self._capture.get(cv2.CAP_PROP_FPS)
         self.source_fps = fps if fps and math.isfinite(fps) and fps > 0 else 30.0
@@ -304,12 +311,21 @@ class CameraScanner:
                 if self._is_file:
                     return
                 # A camera that stops delivering (unplugged, USB reset): keep trying, slowly,
-                # so the kiosk recovers when it comes back without a restart.
+                # so the kiosk recovers when it comes back without a restart - and reopen
+                # the device now and then, since a replugged camera is a new device that
+                # the old capture never sees again.
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:
                     log.warning("camera %s delivers no frames (%d tries)", self.source, failures)
-                self._stop.wait(min(1.0, 0.05 * failures))
+                if failures == 1:
+                    self._report("gone")
+                if failures % REOPEN_EVERY == 0:
+                    self._reopen()
+                self._stop.wait(min(1.0, GRAB_RETRY_STEP * failures))
                 continue
+            if failures:
+                log.info("camera %s delivers frames again", self.source)
+                self._report("connected")
             failures = 0
             self.stats.frames += 1
             captured = self._clock.monotonic()
@@ -336,6 +352,24 @@ class CameraScanner:
             self._put_frame(
                 (frame, frame_time, captured, index - 1), wait=self._is_file and not self.realtime
             )
+
+    def _reopen(self) -> None:
+        """Release the capture and open the device again (it may have come back under the
+        same index or path); a failure is logged and the next round tries again."""
+        self._capture.release()
+        try:
+            self._capture = self._open(self._source, self._size)
+        except CameraError as exc:
+            log.info("camera %s not back yet: %s", self.source, exc.reason)
+            self._capture = cv2.VideoCapture()  # an empty capture: grab() fails, we retry
+
+    def _report(self, state: str) -> None:
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(state)
+        except Exception:  # the status page must not stop the camera
+            log.exception("camera %s: state listener failed", self.source)
 
     def _put_frame(self, item: object, wait: bool) -> None:
         with self._slot_cond:

@@ -220,13 +220,21 @@ class PcscBackend:
 
 
 class CardWatcher:
-    """Reports :mod:`terminal.devices.reader` events for every reader, in a daemon thread.
+    """Reports :mod:`terminal.devices.reader` events for every reader: :meth:`run` in the
+    caller's thread (the runtime's supervisor), or :meth:`start` for a daemon thread.
 
     Blocks in ``SCardGetStatusChange`` (the ``\\\\?PnP?\\Notification`` pseudo-reader covers
     readers coming and going). When pcscd stops, the call fails with a service error: the
     watcher reports :class:`ServiceLost`, reports every known card and reader as gone, and
     re-establishes a context with back-off; when that works it reports
     :class:`ServiceRestored` and the readers and cards it finds.
+
+    A card found in a reader when the watcher starts, or when pcscd comes back, is reported
+    :class:`CardInserted` like a card put down now: PC/SC cannot tell a card left lying from
+    one put down while nobody watched, and a holder who put a card down during a restart
+    expects it to be read. Not charging or admitting such a card twice is the runtime's
+    part: its repeat-tap and passback windows are rebuilt from the journal
+    (docs/runtime.md, "Exactly once across restarts").
     """
 
     def __init__(self, sink: EventSink, max_backoff: float = 1.0) -> None:
@@ -240,7 +248,8 @@ class CardWatcher:
         self._readers: set[str] = set()
 
     def start(self) -> CardWatcher:
-        self._thread = threading.Thread(target=self._run, name="pcsc-watcher", daemon=True)
+        """Run the watcher in a daemon thread of its own until :meth:`stop`."""
+        self._thread = threading.Thread(target=self.run, name="pcsc-watcher", daemon=True)
         self._thread.start()
         return self
 
@@ -262,9 +271,18 @@ class CardWatcher:
         try:
             self._sink(event)  # type: ignore[arg-type]
         except Exception:  # a faulty consumer must not kill the watcher
-            log.exception("reader event consumer failed on %r", event)
+            # The event's name and reader only: an ATR's historical bytes may carry an
+            # issuer's card data, which logs never hold.
+            log.exception(
+                "reader event consumer failed on %s (%s)",
+                type(event).__name__,
+                getattr(event, "reader", "-"),
+            )
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Watch until :meth:`stop`. Raises only for what is no service failure (a bug, an
+        unexpected PC/SC answer); called again it carries on with the cards it knew, so a
+        supervisor that restarts it reports no card twice."""
         backoff = 0.05
         lost = False
         while not self._stop.is_set():

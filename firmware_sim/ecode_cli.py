@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import time
 from pathlib import Path
 
 from terminal.errors import ConfigError
+from terminal.host.operatorfile import load_operator_json
 
 ISSUERS = {"active": "issuer", "revoked": "revoked_issuer", "unknown": "unknown_issuer"}
 
@@ -52,11 +52,10 @@ def add_issuing_commands(code_sub: argparse._SubParsersAction) -> None:  # type:
 
 
 def _manifest(world: str) -> dict:
-    path = Path(world) / "manifest.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not an e-code world ({exc})") from None
+    manifest = load_operator_json(Path(world) / "manifest.json", "e-code world manifest")
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"{world}/manifest.json: an e-code world manifest is a JSON object")
+    return manifest
 
 
 def cmd_code_world(args: argparse.Namespace) -> int:

@@ -655,8 +655,10 @@ def parse_profile(document: str, source: str = "<profile>") -> CardProfile:
     """Validate the TOML text of a profile; ``source`` names it in error messages."""
     try:
         data = tomllib.loads(document)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, and the interpreter's limit on digits
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib does not bound nesting
+        raise ConfigError(f"{source}: arrays or tables nested too deeply") from None
     unknown = sorted(set(data) - set(TABLES))
     if unknown:
         raise ConfigError(f"{source}: unknown table(s) {', '.join(unknown)}")

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import re
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,6 +47,7 @@ from terminal.sync.client import BackOfficeClient
 from terminal.sync.downloads import Downloader
 from terminal.sync.events import EventOutbox, EventSender
 from terminal.sync.uploader import Uploader
+from terminal.wire.canonical import parse_json
 
 APPLIST = {
     "services": [
@@ -167,16 +166,8 @@ complaint_url = "https://12345.cq.gov.cn/"
 
 @contextlib.contextmanager
 def running(config: Path, outputs: object | None = None) -> Iterator[TerminalRuntime]:
-    runtime = build_runtime(load_config(config), outputs=outputs)
-    runtime.start_sources()
-    thread = threading.Thread(target=runtime.run, name="demo-runtime", daemon=True)
-    thread.start()
-    try:
+    with build_runtime(load_config(config), outputs=outputs).running("demo-runtime") as runtime:
         yield runtime
-    finally:
-        runtime.request_stop()
-        thread.join(timeout=15)
-        runtime.shutdown()
 
 
 def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
@@ -209,7 +200,7 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
         rows: list[Row] = []
         try:
             office.publish("applist", APPLIST)
-            trust = json.loads(Path(ecode["trust_list"]).read_text())
+            trust = parse_json(Path(ecode["trust_list"]).read_bytes())
             office.publish(
                 "trustlist",
                 {k: v for k, v in trust.items() if k not in ("signature", "kind", "version")},

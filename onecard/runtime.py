@@ -4,25 +4,40 @@ wired into a :class:`terminal.runtime.loop.TerminalRuntime`.
 The one place that turns names in the configuration into concrete parts: the reader and
 scanner back-ends through the ``drivers`` registry, the relay board, the secure module, the
 profile with its PSAM and pending-purchase store, the document store, the back office link.
+
+Two things happen here at start for "never charge twice" (docs/runtime.md, "Exactly once
+across restarts"): the profile's repeat-tap or passback window is rebuilt from the journal,
+and the validator is given a look into the journal for a pending purchase it already holds.
+Every link that heals itself (the PSAM, the scanners, the back office) reports to the
+status page's :class:`~terminal.runtime.links.Links`, and every background worker (the back
+office link's three, the holder screen's timer) is handed to the runtime's supervisor.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from terminal.ecode.world import EcodeWorld, load_world
 from terminal.errors import ConfigError
 from terminal.host.clock import Clock, SystemClock
 from terminal.runtime.config import RuntimeConfig
+from terminal.runtime.links import Links
 from terminal.runtime.loop import ReaderFilter, TerminalRuntime
-from terminal.runtime.profiles import CounterProfile, GateProfile, ValidatorProfile
+from terminal.runtime.profiles import (
+    JOURNAL_SLACK,
+    CounterProfile,
+    GateProfile,
+    ValidatorProfile,
+    charge_in_journal,
+)
+from terminal.runtime.recent import restore_from_journal
 from terminal.runtime.statuspage import RuntimeStatus
+from terminal.runtime.supervisor import Worker
 from terminal.runtime.transaction import TerminalContext, TransactionSteps
-from terminal.sync.link import back_office_link
+from terminal.sync.link import BackOfficeLink
 
 if TYPE_CHECKING:
     from terminal.sync.auth import TerminalCredentials
@@ -32,19 +47,10 @@ log = logging.getLogger(__name__)
 
 
 def _hex_file(path: str, what: str) -> bytes:
-    try:
-        return bytes.fromhex(Path(path).read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+    """A one-line hex key file, read by the strict operator-file reader."""
+    from terminal.ecode.world import read_hex_key_file
 
-
-def _ecode_manifest(world: str) -> dict[str, Any]:
-    path = Path(world) / "manifest.json"
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not an e-code world ({exc})") from None
-    return manifest
+    return read_hex_key_file(path, what)
 
 
 def open_document_store(credentials: TerminalCredentials, directory: Path) -> DocumentStore:
@@ -75,7 +81,8 @@ def build_runtime(
 
     clock = clock or SystemClock()
     closers: list[Callable[[], None]] = []
-    background: list[Callable[[threading.Event], None]] = []
+    background: list[Worker] = []
+    links = Links(clock)
     sec, bo = config.security, config.backoffice
     try:
         credentials = None
@@ -88,14 +95,14 @@ def build_runtime(
                     f"credentials are for terminal {credentials.terminal_id!r}, "
                     f"[terminal] id is {config.terminal.id!r}"
                 )
-        manifest = _ecode_manifest(sec.ecode_world) if sec.ecode_world else None
+        world = load_world(sec.ecode_world) if sec.ecode_world else None
 
         if sec.token_key:
             token_key = _hex_file(sec.token_key, "token key")
         elif credentials is not None:
             token_key = credentials.token_key
-        elif manifest is not None:
-            token_key = _hex_file(manifest["token_key"], "token key")
+        elif world is not None and world.token_key is not None:
+            token_key = _hex_file(str(world.token_key), "token key")
         else:
             raise ConfigError(
                 "no card token key: set [backoffice] credentials or [security] token_key"
@@ -123,10 +130,12 @@ def build_runtime(
 
         backend = drivers.reader_backend(config.readers.backend)
         module: Any = None
+        psam: Any = None
         if config.readers.psam:
-            from terminal.secure.psam import PsamSecureModule
-
-            module = PsamSecureModule.open(backend, config.readers.psam)
+            # One PSAM module for both of its jobs (the card's internal authentication, the
+            # purchase's MAC1 and MAC2): one connection, reopened when pcscd or the PSAM
+            # comes back.
+            psam = module = open_psam(backend, config.readers.psam, clock, links)
             closers.append(module.close)
         elif sec.keys:
             from terminal.secure.software import SoftwareSecureModule
@@ -140,7 +149,7 @@ def build_runtime(
 
             trust_store = load_trust_store(sec.trust_store, today(clock))
 
-        verifier = _open_verifier(config, clock, token_key, manifest, store)
+        verifier = _open_verifier(config, clock, token_key, world, store)
         if verifier is not None:
             closers.append(verifier.replay_cache.close)
 
@@ -162,6 +171,7 @@ def build_runtime(
             outputs = _open_outputs(config)
             closers.append(outputs.close)
         status = RuntimeStatus(config.profile, config.terminal.id)
+        status.links = links
         status.unacked = lambda: journal.stats().unacked
         if store is not None:
             status.versions = store.current_versions
@@ -174,39 +184,55 @@ def build_runtime(
         wake_sender: list[Callable[[], None]] = []
         screen, clips = _open_screen(config, clock, events, wake_sender, closers)
         if screen is not None:
+            background.append(Worker("screen-timer", screen.run_timer, screen.close))
+        if screen is not None:
             from terminal.outputs import MultiOutputs
 
             outputs = MultiOutputs(outputs, screen)
 
-        profile = build_profile(config, clock, backend, closers)
+        profile = build_profile(config, clock, backend, closers, psam=psam, journal=journal)
         if screen is not None and hasattr(profile, "before_pin"):
             profile.before_pin = lambda: screen.presenting("pin")
         steps = TransactionSteps(context, profile, outputs)
 
         if credentials is not None and store is not None:
-            background.append(
-                back_office_link(
-                    journal, events, wake_sender, credentials, store, clock, bo.sync_interval
-                )
+            link = BackOfficeLink(
+                journal,
+                events,
+                wake_sender,
+                credentials,
+                store,
+                clock,
+                bo.sync_interval,
+                on_state=links.reporter("backoffice"),
             )
+            closers.append(link.close)
+            background.extend(Worker(name, work) for name, work in link.workers())
 
         scanners: list[Any] = []
         if config.scanner.serial:
             port = config.scanner.serial
+
+            def scanner_state(state: object, port: str = port) -> None:
+                status.set_scanner(port, str(state))
+                links.report(f"scanner {port}", str(state) == "connected", str(state))
+
             scanners.append(
                 drivers.scanner_backend(
-                    "serial",
-                    port=port,
-                    baudrate=config.scanner.baudrate,
-                    on_state=lambda state: status.set_scanner(port, str(state)),
+                    "serial", port=port, baudrate=config.scanner.baudrate, on_state=scanner_state
                 )
             )
-            status.set_scanner(port, "connected" if scanners[-1].connected else "gone")
+            scanner_state("connected" if scanners[-1].connected else "gone")
         if config.scanner.camera:
             cam = config.scanner.camera
             source: int | str = int(cam) if cam.isdigit() else cam
-            scanners.append(drivers.scanner_backend("camera", source=source))
-            status.set_scanner(cam, "connected")
+
+            def camera_state(state: str, cam: str = cam) -> None:
+                status.set_scanner(cam, state)
+                links.report(f"camera {cam}", state == "connected", state)
+
+            scanners.append(drivers.scanner_backend("camera", source=source, on_state=camera_state))
+            camera_state("connected")
 
         if watcher_factory is None and config.readers.backend == "pcsc":
             from drivers.pcsc import CardWatcher
@@ -248,7 +274,7 @@ def _open_verifier(
     config: RuntimeConfig,
     clock: Clock,
     token_key: bytes,
-    manifest: dict[str, Any] | None,
+    world: EcodeWorld | None,
     store: Any,
 ) -> Any:
     """The e-code verifier: an e-code world, a trust list file, or the downloaded trust
@@ -260,9 +286,9 @@ def _open_verifier(
 
     sec = config.security
     trust_list = None
-    if manifest is not None:
-        root = _hex_file(manifest["root"]["public_key"], "e-code root key")
-        trust_list = load_trust_list(manifest["trust_list"], root, Algorithm(manifest["algorithm"]))
+    if world is not None:
+        root = _hex_file(str(world.root_public_key), "e-code root key")
+        trust_list = load_trust_list(str(world.trust_list), root, world.algorithm)
     elif sec.trust_list:
         root = _hex_file(sec.root_key, "e-code root key")
         trust_list = load_trust_list(sec.trust_list, root, Algorithm(sec.root_algorithm))
@@ -343,6 +369,7 @@ def _open_screen(
         clock,
         on_event=record,
         voice_url=clips.url if clips is not None else None,
+        timer=False,  # the runtime's supervisor runs its timer
     )
     closers.append(hub.close)
     return hub, clips
@@ -362,25 +389,62 @@ class _ScriptedPinPad:
         return self._pins.pop(0)
 
 
-def build_profile(config: Any, clock: Clock, backend: Any, closers: list[Any]) -> Any:
+def open_psam(backend: Any, reader: str, clock: Clock, links: Links | None = None) -> Any:
+    """The PSAM in ``reader``, reconnecting by itself, its link reported to ``links``. A
+    PC/SC service not up yet is no reason not to start: the PSAM connects on first use; a
+    reader without a PSAM is (:class:`~terminal.errors.NoSecureModuleError`)."""
+    from terminal.secure.psam import PsamSecureModule
+
+    report = links.reporter("psam") if links is not None else None
+    psam = PsamSecureModule.open(backend, reader, clock=clock, on_state=report, when_ready=True)
+    if report is not None and psam.up:
+        report(True, "open")
+    return psam
+
+
+def build_profile(
+    config: Any,
+    clock: Clock,
+    backend: Any,
+    closers: list[Any],
+    *,
+    psam: Any = None,
+    journal: Any = None,
+) -> Any:
     """The profile ``config`` (a :class:`~terminal.runtime.config.RuntimeConfig`) names,
-    with its devices opened; what must be closed at shutdown is added to ``closers``."""
+    with its devices opened (the validator's PSAM: ``psam`` if given); what must be closed
+    at shutdown is added to ``closers``. With ``journal`` the profile's repeat-tap or
+    passback window is rebuilt from it, and the validator finds there a pending purchase
+    the journal already holds."""
     profile = config.profile
     if profile == "gate":
-        return GateProfile(clock, config.gate.passback_minutes)
+        gate = GateProfile(clock, config.gate.passback_minutes)
+        _restore_window(gate, journal)
+        return gate
     if profile == "validator":
         if not config.readers.psam:
             raise ConfigError("validator profile needs [readers] psam (the purchase PSAM)")
-        from terminal.secure.psam import PsamSecureModule
         from terminal.transit.pending import PendingPurchases
 
-        psam = PsamSecureModule.open(backend, config.readers.psam)
-        closers.append(psam.close)
+        if psam is None:
+            psam = open_psam(backend, config.readers.psam, clock)
+            closers.append(psam.close)
         # Beside the journal: the two must survive together.
         journal_path = Path(config.backoffice.journal)
         pending = PendingPurchases(journal_path.with_name(journal_path.stem + "-pending.db"))
         closers.append(pending.close)
-        return ValidatorProfile(clock, config.validator.repeat_seconds, psam, pending=pending)
+        journaled = None
+        if journal is not None:
+
+            def journaled(purchase: Any) -> bool:
+                since = purchase.when.timestamp() - JOURNAL_SLACK
+                return charge_in_journal(journal.since(since), purchase)
+
+        validator = ValidatorProfile(
+            clock, config.validator.repeat_seconds, psam, pending=pending, journaled=journaled
+        )
+        _restore_window(validator, journal)
+        return validator
     if profile == "counter":
         from terminal.devices.pinpad import ConsolePinPad
 
@@ -391,7 +455,24 @@ def build_profile(config: Any, clock: Clock, backend: Any, closers: list[Any]) -
             pinpad = ConsolePinPad()
         from terminal.counter.api import CounterApi
 
-        api = CounterApi(host="127.0.0.1", port=config.counter.api_port)
+        api = CounterApi(
+            host="127.0.0.1", port=config.counter.api_port, token_file=counter_token_file(config)
+        )
         closers.append(api.shutdown)
         return CounterProfile(pinpad, api, config.counter.require_pin)
     raise ConfigError(f"unknown profile {profile!r}")
+
+
+def counter_token_file(config: Any) -> Path:
+    """The counter API's token file: ``[counter] token_file``, or ``counter-api.token``
+    beside the journal (a durable, operator-only directory already)."""
+    if config.counter.token_file:
+        return Path(config.counter.token_file)
+    return Path(config.backoffice.journal).with_name("counter-api.token")
+
+
+def _restore_window(profile: Any, journal: Any) -> None:
+    if journal is None:
+        return
+    count = restore_from_journal(profile.recent, journal)
+    log.info("%s window rebuilt from the journal: %d card(s) in it", profile.name, count)

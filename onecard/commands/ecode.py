@@ -15,6 +15,7 @@ from terminal.crypto.signing import Algorithm
 from terminal.ecode.replay import ReplayCache
 from terminal.ecode.trustlist import load_trust_list
 from terminal.ecode.verify import CodeResult, CodeVerifier
+from terminal.ecode.world import load_world, read_hex_key_file
 from terminal.errors import ConfigError
 from terminal.host.clock import SystemClock
 
@@ -45,23 +46,16 @@ def open_verifier(args: argparse.Namespace) -> CodeVerifier | None:
     trust_path, root_path, algorithm = args.trust_list, args.root_key, args.root_algorithm
     replay_path = args.replay_cache
     if args.world:
-        manifest_path = Path(args.world) / "manifest.json"
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{manifest_path}: not an e-code world ({exc})") from None
-        trust_path = trust_path or manifest["trust_list"]
-        root_path = root_path or manifest["root"]["public_key"]
-        algorithm = manifest["algorithm"]
+        world = load_world(args.world)
+        trust_path = trust_path or world.trust_list
+        root_path = root_path or world.root_public_key
+        algorithm = world.algorithm.value
         replay_path = replay_path or str(Path(args.world) / "replay.db")
     if not trust_path or not root_path:
         if args.verifier_required:
             raise ConfigError("give --world DIR, or --trust-list FILE and --root-key FILE")
         return None
-    try:
-        root_key = bytes.fromhex(Path(root_path).read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read root key {root_path}: {exc}") from None
+    root_key = read_hex_key_file(root_path, "root public key")
     clock = SystemClock()
     trust_list = load_trust_list(trust_path, root_key, Algorithm(algorithm))
     replay_file = Path(replay_path) if replay_path else default_replay_cache()

@@ -129,7 +129,9 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
 def cmd_journal_export(args: argparse.Namespace) -> int:
     with _open(args) as journal:
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as fp:
+            # 0600 as the journal itself: the export holds the same entries.
+            fd = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8") as fp:
                 count = journal.export(fp, after_seq=args.after)
         else:
             count = journal.export(sys.stdout, after_seq=args.after)

@@ -27,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             flush=True,
         )
     code = runtime.run(once_for=args.once_for)
-    print(json.dumps({"event": "stopped", "transactions": len(runtime.outcomes)}), flush=True)
+    print(json.dumps({"event": "stopped", "transactions": runtime.completed}), flush=True)
     return code
 
 

@@ -2,7 +2,8 @@
 transaction to the hospital information system on loopback (docs/runtime.md).
 
 After each counter transaction the runtime calls :meth:`CounterApi.publish`; the hospital
-system then asks, over HTTP on ``127.0.0.1``:
+system then asks, over HTTP on ``127.0.0.1``, with ``Authorization: Bearer <token>`` (the
+token in the operator's token file, :mod:`terminal.counter.token`) on every request:
 
 ``GET /v1/card``
     200 ``{"status": "ok", "seq": n, "published_at": ISO time, "verdict": ..., "card":
@@ -19,6 +20,12 @@ system then asks, over HTTP on ``127.0.0.1``:
 ``GET /health``
     200 ``{"status": "ok", "record": true|false}``.
 
+Without the token every request - ``GET`` and ``DELETE``, any path, ``/health`` too - is
+401 ``{"status": "error", "error": "unauthorized", ...}`` with ``WWW-Authenticate: Bearer``,
+before any route or endpoint runs: the holder record is personal data, and ``DELETE`` would
+let any local process make the hospital system miss a card. The token is compared in
+constant time and never logged.
+
 A record is forgotten ``ttl`` seconds after it was published even when nobody takes it, so
 holder data does not linger. Personal data is handed over here and never logged: requests
 are logged by method and path only.
@@ -27,8 +34,8 @@ The server is a :class:`~terminal.loopback.LoopbackServer`: it binds loopback ad
 only, answers only requests whose ``Host`` is a loopback name (so a web page cannot reach
 it through DNS rebinding), refuses a ``DELETE`` from a browser page of another origin, and
 refuses in the loopback servers' one error shape ``{"status": "error", "error": name,
-"reason": text}`` (``bad_host``, ``foreign_origin``, ``not_found``, ``method_not_allowed``
-with ``Allow``, ``body_too_large``, ``bad_request``, ``seq_mismatch``;
+"reason": text}`` (``bad_host``, ``unauthorized``, ``foreign_origin``, ``not_found``,
+``method_not_allowed`` with ``Allow``, ``body_too_large``, ``bad_request``, ``seq_mismatch``;
 :mod:`terminal.loopback.vocabulary`).
 """
 
@@ -36,11 +43,13 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 from terminal import ldt33
+from terminal.counter.token import load_token
 from terminal.errors import ConfigError, OneCardError
 from terminal.host.clock import Clock, SystemClock
 from terminal.loopback.answers import Answer, Request, Routes, json_answer, text_answer
@@ -73,6 +82,8 @@ class CounterApi:
     thread; listening before the constructor returns. ``.port``, ``.url``, ``.shutdown()``
     (also a context manager).
 
+    ``token_file`` is the operator's token file (made when missing; a
+    :class:`~terminal.errors.ConfigError` when others may read it or it holds no token);
     ``device_number`` is the terminal device number of the ``iReadCardBas`` string; ``ttl``
     how long (seconds) a record is kept; ``clock`` is injected for tests.
     """
@@ -82,12 +93,15 @@ class CounterApi:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
+        token_file: str | os.PathLike[str],
         device_number: str = "",
         ttl: float = DEFAULT_TTL,
         clock: Clock | None = None,
     ) -> None:
         if ttl <= 0:
             raise ConfigError("counter API record ttl must be positive")
+        credential = load_token(token_file)
+        self.token_file = os.fspath(token_file)
         self.device_number = device_number
         self.ttl = ttl
         self._clock = clock or SystemClock()
@@ -109,6 +123,7 @@ class CounterApi:
                 tick=self.purge_expired,
                 # An unclaimed record is forgotten on time even when nobody asks again.
                 poll_interval=PURGE_INTERVAL,
+                credential=credential,
             )
         except OSError as exc:
             raise ConfigError(f"counter API cannot listen on {host}:{port}: {exc}") from exc

@@ -3,8 +3,9 @@
 * :mod:`~terminal.ecode.base45` - RFC 9285 Base45, the text the QR code holds;
 * :mod:`~terminal.ecode.payload` - the compact binary layout, signing and parsing;
 * :mod:`~terminal.ecode.trustlist` - the signed list of issuer keys;
-* :mod:`~terminal.ecode.replay` - the durable once-only cache of accepted codes;
-* :mod:`~terminal.ecode.verify` - the verdict on a scanned code.
+* :mod:`~terminal.ecode.replay` - the durable once-only cache of admitted codes;
+* :mod:`~terminal.ecode.verify` - the verdict on a scanned code, and its admission;
+* :mod:`~terminal.ecode.world` - an e-code world directory (test and demo deployments).
 
 The format is documented byte by byte in docs/ecode.md.
 """
@@ -28,6 +29,7 @@ from terminal.ecode.trustlist import (
     sign_trust_list,
 )
 from terminal.ecode.verify import CodeResult, CodeVerdict, CodeVerifier
+from terminal.ecode.world import EcodeWorld, load_world
 
 __all__ = [
     "PREFIX",
@@ -36,6 +38,7 @@ __all__ = [
     "CodeResult",
     "CodeVerdict",
     "CodeVerifier",
+    "EcodeWorld",
     "IssuerKey",
     "IssuerStatus",
     "ReplayCache",
@@ -44,6 +47,7 @@ __all__ = [
     "TrustList",
     "encode_payload",
     "load_trust_list",
+    "load_world",
     "parse_code",
     "parse_trust_list",
     "sign_code",

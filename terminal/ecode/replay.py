@@ -1,19 +1,23 @@
-"""The replay cache of electronic-card codes: each code is accepted once.
+"""The replay cache of electronic-card codes: each code is admitted once.
 
 A code is known by its issuer key id, card reference, issued-at and nonce
-(:class:`ReplayKey`); the first :meth:`ReplayCache.check_and_record` of a key records it and
-says True, every later one says False - until the entry is purged, which happens lazily
-once it is past its code's validity window plus the clock skew (by then the time window
-check refuses the code anyway).
+(:class:`ReplayKey`). Checking and recording are apart, because a code is checked before
+the terminal decides and recorded only when it is admitted (docs/ecode.md, "Verification"):
+:meth:`ReplayCache.seen` says whether a key was recorded (a read, no disk write);
+:meth:`ReplayCache.record` records it and says whether this was the first time - the one
+atomic step, so two admissions of one code (two threads, two processes sharing the file)
+cannot both succeed; :meth:`ReplayCache.forget` takes back a key recorded for a transaction
+that was then not journaled. Entries are purged lazily once past their code's validity
+window plus the clock skew (by then the time window check refuses the code anyway).
 
 The cache is an SQLite file opened as every durable file of the terminal is
 (:mod:`terminal.host.sqlite`: created whole, checked at open, WAL with
 ``synchronous=FULL``): the insert that records a code is committed to disk before the
-terminal acts on it, so a code the terminal accepted is not accepted again after a crash or
-power loss. That costs one WAL fsync per accepted code (measured in bench/ecode_verify.py).
-A file that is damaged (or empty) is refused rather than started afresh: a fresh cache
-would accept used codes again. Recording is one ``INSERT ... ON CONFLICT DO NOTHING``:
-atomic between threads and between processes sharing the file.
+terminal journals and acts on it, so a code the terminal admitted is not admitted again
+after a crash or power loss. That costs one WAL fsync per admitted code (measured in
+bench/ecode_verify.py). A file that is damaged (or empty) is refused rather than started
+afresh: a fresh cache would admit used codes again. Recording is one ``INSERT ... ON
+CONFLICT DO NOTHING``: atomic between threads and between processes sharing the file.
 """
 
 from __future__ import annotations
@@ -71,8 +75,12 @@ class ReplayKey:
     expires_at: int
 
 
+def _identity(key: ReplayKey) -> tuple[bytes, bytes, bytes, int]:
+    return (bytes(key.issuer_key_id), bytes(key.nonce), bytes(key.card_ref), int(key.issued_at))
+
+
 class ReplayCache:
-    """Codes already accepted, in an SQLite file (or in memory, for unit tests).
+    """Codes already admitted, in an SQLite file (or in memory, for unit tests).
 
     ``skew_seconds`` is kept on top of an entry's expiry before it is purged, so a clock
     stepped back by up to that much cannot make a purged code acceptable again.
@@ -98,8 +106,26 @@ class ReplayCache:
         """A cache that lives as long as the object (unit tests, benchmarks)."""
         return cls(":memory:", clock, skew_seconds)
 
-    def check_and_record(self, key: ReplayKey) -> bool:
+    def seen(self, key: ReplayKey) -> bool:
+        """True when ``key`` is recorded (the code was admitted before). A read: nothing is
+        written, so checking a code that is then refused leaves no trace.
+
+        Raises :class:`ReplayCacheError` when the file cannot be read.
+        """
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT 1 FROM seen_codes WHERE issuer_key_id = ? AND nonce = ?"
+                    " AND card_ref = ? AND issued_at = ?",
+                    _identity(key),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise ERRORS.of(exc, self.path, "cannot look the code up") from None
+            return row is not None
+
+    def record(self, key: ReplayKey) -> bool:
         """Record ``key``; True if it was not there (first use), False if it was (a replay).
+        Committed to disk when this returns.
 
         Raises :class:`ReplayCacheError` when the file cannot be written: the caller must
         then refuse the code, since it cannot know it was not used before.
@@ -111,17 +137,25 @@ class ReplayCache:
                     "INSERT INTO seen_codes"
                     " (issuer_key_id, nonce, card_ref, issued_at, expires_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (
-                        bytes(key.issuer_key_id),
-                        bytes(key.nonce),
-                        bytes(key.card_ref),
-                        int(key.issued_at),
-                        int(key.expires_at),
-                    ),
+                    (*_identity(key), int(key.expires_at)),
                 )
             except sqlite3.Error as exc:
                 raise ERRORS.of(exc, self.path, "cannot record the code") from None
             return cur.rowcount == 1
+
+    def forget(self, key: ReplayKey) -> None:
+        """Take back a :meth:`record` whose transaction was not journaled (the journal
+        refused it): the code may be shown again. Raises :class:`ReplayCacheError`; the key
+        then stays recorded, which refuses the code - the safe side."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "DELETE FROM seen_codes WHERE issuer_key_id = ? AND nonce = ?"
+                    " AND card_ref = ? AND issued_at = ?",
+                    _identity(key),
+                )
+            except sqlite3.Error as exc:
+                raise ERRORS.of(exc, self.path, "cannot take the code back") from None
 
     def purge(self) -> int:
         """Forget entries past their expiry plus the skew; the number forgotten."""

@@ -41,7 +41,7 @@ from terminal.crypto.signing import (
 )
 from terminal.errors import CryptoError, SignatureFormatError, TrustListError
 from terminal.pki.certificate import key_id as public_key_id
-from terminal.wire.canonical import canonical_json
+from terminal.wire.canonical import JsonError, canonical_json, parse_json
 
 KEY_ID_LENGTH = 8
 MAX_FILE_SIZE = 1 << 20
@@ -147,10 +147,6 @@ def sign_trust_list(
 # --- parsing --------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise TrustListError(f"trust list holds the non-JSON number {name}")
-
-
 def _hex(value: object, length: int, what: str) -> bytes:
     if not isinstance(value, str):
         raise TrustListError(f"{what} must be a hex string")
@@ -169,9 +165,9 @@ def _time(value: object, what: str) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise TrustListError(f"{what} {value!r} is not ISO 8601") from None
+        raise TrustListError(f"{what} {value[:40]!r} is not ISO 8601") from None
     if parsed.tzinfo is None:
-        raise TrustListError(f"{what} {value!r} has no time zone")
+        raise TrustListError(f"{what} {value[:40]!r} has no time zone")
     return parsed
 
 
@@ -179,7 +175,7 @@ def _algorithm(value: object, what: str) -> Algorithm:
     try:
         return Algorithm(value)
     except ValueError:
-        raise TrustListError(f"{what} {value!r} is not sm2 or ecdsa-p256") from None
+        raise TrustListError(f"{what} {repr(value)[:40]} is not sm2 or ecdsa-p256") from None
 
 
 def _parse_issuer(raw: object, index: int) -> IssuerKey:
@@ -205,7 +201,8 @@ def _parse_issuer(raw: object, index: int) -> IssuerKey:
     try:
         status = IssuerStatus(raw["status"])
     except ValueError:
-        raise TrustListError(f"{where}.status {raw['status']!r} is not active/revoked") from None
+        status = repr(raw["status"])[:40]
+        raise TrustListError(f"{where}.status {status} is not active/revoked") from None
     return IssuerKey(key_id, alg, public_key, not_before, not_after, status)
 
 
@@ -240,9 +237,11 @@ def parse_trust_list(data: bytes, root_public_key: bytes, root_alg: Algorithm) -
     if len(data) > MAX_FILE_SIZE:
         raise TrustListError(f"trust list is larger than {MAX_FILE_SIZE} bytes")
     try:
-        doc = json.loads(bytes(data).decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise TrustListError(f"trust list is not UTF-8 JSON: {exc}") from None
+        # The one strict reader: a key given twice, a 1e400 or a 4,301-digit version are
+        # refused here, before anything is verified or used.
+        doc = parse_json(data)
+    except JsonError as exc:
+        raise TrustListError(f"trust list is not strict JSON: {exc.reason}") from None
     if not isinstance(doc, dict):
         raise TrustListError("trust list is not a JSON object")
     sig = doc.get("signature")
@@ -261,8 +260,8 @@ def parse_trust_list(data: bytes, root_public_key: bytes, root_alg: Algorithm) -
         good = verify(root_alg, root_public_key, canonical_bytes(doc), value)
     except (SignatureFormatError, CryptoError) as exc:
         raise TrustListError(f"root public key unusable: {exc.reason}") from None
-    except (ValueError, RecursionError) as exc:  # what json.dumps refuses to re-encode
-        raise TrustListError(f"trust list cannot be canonicalised: {exc}") from None
+    except JsonError as exc:  # what was read has a canonical form; kept typed all the same
+        raise TrustListError(f"trust list cannot be canonicalised: {exc.reason}") from None
     if not good:
         raise TrustListError("trust list signature does not verify under the root key")
     return _parse_unsigned(doc)

@@ -1,13 +1,24 @@
 """What a scanned electronic social security card code is worth, decided offline.
 
-:meth:`CodeVerifier.verify` checks, in this order, and the first failing rule names the
+:meth:`CodeVerifier.check` checks, in this order, and the first failing rule names the
 verdict: form (:func:`~terminal.ecode.payload.parse_code`) -> issuer key in the trust list
 (unknown; revoked or outside its validity now) -> signature -> time window
-(``issued_at - skew <= now <= issued_at + validity + skew``) -> hotlist hook -> replay
-cache. The replay cache records a code only when every other rule passed, so a code refused
-for another reason does not burn its nonce. Bad codes never raise: every one is a
-:class:`CodeVerdict`. Only the terminal's own failures do (a replay cache that cannot be
-written, :class:`~terminal.errors.ReplayCacheError`; an exception of the hotlist hook).
+(``issued_at - skew <= now <= issued_at + validity + skew``) -> hotlist hook -> not seen
+before (replay cache). Checking writes nothing.
+
+A code's nonce is recorded (:meth:`CodeVerifier.commit`) only when the code is admitted:
+the runtime commits a valid code once the policy and the profile accepted the transaction,
+just before the journal records the acceptance, and takes it back
+(:meth:`CodeVerifier.release`) if the journal then refuses. So a code refused for any
+reason - its own, or a transient one of the terminal (service not offered, journal full,
+no application list) - can be shown again, and a code that was admitted is refused as
+``replayed`` ever after, across restarts (docs/ecode.md, "Verification").
+:meth:`CodeVerifier.verify` checks and commits at once, for tools that admit what they
+verify.
+
+Bad codes never raise: every one is a :class:`CodeVerdict`. Only the terminal's own
+failures do (a replay cache that cannot be read or written,
+:class:`~terminal.errors.ReplayCacheError`; an exception of the hotlist hook).
 """
 
 from __future__ import annotations
@@ -91,7 +102,7 @@ class CodeResult:
 
 class CodeVerifier:
     """Checks electronic-card codes against a trust list, the clock, a hotlist and the
-    replay cache.
+    replay cache, and records the codes admitted.
 
     ``hotlist`` is called with the card's 16-byte token (computed with ``token_key`` from
     the card number, or the token the code carries) and says True for a hotlisted card; it
@@ -131,8 +142,47 @@ class CodeVerifier:
             return None
         return card_token(self.token_key, payload.card_number)
 
+    def replay_key(self, payload: CodePayload) -> ReplayKey:
+        """What the replay cache knows ``payload``'s code by; its entry may go once the
+        code's window and the skew are over."""
+        return ReplayKey(
+            issuer_key_id=payload.issuer_key_id,
+            nonce=payload.nonce,
+            card_ref=payload.card_reference,
+            issued_at=payload.issued_at,
+            expires_at=payload.expires_at + self.skew,
+        )
+
     def verify(self, text: str | bytes) -> CodeResult:
-        """The verdict on one scanned code text (see the module docstring for the order)."""
+        """:meth:`check` and, for a valid code, :meth:`commit`: the verdict of a tool that
+        admits what it verifies (``onecard code verify``). The runtime checks and commits
+        apart, around its decision and journal."""
+        result = self.check(text)
+        return self.commit(result) if result.accepted else result
+
+    def commit(self, result: CodeResult) -> CodeResult:
+        """Record the nonce of a code :meth:`check` found valid: ``result`` itself when this
+        is its first admission, or a ``REPLAYED`` result when the code was admitted since it
+        was checked (another thread, or another process sharing the cache). Durable when it
+        returns. Raises :class:`~terminal.errors.ReplayCacheError` when the cache cannot be
+        written - the code must then be refused."""
+        if not result.accepted or result.payload is None:
+            raise ValueError("only a code found valid is committed")
+        if not self.replay_cache.record(self.replay_key(result.payload)):
+            return CodeResult(CodeVerdict.REPLAYED, "code was already used", result.payload)
+        return result
+
+    def release(self, result: CodeResult) -> None:
+        """Take back the :meth:`commit` of ``result`` because its transaction was not
+        journaled: the code may be shown again. Raises
+        :class:`~terminal.errors.ReplayCacheError` (the code then stays used: refused on its
+        next showing, never admitted twice)."""
+        if result.payload is not None:
+            self.replay_cache.forget(self.replay_key(result.payload))
+
+    def check(self, text: str | bytes) -> CodeResult:
+        """The verdict on one scanned code text (see the module docstring for the order).
+        Writes nothing: a ``VALID`` code is admitted by :meth:`commit`."""
         if isinstance(text, bytes | bytearray):
             try:
                 text = bytes(text).decode("ascii")
@@ -192,13 +242,6 @@ class CodeVerifier:
             if token is not None and self.hotlist(token):
                 return CodeResult(CodeVerdict.HOTLISTED, "card is on the hotlist", p)
 
-        key = ReplayKey(
-            issuer_key_id=p.issuer_key_id,
-            nonce=p.nonce,
-            card_ref=p.card_reference,
-            issued_at=p.issued_at,
-            expires_at=p.expires_at + self.skew,
-        )
-        if not self.replay_cache.check_and_record(key):
+        if self.replay_cache.seen(self.replay_key(p)):
             return CodeResult(CodeVerdict.REPLAYED, "code was already used", p)
         return CodeResult(CodeVerdict.VALID, "ok", p)

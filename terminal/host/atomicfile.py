@@ -20,7 +20,9 @@ def write_atomically(
     mode: int | None = None,
 ) -> None:
     """Replace ``path`` with ``data`` (bytes, or chunks written in turn); ``mode`` is set on
-    the file before it takes the name. Raises :class:`OSError`; callers type it."""
+    the file before it takes the name, and without it the file is 0600 whatever the umask
+    (the downloaded documents and the hotlist stay private). Raises :class:`OSError`;
+    callers type it."""
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
     # mkstemp makes the file 0600 whatever the umask: a secret is never readable by others.

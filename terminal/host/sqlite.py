@@ -11,6 +11,10 @@ cache, the pending purchases - all opened one way.
   the store expects, and whatever the store checks of its own content.
 * **Opened durable**: ``journal_mode=WAL`` and ``synchronous=FULL``, both read back, so a
   ``COMMIT`` has reached the disk when it returns.
+* **Private**: mode 0600, whatever the umask - the file is made by ``mkstemp``, and a file
+  from before (or one an operator copied in) is narrowed to 0600 when opened. SQLite gives
+  the ``-wal`` and ``-shm`` files it makes the mode of the database file, so they follow;
+  ones left from before are narrowed too.
 * **Failures typed**: every ``sqlite3.Error`` becomes the store's own error
   (:class:`StoreErrors`) - a full disk (``SQLITE_FULL``, ``SQLITE_IOERR``) refuses the
   write with nothing recorded; damage (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``) names the file.
@@ -19,8 +23,10 @@ cache, the pending purchases - all opened one way.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +36,11 @@ from typing import TypeVar
 from terminal.errors import OneCardError
 from terminal.host.atomicfile import fsync_directory
 
+log = logging.getLogger(__name__)
+
+FILE_MODE = 0o600
+"""Mode of every durable file and of the ``-wal``/``-shm`` files SQLite keeps beside it:
+they hold card tokens, transactions, codes used."""
 SQLITE_HEADER = b"SQLite format 3\x00"
 """The first 16 bytes of every SQLite database file."""
 BUSY_TIMEOUT_MS = 5000
@@ -84,6 +95,7 @@ def create_whole(
             f"{path}: cannot create {errors.name}: directory {path.parent} does not exist"
         )
     try:
+        # mkstemp: 0600 whatever the umask, and the linked file keeps it.
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
         os.close(fd)
     except OSError as exc:
@@ -173,13 +185,37 @@ def inspect(
         conn.close()
 
 
+def keep_private(path: Path, errors: StoreErrors) -> None:
+    """Narrow the store at ``path`` and the ``-wal`` and ``-shm`` files beside it to
+    :data:`FILE_MODE` when others may read them (a file from before stores were created
+    whole was made 0644 under the usual umask). A mode that cannot be changed (a file of
+    another user) is logged, as a readable key file is: refusing would take the terminal
+    out of service over a chmod."""
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            mode = stat.S_IMODE(os.stat(file).st_mode)
+            if mode & 0o077:
+                os.chmod(file, FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning(
+                "%s of %s is readable by others and cannot be made 0600: %s",
+                file,
+                errors.name,
+                exc.strerror or exc,
+            )
+
+
 def open_durable(
     path: Path, errors: StoreErrors, *, max_bytes: int | None = None
 ) -> sqlite3.Connection:
     """A read-write connection to the (checked) store at ``path`` in WAL mode with
     ``synchronous=FULL``, shareable between threads (callers serialise), autocommit unless
-    a transaction is begun. ``max_bytes`` caps the file (``PRAGMA max_page_count``):
-    reaching it refuses a write as a full disk does."""
+    a transaction is begun; the files private first (:func:`keep_private`). ``max_bytes``
+    caps the file (``PRAGMA max_page_count``): reaching it refuses a write as a full disk
+    does."""
+    keep_private(path, errors)
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from terminal.errors import JournalEntryError
-from terminal.wire.canonical import JsonError, canonical_json, parse_json
+from terminal.wire.canonical import JsonError, canonical_json, parse_json_text
 from terminal.wire.journal import (
     CATEGORIES,
     DECISIONS,
@@ -216,9 +216,15 @@ def entry_from_json(obj: object) -> JournalEntry:
 
 
 def entry_from_stored(canonical_body: str, hash_hex: str) -> JournalEntry:
-    """The entry of a stored canonical body and hash (as the journal keeps them)."""
+    """The entry of a stored canonical body and hash (as the journal keeps them). A row is
+    outside data like any other - a damaged file may hold a BLOB, a number or ``NULL``
+    where the text should be - so anything but a sound entry is a
+    :class:`JournalEntryError`: the body must be text (the journal writes ``TEXT``, and its
+    readers hash the text they got), strict JSON, and an entry of the wire contract."""
+    if not isinstance(canonical_body, str):
+        raise JournalEntryError(f"stored entry is {type(canonical_body).__name__}, not text")
     try:
-        obj = parse_json(canonical_body.encode("utf-8", "surrogatepass"))
+        obj = parse_json_text(canonical_body)
     except JsonError as exc:
         raise JournalEntryError(f"stored entry is not JSON: {exc.reason}") from None
     if isinstance(obj, dict):

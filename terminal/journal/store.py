@@ -533,6 +533,38 @@ class Journal:
         except JournalEntryError as exc:
             raise JournalCorruptError(f"unreadable entry: {exc.reason}", str(self.path)) from None
 
+    def since(self, when: float) -> Iterator[JournalEntry]:
+        """Retained entries recorded at or after wall time ``when``, newest first, read a
+        page at a time backwards from the head (the runtime rebuilds its repeat-tap and
+        passback windows from these at start). Seq order is time order but for a wall clock
+        set back: the walk ends only at a whole page older than ``when``, so an entry a
+        little out of order is still found."""
+        before: int | None = None
+        while True:
+            with self._lock:
+                conn = self._connection()
+                try:
+                    rows = conn.execute(
+                        "SELECT seq, time, body, hash FROM entries WHERE seq < ? "
+                        "ORDER BY seq DESC LIMIT ?",
+                        (before if before is not None else 2**63 - 1, READ_PAGE),
+                    ).fetchall()
+                except sqlite3.Error as exc:
+                    raise ERRORS.of(exc, self.path, "cannot read") from None
+            if not rows:
+                return
+            recent = [row for row in rows if row[1] >= when]
+            for _, _, body, hash_hex in recent:
+                try:
+                    yield entry_from_stored(body, hash_hex)
+                except JournalEntryError as exc:
+                    raise JournalCorruptError(
+                        f"unreadable entry: {exc.reason}", str(self.path)
+                    ) from None
+            if not recent:
+                return
+            before = rows[-1][0]
+
     def wire_page(self, after_seq: int, limit: int) -> list[tuple[int, str]]:
         """Up to ``limit`` retained entries after ``after_seq`` as they travel - JSON text of
         the entry with ``hash`` - straight from the stored canonical body, without decoding

@@ -8,6 +8,9 @@ the counter API for hospital systems (:mod:`terminal.counter.api`).
   JSON content type, body size);
 * :mod:`~terminal.loopback.vocabulary` - the error names and the one JSON error shape;
 * :mod:`~terminal.loopback.answers` - requests, answers, streams and routes;
+* :mod:`~terminal.loopback.streams` - open streams and how each ends (peer gone, stalled,
+  ended by the server);
+* :mod:`~terminal.loopback.credential` - the bearer token a server may require;
 * :mod:`~terminal.loopback.static` - pages from package data.
 """
 
@@ -20,11 +23,14 @@ from terminal.loopback.answers import (
     json_answer,
     text_answer,
 )
+from terminal.loopback.credential import BearerToken
 from terminal.loopback.server import LoopbackServer
+from terminal.loopback.streams import StreamChannel, StreamEnded
 from terminal.loopback.vocabulary import ErrorKind, Refused
 
 __all__ = [
     "Answer",
+    "BearerToken",
     "Endpoint",
     "ErrorKind",
     "LoopbackServer",
@@ -32,6 +38,8 @@ __all__ = [
     "Request",
     "Routes",
     "Stream",
+    "StreamChannel",
+    "StreamEnded",
     "json_answer",
     "text_answer",
 ]

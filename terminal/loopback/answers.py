@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from terminal.loopback.streams import StreamChannel
+
 JSON_TYPE = "application/json; charset=utf-8"
 TEXT_TYPE = "text/plain; charset=utf-8"
 NO_STORE = "no-store"
@@ -47,11 +49,14 @@ class Answer:
 @dataclass(frozen=True)
 class Stream:
     """An answer written as it happens (server-sent events): 200 with ``content_type``,
-    then ``pump(write)`` until it returns or the peer goes; ``close()`` runs after it in
-    every case, also when the headers could not be sent."""
+    then ``pump(channel)`` (:class:`~terminal.loopback.streams.StreamChannel`) writes
+    until it returns, the peer goes or the server ends the stream; ``close()`` runs once
+    in every case - at once when the peer goes or the server ends the stream (the pump
+    sees :attr:`StreamChannel.open` false and its writes fail), else when the pump
+    returns, also when the headers could not be sent."""
 
     content_type: str
-    pump: Callable[[Callable[[bytes], None]], None]
+    pump: Callable[[StreamChannel], None]
     close: Callable[[], None] = lambda: None
 
 

@@ -19,7 +19,6 @@ One rule each, the same on every loopback server:
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Any
 
 from terminal.errors import ConfigError
@@ -30,6 +29,7 @@ from terminal.loopback.vocabulary import (
     NOT_JSON,
     Refused,
 )
+from terminal.wire.canonical import JsonError, parse_json
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
 """The names a browser on this machine uses for a loopback server (in ``Host`` and
@@ -133,11 +133,11 @@ def json_object(body: bytes) -> dict[str, Any]:
     """The body of a JSON request as an object (an empty body is ``{}``); :class:`Refused`
     ``not_json`` or ``not_an_object``."""
     try:
-        value = json.loads(body or b"{}")
-    except (ValueError, RecursionError):
-        # ValueError includes UnicodeDecodeError; RecursionError is what 4 KiB of "["
-        # gives, and must be a refusal like any other bad body, not a failed server.
-        raise Refused(NOT_JSON, "the body is not JSON") from None
+        # The one strict loader: a body of 4 KiB of "[" or a lone surrogate is a refusal
+        # like any other bad body, never a failed server.
+        value = parse_json(body or b"{}")
+    except JsonError as exc:
+        raise Refused(NOT_JSON, f"the body is not JSON ({exc})") from None
     if not isinstance(value, dict):
         raise Refused(NOT_AN_OBJECT, "the body must be a JSON object")
     return value

@@ -6,13 +6,16 @@ no connection behind) and answers every request in the same steps:
 
 1. the guard (:mod:`terminal.loopback.guard`): a ``Host`` that is not a loopback name is
    ``bad_host`` before anything else runs;
-2. the route: ``not_found``, or ``method_not_allowed`` with ``Allow``;
-3. for a state-changing method (not ``GET``, ``HEAD``, ``OPTIONS``): the ``Origin``
+2. a server with a ``credential`` (:mod:`terminal.loopback.credential`): a request without
+   ``Authorization: Bearer`` and that token is ``unauthorized`` (401, ``WWW-Authenticate``),
+   whatever its path or method, before any route is looked up;
+3. the route: ``not_found``, or ``method_not_allowed`` with ``Allow``;
+4. for a state-changing method (not ``GET``, ``HEAD``, ``OPTIONS``): the ``Origin``
    rule, ``foreign_origin``;
-4. for a JSON endpoint: ``json_required``; for every request: ``bad_length`` or
+5. for a JSON endpoint: ``json_required``; for every request: ``bad_length`` or
    ``body_too_large`` (``max_body``, 4 KiB by default); then ``not_json`` /
    ``not_an_object`` for a JSON endpoint;
-5. the endpoint; a failure in it is logged and answered ``internal_error``.
+6. the endpoint; a failure in it is logged and answered ``internal_error``.
 
 Refusals are JSON in the one shape (:mod:`terminal.loopback.vocabulary`), also the ones
 ``http.server`` makes by itself (431 for oversized headers, 501 for an unknown method). A
@@ -20,7 +23,10 @@ refused body of up to 64 KiB is read first, so the client gets the answer rather
 connection reset. Every answer carries the server's Content-Security-Policy,
 ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` and a
 ``Cache-Control`` (``no-store`` unless the endpoint says otherwise). TCP_NODELAY is set on
-every connection; a connection that stalls ends after ``CONNECTION_TIMEOUT``.
+every connection; a connection that stalls ends after ``CONNECTION_TIMEOUT``. A stream
+(:mod:`terminal.loopback.streams`) ends at once when its peer goes, after
+``STREAM_WRITE_TIMEOUT`` when its peer stops reading, and when the server ends it
+(:meth:`LoopbackServer.end_oldest_stream`, :meth:`LoopbackServer.close`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import contextlib
 import logging
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +43,8 @@ from typing import Any
 
 from terminal.loopback import guard
 from terminal.loopback.answers import Answer, Request, Routes, Stream, json_answer
+from terminal.loopback.credential import BearerToken, challenge
+from terminal.loopback.streams import SEND_BUFFER, OpenStreams
 from terminal.loopback.vocabulary import (
     BAD_HOST,
     FOREIGN_ORIGIN,
@@ -43,6 +52,7 @@ from terminal.loopback.vocabulary import (
     JSON_REQUIRED,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
+    UNAUTHORIZED,
     Refused,
     error_body,
     kind_for_status,
@@ -54,8 +64,10 @@ MAX_BODY = 4 * 1024
 MAX_DISCARDED_BODY = 64 * 1024
 """A refused body up to this size is read before answering; a larger one is not read."""
 CONNECTION_TIMEOUT = 10.0
-"""A client that sends less than it announced, or stops reading a stream, does not hold a
+"""A client that sends less than it announced, or stops reading an answer, does not hold a
 thread for ever."""
+STREAM_WRITE_TIMEOUT = 5.0
+"""A stream whose peer takes none of a write for this long ends (the page stalled)."""
 POLL_INTERVAL = 0.05
 """How often the accept loop looks up: :meth:`LoopbackServer.close` (at every runtime
 shutdown) waits up to one interval."""
@@ -72,8 +84,10 @@ class LoopbackServer:
     ``title`` names the server in log lines and errors, ``server_version`` is its
     ``Server`` header, ``policy`` its Content-Security-Policy, ``max_body`` the largest
     request body it reads, ``connection_timeout`` how long (seconds) a connection may stall
-    in a read or a write. ``tick`` (optional) runs every ``poll_interval`` seconds in the
-    serving thread; ``poll_interval`` is also the longest :meth:`close` waits for it.
+    in a read or a write, ``stream_write_timeout`` the same for a write of a stream.
+    ``credential`` (optional) is the bearer token every request must carry. ``tick``
+    (optional) runs every ``poll_interval`` seconds in the serving thread;
+    ``poll_interval`` is also the longest :meth:`close` waits for it.
     A host that is not a loopback address is a :class:`~terminal.errors.ConfigError`; a
     port that cannot be bound an :class:`OSError`.
     """
@@ -91,6 +105,8 @@ class LoopbackServer:
         tick: Callable[[], None] | None = None,
         poll_interval: float = POLL_INTERVAL,
         connection_timeout: float = CONNECTION_TIMEOUT,
+        stream_write_timeout: float = STREAM_WRITE_TIMEOUT,
+        credential: BearerToken | None = None,
     ) -> None:
         self.routes = routes
         self.title = title
@@ -99,8 +115,13 @@ class LoopbackServer:
         self.max_body = max_body
         self.tick = tick
         self.connection_timeout = connection_timeout
+        self.stream_write_timeout = stream_write_timeout
+        self.credential = credential
         self.stopping = threading.Event()
-        """Set by :meth:`close`: streams end when they see it."""
+        """Set by :meth:`close`."""
+        self.streams = OpenStreams(server_version)
+        self.refusals = _RefusalLog(title)
+        """Requests refused for want of the credential, logged sparingly."""
         bind = guard.loopback_host(host, title)
         self._httpd = _SocketServer((bind, port), self)
         self.host = str(self._httpd.server_address[0])
@@ -116,10 +137,16 @@ class LoopbackServer:
         self._thread.start()
         log.debug("%s listening on %s", title, self.origin)
 
+    def end_oldest_stream(self) -> bool:
+        """End the stream that has been open the longest (its ``close`` has run when this
+        returns); False when no stream is open."""
+        return self.streams.end_oldest()
+
     def close(self) -> None:
-        """Stop serving: open streams end within a second, the accept loop within
+        """Stop serving: open streams end at once, the accept loop within
         ``poll_interval``."""
         self.stopping.set()
+        self.streams.close()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -203,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
             hosts[0] if hosts else None, self.app.port, self.app.host
         ):
             raise Refused(BAD_HOST, "only loopback host names are served")
+        if self.app.credential is not None:
+            self._check_credential(self.app.credential)
         path, _, query = self.path.partition("?")
         found = self.app.routes.find(path)
         if found is None:
@@ -232,6 +261,19 @@ class _Handler(BaseHTTPRequestHandler):
             body=guard.json_object(body) if endpoint.json else None,
         )
         return endpoint.handle(request)
+
+    def _check_credential(self, credential: BearerToken) -> None:
+        """:class:`Refused` ``unauthorized`` unless the one ``Authorization`` header is the
+        server's bearer token. Neither the header nor the token is ever logged."""
+        given = self.headers.get_all("Authorization") or []
+        if len(given) == 1 and credential.allows(given[0]):
+            return
+        self.app.refusals.note(self.command, self._path())
+        raise Refused(
+            UNAUTHORIZED,
+            "this server needs its bearer token (Authorization: Bearer)",
+            headers={"WWW-Authenticate": challenge(bool(given))},
+        )
 
     def _discard_body(self) -> None:
         """Read a refused body (up to ``MAX_DISCARDED_BODY``) so that the client, still
@@ -271,16 +313,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             self.wfile.flush()
 
+        # A page that stops reading is found after a small buffer and a short wait.
+        self.connection.settimeout(self.app.stream_write_timeout)
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        channel = self.app.streams.start(self.connection, write, stream.close)
         try:
             self.send_response(200)
             self.send_header("Content-Type", stream.content_type)
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            stream.pump(write)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            pass  # the page went away; EventSource reconnects if it comes back
+            stream.pump(channel)
+        except OSError:
+            # The page went, stalled past the write time-out, or the stream was ended for
+            # a newer page or the server's close; the page reconnects if it is still there.
+            pass
         finally:
-            stream.close()
+            channel.finish()
             self.close_connection = True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -294,3 +343,32 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # The request line has a method and a path only; bodies are never logged.
         log.debug("%s %s %s", self.app.title, self.address_string(), format % args)
+
+
+class _RefusalLog:
+    """Says that requests without the credential are being refused: the first at once, then
+    at most one line a minute with the count, so that a misconfigured client is seen and a
+    client that insists cannot fill the log."""
+
+    INTERVAL = 60.0
+
+    def __init__(self, title: str) -> None:
+        self._title = title
+        self._lock = threading.Lock()
+        self._count = 0
+        self._last = -self.INTERVAL
+
+    def note(self, method: str, path: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._count += 1
+            if now - self._last < self.INTERVAL:
+                return
+            count, self._count, self._last = self._count, 0, now
+        log.warning(
+            "%s: %d request(s) without its bearer token refused (the last: %s %s)",
+            self._title,
+            count,
+            method,
+            path,
+        )

@@ -12,6 +12,7 @@ branch on ``error``; ``reason`` is for people and may change.
 ``bad_length`` (400)          ``Content-Length`` is not a whole number
 ``not_json`` (400)            the body of a JSON request is not JSON (UTF-8)
 ``not_an_object`` (400)       the JSON body is not an object
+``unauthorized`` (401)        no valid credential (``Authorization: Bearer``) where one is required
 ``bad_host`` (403)            the ``Host`` is not a loopback name (DNS rebinding)
 ``foreign_origin`` (403)      a state-changing request from another origin
 ``not_found`` (404)           no such path
@@ -43,6 +44,7 @@ BAD_REQUEST = ErrorKind("bad_request", 400)
 BAD_LENGTH = ErrorKind("bad_length", 400)
 NOT_JSON = ErrorKind("not_json", 400)
 NOT_AN_OBJECT = ErrorKind("not_an_object", 400)
+UNAUTHORIZED = ErrorKind("unauthorized", 401)
 BAD_HOST = ErrorKind("bad_host", 403)
 FOREIGN_ORIGIN = ErrorKind("foreign_origin", 403)
 NOT_FOUND = ErrorKind("not_found", 404)
@@ -59,6 +61,7 @@ KINDS: tuple[ErrorKind, ...] = (
     BAD_LENGTH,
     NOT_JSON,
     NOT_AN_OBJECT,
+    UNAUTHORIZED,
     BAD_HOST,
     FOREIGN_ORIGIN,
     NOT_FOUND,

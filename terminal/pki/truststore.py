@@ -28,11 +28,11 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 
 from terminal.errors import CertificateError, ConfigError
 from terminal.host.atomicfile import write_atomically
+from terminal.host.operatorfile import load_operator_json, parse_operator_json
 from terminal.pki.certificate import (
     KEY_ID_LENGTH,
     Certificate,
@@ -97,17 +97,19 @@ def _certificate(text: str, where: str) -> Certificate:
         raise ConfigError(f"trust store: {where} is malformed: {exc.reason}") from exc
 
 
-def parse_trust_store(text: str, now: dt.date | None = None) -> TrustStore:
-    """Build a :class:`TrustStore` from its JSON text, checking every signature.
+def parse_trust_store(text: str | bytes, now: dt.date | None = None) -> TrustStore:
+    """Build a :class:`TrustStore` from its JSON text (or UTF-8 bytes), checking every
+    signature. The text is read by the one strict reader (:mod:`terminal.host.operatorfile`):
+    a key given twice, a ``1e400``, a 4,301-digit version or deep nesting is refused.
 
     ``now`` (default: today) only decides which certificates are marked expired.
     Raises :class:`ConfigError` for anything the store cannot be trusted with.
     """
+    return _trust_store_of(parse_operator_json(text, "<trust store>", "trust store"), now)
+
+
+def _trust_store_of(doc: object, now: dt.date | None) -> TrustStore:
     now = dt.date.today() if now is None else now
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ConfigError(f"trust store is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise ConfigError("trust store must be a JSON object")
     unknown = set(doc) - _KEYS
@@ -115,7 +117,8 @@ def parse_trust_store(text: str, now: dt.date | None = None) -> TrustStore:
         # A misspelt "revoked_issuers" would silently revoke nothing: refuse it.
         raise ConfigError(f"trust store: unknown keys {sorted(unknown)}")
     if doc.get("version") != STORE_VERSION:
-        raise ConfigError(f"trust store version {doc.get('version')!r} unsupported (want 1)")
+        version = repr(doc.get("version"))[:20]  # a file can hold a megabyte there
+        raise ConfigError(f"trust store version {version} unsupported (want 1)")
 
     roots: dict[bytes, Certificate] = {}
     for i, text_hex in enumerate(_hex_list(doc, "roots")):
@@ -184,14 +187,11 @@ def _add(table: dict[bytes, Certificate], cert: Certificate, where: str) -> None
 
 def load_trust_store(path: str | os.PathLike[str], now: dt.date | None = None) -> TrustStore:
     """Read and check the trust store file at ``path`` (see :func:`parse_trust_store`)."""
+    doc = load_operator_json(path, "trust store")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"trust store {path}: cannot be read: {exc}") from exc
-    try:
-        return parse_trust_store(text, now)
+        return _trust_store_of(doc, now)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc.reason}") from exc
+        raise ConfigError(f"{os.fspath(path)}: {exc.reason}") from exc
 
 
 def dump_trust_store(

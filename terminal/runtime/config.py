@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from terminal.errors import ConfigError
+from terminal.host.operatorfile import load_operator_toml
 
 PROFILES = ("gate", "validator", "counter")
 _TERMINAL_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -108,6 +108,9 @@ class ValidatorSection:
 @dataclass(frozen=True)
 class CounterSection:
     api_port: int = 8765
+    token_file: str = ""
+    """The counter API's bearer token (mode 0600, made at start when missing); empty:
+    ``counter-api.token`` beside the journal."""
     pinpad: str = "console"
     """``console`` (no echo on the terminal's tty) or ``script`` (``pins``, for demos)."""
     pins: tuple[str, ...] = ()
@@ -141,6 +144,11 @@ class ScreenSection:
     voice_zh: str = "cmn"
     voice_en: str = "en-us"
     voice_speed: int = 150
+    voice_cache_mb: int = 50
+    voice_cache_clips: int = 200
+    """The clips rendered at run time (texts with amounts) kept in ``voice_dir``: at most
+    this many megabytes and clips, the least recently used removed first; the fixed
+    prompts (``onecard screen voices``) are kept outside these bounds."""
     result_seconds: float = 4.0
     assist_factor: float = 3.0
     reset_seconds: float = 30.0
@@ -186,6 +194,7 @@ _PATH_KEYS = {
         "events",
         "publication_key",
     },
+    "counter": {"token_file"},
     "screen": {"voice_dir"},
     "outputs": {"serial"},
 }
@@ -366,6 +375,7 @@ def parse_config(
     s = section("counter")
     counter = CounterSection(
         api_port=s.integer("api_port", 8765, 0, 65535),
+        token_file=s.text("token_file") or str(journal_path.parent / "counter-api.token"),
         pinpad=s.choice("pinpad", "console", ("console", "script")),
         pins=s.strings("pins"),
         require_pin=bool(s.get("require_pin", bool, True)),
@@ -394,6 +404,10 @@ def parse_config(
         voice_zh=s.text("voice_zh", "cmn"),
         voice_en=s.text("voice_en", "en-us"),
         voice_speed=s.integer("voice_speed", 150, 80, 450),
+        voice_cache_mb=s.integer("voice_cache_mb", ScreenSection.voice_cache_mb, 1, 100_000),
+        voice_cache_clips=s.integer(
+            "voice_cache_clips", ScreenSection.voice_cache_clips, 1, 1_000_000
+        ),
         result_seconds=s.number("result_seconds", 4.0, 1.0, 60.0),
         assist_factor=s.number("assist_factor", 3.0, 1.0, 10.0),
         reset_seconds=s.number("reset_seconds", 30.0, 5.0, 3600.0),
@@ -439,12 +453,5 @@ def parse_config(
 def load_config(path: str | os.PathLike[str]) -> RuntimeConfig:
     """Read and check ``terminal.toml`` at ``path``."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {file}: {exc.strerror or exc}") from None
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    table = load_operator_toml(file, "configuration")
     return parse_config(table, str(file), file.resolve().parent)

@@ -1,12 +1,20 @@
 """The event loop: one queue, one credential at a time, until told to stop.
 
-Card events come from a card watcher (``drivers.pcsc.CardWatcher``: its own thread; it
-survives a pcscd restart by itself), scans from each scanner's reader thread (a serial scanner
-reconnects by itself after an unplug); all of them go into one queue, and the loop thread
-takes them one by one and runs each credential to completion with
+Card events come from a card watcher (``drivers.pcsc.CardWatcher``; it survives a pcscd
+restart by itself), scans from each scanner's loop (a serial scanner reconnects by itself
+after an unplug); all of them go into one queue, and the loop thread takes them one by one
+and runs each credential to completion with
 :class:`terminal.runtime.transaction.TransactionSteps`. A stop request (SIGTERM, SIGINT,
 :meth:`TerminalRuntime.request_stop`) is seen between transactions: the current one
 finishes, then the loop closes everything and returns.
+
+Every thread the runtime starts - the watcher, each scanner's loop, the background workers
+(the back office link, the holder screen's timer) - runs under one
+:class:`terminal.runtime.supervisor.Supervisor`: a worker that raises is logged, restarted
+after a back-off and shown on the status page with its restarts and last error. The links
+the runtime hears about (pcscd and each reader from the watcher's events, the PSAM, the
+scanners and the back office from their own callbacks) are kept in
+:attr:`RuntimeStatus.links <terminal.runtime.statuspage.RuntimeStatus.links>`.
 
 The runtime takes ready objects; :func:`onecard.runtime.build_runtime`, the composition
 root of ``onecard run``, opens them from a :class:`~terminal.runtime.config.RuntimeConfig`.
@@ -15,13 +23,14 @@ Tests and the demo may build a :class:`TerminalRuntime` directly, with no back o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from terminal.devices.reader import (
     CardInserted,
@@ -34,7 +43,9 @@ from terminal.devices.reader import (
 from terminal.devices.scanner import ScanEvent
 from terminal.errors import OneCardError
 from terminal.host.clock import Clock, SystemClock
+from terminal.runtime.links import Links
 from terminal.runtime.statuspage import RuntimeStatus, StatusServer
+from terminal.runtime.supervisor import Supervisor, Work, Worker
 from terminal.runtime.transaction import (
     CardPresented,
     CodePresented,
@@ -46,6 +57,9 @@ log = logging.getLogger(__name__)
 
 POLL = 0.25
 """Seconds a blocked thread waits before looking at the stop flag again."""
+OUTCOMES_KEPT = 10_000
+"""Outcomes kept in :attr:`TerminalRuntime.outcomes` (a runtime runs all day: the oldest
+half goes when there are more; :attr:`TerminalRuntime.completed` counts them all)."""
 
 
 class _Stop:
@@ -69,9 +83,10 @@ class ReaderFilter:
 class TerminalRuntime:
     """The running terminal: the steps, the event sources, the status page.
 
-    ``watcher_factory(sink)`` returns a started-on-``start()`` watcher (default: PC/SC's
-    :class:`drivers.pcsc.CardWatcher`; None in ``sources`` means no card readers).
-    ``closers`` run at shutdown, in reverse order (journal, secure module, uploader...).
+    ``watcher_factory(sink)`` returns a watcher: one with ``run()`` and ``stop()`` (PC/SC's
+    :class:`drivers.pcsc.CardWatcher`) runs under the supervisor, another is ``start()``-ed
+    (None: no card readers). ``closers`` run at shutdown, in reverse order (journal,
+    secure module, uploader...).
     """
 
     steps: TransactionSteps
@@ -82,8 +97,11 @@ class TerminalRuntime:
     status_port: int | None = None
     clock: Clock = field(default_factory=SystemClock)
     closers: list[Callable[[], None]] = field(default_factory=list)
-    background: list[Callable[[threading.Event], None]] = field(default_factory=list)
-    """Functions run in their own threads until the stop event is set (document downloads)."""
+    background: list[Worker | Work] = field(default_factory=list)
+    """Workers run under the supervisor until the stop (the back office link, the screen's
+    timer); a bare function is named after itself."""
+    supervisor: Supervisor | None = None
+    """Runs every thread of the runtime (default: one on ``clock``)."""
     screen: Any = None
     """The holder screen's :class:`terminal.screen.hub.ScreenHub` (also among the outputs),
     told when a credential arrives so the holder sees the terminal is working."""
@@ -91,17 +109,27 @@ class TerminalRuntime:
     """Serve the holder screen on 127.0.0.1 at this port (0: a free one; None: not served)."""
     voice_clips: Any = None
     """The :class:`terminal.screen.clips.ClipIndex` the screen server hands clips from."""
+    on_outcome: Callable[[TransactionOutcome], None] | None = None
+    """Told every outcome, from the loop thread (a soak's child reports them)."""
 
     def __post_init__(self) -> None:
         self._queue: queue.Queue[object] = queue.Queue()
         self._stop = threading.Event()
         self._done = threading.Condition()
         self.outcomes: list[TransactionOutcome] = []
+        """The latest outcomes, oldest first (at most :data:`OUTCOMES_KEPT`)."""
+        self.completed = 0
+        """Transactions completed since start."""
         self.status_server: StatusServer | None = None
         self.screen_server: Any = None
-        self._threads: list[threading.Thread] = []
         self._watcher: Any = None
         self._started = False
+        if self.supervisor is None:
+            self.supervisor = Supervisor(self.clock)
+        if self.status.links is None:
+            self.status.links = Links(self.clock)
+        self.links: Links = self.status.links
+        self.status.workers = self.supervisor.snapshot
 
     # --- control ---------------------------------------------------------------------------
 
@@ -126,7 +154,7 @@ class TerminalRuntime:
     def wait_for_outcomes(self, count: int, timeout: float) -> bool:
         """Block until at least ``count`` transactions have completed (tests, demos)."""
         with self._done:
-            return self._done.wait_for(lambda: len(self.outcomes) >= count, timeout)
+            return self._done.wait_for(lambda: self.completed >= count, timeout)
 
     # --- running ---------------------------------------------------------------------------
 
@@ -152,18 +180,39 @@ class TerminalRuntime:
             log.info("holder screen at %s", self.screen_server.url)
         if self.status_port is not None and self.status_port >= 0 and self.status_server is None:
             self.status_server = StatusServer(self.status, self.status_port)
+        supervisor = self.supervisor
+        assert supervisor is not None
         if self.watcher_factory is not None:
-            self._watcher = self.watcher_factory(self.submit)
-            self._watcher.start()
+            watcher = self._watcher = self.watcher_factory(self.submit)
+            if hasattr(watcher, "run"):
+                supervisor.spawn("pcsc-watcher", lambda stop: watcher.run(), watcher.stop)
+            else:
+                watcher.start()
         for scanner in self.scanners:
-            self._spawn(f"scanner-{scanner.source}", self._scan_loop, scanner)
+            supervisor.spawn(
+                f"scanner-{scanner.source}",
+                lambda stop, scanner=scanner: self._scan_loop(scanner, stop),
+            )
         for work in self.background:
-            self._spawn(getattr(work, "__name__", "background"), work, self._stop)
+            worker = work if isinstance(work, Worker) else Worker(_name_of(work), work)
+            supervisor.spawn(worker.name, worker.work, worker.on_stop)
 
-    def _spawn(self, name: str, target: Callable[..., None], *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    @contextlib.contextmanager
+    def running(self, name: str = "runtime", join_timeout: float = 15.0) -> Iterator[Self]:
+        """The loop in a thread of its own for the block (an embedding, a demo, a test):
+        sources started first, then on leaving a stop requested, the thread joined for at
+        most ``join_timeout`` seconds and everything closed."""
+        self.start_sources()
+        thread = threading.Thread(target=self.run, name=name, daemon=True)
         thread.start()
-        self._threads.append(thread)
+        try:
+            yield self
+        finally:
+            self.request_stop()
+            thread.join(join_timeout)
+            self.shutdown()
+            if thread.is_alive():
+                log.error("the runtime loop did not stop within %.0f s", join_timeout)
 
     def run(self, once_for: float | None = None) -> int:
         """Run until stopped (or for ``once_for`` seconds); returns the exit status 0."""
@@ -207,15 +256,21 @@ class TerminalRuntime:
         elif isinstance(event, ReaderAdded):
             if self.readers.wanted(event.reader):
                 self.status.set_reader(event.reader, "empty")
+                self.links.report(f"reader {event.reader}", True)
             self.status.pcsc = "up"
+            self.links.report("pcsc", True)
         elif isinstance(event, ReaderRemoved):
             self.status.set_reader(event.reader, None)
+            if self.readers.wanted(event.reader):
+                self.links.report(f"reader {event.reader}", False, "reader removed")
         elif isinstance(event, ServiceLost):
             log.warning("PC/SC service lost: %s (the watcher reconnects)", event.reason)
             self.status.pcsc = "down"
+            self.links.report("pcsc", False, event.reason)
         elif isinstance(event, ServiceRestored):
             log.info("PC/SC service restored")
             self.status.pcsc = "up"
+            self.links.report("pcsc", True, "restored")
         if presentation is None:
             return None
         if self.screen is not None:
@@ -242,17 +297,27 @@ class TerminalRuntime:
         )
         self.status.count(outcome.decision, outcome.reason, self.clock.now())
         with self._done:
+            if len(self.outcomes) >= OUTCOMES_KEPT:
+                del self.outcomes[: OUTCOMES_KEPT // 2]
             self.outcomes.append(outcome)
+            self.completed += 1
             self._done.notify_all()
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(outcome)
+            except Exception:  # an observer must not stop the terminal
+                log.exception("outcome observer failed")
         return outcome
 
-    def _scan_loop(self, scanner: Any) -> None:
-        while not self._stop.is_set():
+    def _scan_loop(self, scanner: Any, stop: threading.Event) -> None:
+        """One scanner's codes into the queue until ``stop``; anything but a driver's typed
+        error is the supervisor's to log and restart."""
+        while not stop.is_set():
             try:
                 event = scanner.read(timeout=POLL)
             except OneCardError as error:  # the driver reconnects; keep asking
                 log.warning("scanner %s: %s", scanner.source, error.reason)
-                self._stop.wait(POLL)
+                stop.wait(POLL)
                 continue
             if event is not None:
                 self._queue.put(event)
@@ -262,6 +327,8 @@ class TerminalRuntime:
     def shutdown(self) -> None:
         """Stop the sources and close everything (idempotent)."""
         self._stop.set()
+        assert self.supervisor is not None
+        self.supervisor.stop()  # the watcher's stop, then every worker's end
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
@@ -270,9 +337,6 @@ class TerminalRuntime:
                 scanner.close()
             except OneCardError:
                 log.debug("scanner close failed", exc_info=True)
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._threads.clear()
         if self.status_server is not None:
             self.status_server.close()
             self.status_server = None
@@ -287,3 +351,7 @@ class TerminalRuntime:
                 closer()
             except Exception:  # one failing close must not leave the rest open
                 log.exception("closing failed")
+
+
+def _name_of(work: Callable[..., None]) -> str:
+    return getattr(work, "__name__", "background")

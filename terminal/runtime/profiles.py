@@ -13,6 +13,11 @@
 * :class:`CounterProfile` - hospital counters: contact card read and verified, the holder's
   PIN, then the holder record handed to the hospital system (:mod:`terminal.counter.api`).
 
+The passback and repeat-tap windows survive a restart: they are rebuilt from the journal at
+start (:mod:`terminal.runtime.recent`), so a card left on the reader while the terminal
+restarts is refused, not charged or let through again (docs/runtime.md, "Exactly once
+across restarts").
+
 Modules built alongside this one (transit, counter API) are imported where they are used.
 """
 
@@ -20,16 +25,17 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from terminal.credential import CredentialKind
 from terminal.host.clock import CST, Clock
 from terminal.policy import Decision
+from terminal.runtime.recent import RecentTokens
 from terminal.runtime.transaction import Action, Presented
 from terminal.transit.pending import PendingPurchases
 from terminal.transit.purchase import purchase, recover
-from terminal.transit.results import PurchaseStatus
+from terminal.transit.results import PendingPurchase, PurchaseStatus
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,9 @@ RECOVERED = "torn_purchase_recovered"
 MAC2_MISMATCH = "mac2_mismatch"
 CHARGED_REASONS = frozenset({"ok", RECOVERED, MAC2_MISMATCH})
 """Validator outcomes whose journal entry records money the card gave."""
+JOURNAL_SLACK = 300.0
+"""Seconds before a pending purchase's time from which the journal is searched for its
+charge (the entry is appended after the purchase; slack for a wall clock set back)."""
 
 
 def _from_decision(decision: Decision, **more: Any) -> Action:
@@ -52,26 +61,6 @@ def _from_decision(decision: Decision, **more: Any) -> Action:
     )
 
 
-class _RecentTokens:
-    """Card tokens seen within a window, by the clock's monotonic time. Bounded: entries
-    older than the window are dropped as new ones come."""
-
-    def __init__(self, clock: Clock, window_seconds: float) -> None:
-        self.clock = clock
-        self.window = window_seconds
-        self._seen: dict[bytes, float] = {}
-
-    def recent(self, token: bytes) -> bool:
-        at = self._seen.get(token)
-        return at is not None and self.clock.monotonic() - at < self.window
-
-    def remember(self, token: bytes) -> None:
-        now = self.clock.monotonic()
-        if len(self._seen) > 10_000:
-            self._seen = {t: a for t, a in self._seen.items() if now - a < self.window}
-        self._seen[token] = now
-
-
 class GateProfile:
     """Entry gates: open on accept only, refuse a card that entered within the passback
     window (it is being handed back through the gate)."""
@@ -81,11 +70,13 @@ class GateProfile:
     pays_by_purse = False  # gates take the social security card only
 
     def __init__(self, clock: Clock, passback_minutes: float) -> None:
-        self._recent = _RecentTokens(clock, passback_minutes * 60.0)
+        self.recent = RecentTokens(clock, passback_minutes * 60.0)
+        """Cards that entered within the passback window; rebuilt from the journal at start
+        (:func:`terminal.runtime.recent.restore_from_journal`)."""
 
     def admit(self, presented: Presented, decision: Decision) -> Decision:
         assert presented.credential is not None
-        if self._recent.recent(presented.credential.card_token):
+        if self.recent.recent(presented.credential.card_token):
             return Decision(False, PASSBACK, "this card has just been used to enter")
         return decision
 
@@ -94,7 +85,7 @@ class GateProfile:
 
     def committed(self, presented: Presented, action: Action) -> None:
         if action.accepted and presented.credential is not None:
-            self._recent.remember(presented.credential.card_token)
+            self.recent.remember(presented.credential.card_token)
 
 
 class TransitPurchases:
@@ -120,28 +111,44 @@ class ValidatorProfile:
         psam: Any,
         purchases: Any = None,
         pending: PendingPurchases | None = None,
+        journaled: Callable[[PendingPurchase], bool] | None = None,
     ) -> None:
         self._purchase = purchases if purchases is not None else TransitPurchases()
         """What runs the purchase and its recovery (tests hand in a wrapper that counts)."""
         self._psam = psam
         self._clock = clock
-        self._recent = _RecentTokens(clock, repeat_seconds)
+        self.recent = RecentTokens(clock, repeat_seconds)
+        """Cards that went through within the repeat window, by both of their tokens (the
+        card's and its e-purse's); rebuilt from the journal at start
+        (:func:`terminal.runtime.recent.restore_from_journal`)."""
         self._pending = pending if pending is not None else PendingPurchases(None)
         """Purchases that may have charged a card but are not journaled yet, by card token
         (durable in production: :class:`terminal.transit.pending.PendingPurchases`)."""
+        self._journaled = journaled or (lambda pending: False)
+        """Whether the journal already holds the charge of a pending purchase (the terminal
+        died between the journal append and the removal of the pending record):
+        :func:`charge_in_journal` over the journal's entries since the purchase."""
 
     @staticmethod
     def _key(presented: Presented) -> bytes:
-        """What pending purchases and repeat taps are keyed by: the e-purse's token when the
-        card path read the e-purse - the same on every tap, whether the social security side
-        of the card answered this time or not - else the credential's token."""
+        """What pending purchases are keyed by: the e-purse's token when the card path read
+        the e-purse - the same on every tap, whether the social security side of the card
+        answered this time or not - else the credential's token."""
         credential = presented.credential
         assert credential is not None
         return credential.purse_token or credential.card_token
 
+    @staticmethod
+    def _tokens(presented: Presented) -> tuple[bytes, bytes | None]:
+        """What repeat taps are keyed by: the card's token (the one the journal holds, from
+        which the window is rebuilt) and its e-purse's, if read."""
+        credential = presented.credential
+        assert credential is not None
+        return credential.card_token, credential.purse_token
+
     def admit(self, presented: Presented, decision: Decision) -> Decision:
         assert presented.credential is not None
-        if self._recent.recent(self._key(presented)):
+        if self.recent.recent(*self._tokens(presented)):
             return Decision(False, REPEAT_TAP, "this card has just paid")
         return decision
 
@@ -157,6 +164,12 @@ class ValidatorProfile:
         # None (not read, or no e-purse): the purchase selects and reports what it finds.
         selected = presented.purse
         pending = self._pending.get(token)
+        if pending is not None and self._journaled(pending):
+            # The journal holds this purchase already: the terminal died after the append,
+            # before the record went. It has done its job; this tap is a tap of its own.
+            log.info("pending purchase already journaled: record dropped")
+            self._pending.remove(token)
+            pending = None
         if pending is not None:
             # The card may have been charged last time without the journal learning of it
             # (pulled after DEBIT, or the terminal died): settle that first - whatever today's
@@ -171,7 +184,8 @@ class ValidatorProfile:
                 self._pending.remove(token)
             else:
                 extra = {
-                    "counter": result.counter,
+                    "counter": pending.counter,
+                    "psam_serial": pending.terminal_serial,
                     "tac": result.tac,
                     "recovered": True,
                     "mac2_verified": result.mac2_verified,
@@ -204,6 +218,10 @@ class ValidatorProfile:
             public_info=selected,
         )
         extra: dict[str, object] = {"counter": result.counter}
+        if result.terminal_serial is not None:
+            # With the counter it names this purchase: how a pending record left by a crash
+            # after the journal append is known to be journaled (charge_in_journal).
+            extra["psam_serial"] = result.terminal_serial
         if result.tac:
             extra["tac"] = result.tac
         if result.status is PurchaseStatus.DONE:
@@ -255,14 +273,29 @@ class ValidatorProfile:
             return
         if presented.kind is CredentialKind.CODE:
             if action.accepted:
-                self._recent.remember(presented.credential.card_token)
+                self.recent.remember(presented.credential.card_token)
             return
-        token = self._key(presented)
         if action.accepted:
-            self._recent.remember(token)
+            self.recent.remember(*self._tokens(presented))
         if action.reason in CHARGED_REASONS:
             # The journal now holds the charge: the pending record has done its job.
-            self._pending.remove(token)
+            self._pending.remove(self._key(presented))
+
+
+def charge_in_journal(entries: Iterable[Any], pending: PendingPurchase) -> bool:
+    """Whether ``entries`` (journal entries) hold the charge of ``pending``: an entry with
+    a charging reason (:data:`CHARGED_REASONS`) naming the same PSAM transaction serial and
+    card counter. Entries journaled before the PSAM serial was recorded never match (their
+    pending records are settled with the card, as always). Pure."""
+    for entry in entries:
+        extra: Mapping[str, object] = entry.extra
+        if (
+            entry.reason in CHARGED_REASONS
+            and extra.get("psam_serial") == pending.terminal_serial
+            and extra.get("counter") == pending.counter
+        ):
+            return True
+    return False
 
 
 class CounterProfile:

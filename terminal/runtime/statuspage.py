@@ -34,6 +34,7 @@ from terminal.loopback.answers import Answer, Request, Routes, json_answer
 from terminal.loopback.server import LoopbackServer
 from terminal.loopback.static import InlinedPage, StaticFile, content_type, inline_page, read_files
 from terminal.loopback.vocabulary import BAD_REQUEST, ErrorKind, Refused
+from terminal.runtime.links import Links
 from terminal.runtime.recent_errors import RecentErrors, mask_identifiers
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,10 @@ class RuntimeStatus:
     ``"waiting"`` or ``"acknowledged"``), ``acknowledge_call`` (True when a waiting call was
     acknowledged), ``events_unsent`` (terminal events not sent yet). ``recent_errors`` is the
     log handler whose records the page lists; ``screen_url`` the holder screen's address.
+    ``links`` holds the device and service links (:mod:`terminal.runtime.links`: up or
+    down, since when, reconnections); ``workers`` lists the background workers
+    (:meth:`terminal.runtime.supervisor.Supervisor.snapshot`: name, state, restarts, last
+    error).
     """
 
     def __init__(self, profile: str, terminal_id: str) -> None:
@@ -74,6 +79,8 @@ class RuntimeStatus:
         self.acknowledge_call: Callable[[int], bool] = lambda call_id: False
         self.events_unsent: Callable[[], int | None] = lambda: None
         self.screen_url: str | None = None
+        self.links: Links | None = None
+        self.workers: Callable[[], list[dict[str, Any]]] = list
 
     def count(self, decision: str, reason: str, at: float) -> None:
         """Count one transaction with its decision and reason, done at wall time ``at``."""
@@ -120,6 +127,8 @@ class RuntimeStatus:
         data["assistance"] = _ask("assistance", self._assistance, _no_assistance(), problems)
         data["recent_errors"] = _ask("recent errors", self._recent_errors, [], problems)
         data["screen_url"] = self.screen_url
+        data["links"] = _ask("links", self._links, [], problems)
+        data["workers"] = _ask("workers", self._workers, [], problems)
         if problems:
             data["status"] = "; ".join(problems)
         return data
@@ -129,6 +138,18 @@ class RuntimeStatus:
         if not isinstance(answer, dict):
             raise TypeError(f"assistance() gave {type(answer).__name__}, not a dict")
         return {**answer, "calls": list(answer.get("calls") or [])}
+
+    def _workers(self) -> list[dict[str, Any]]:
+        # An exception's text may quote what the worker was handling: masked like the log.
+        return [
+            {**w, "last_error": mask_identifiers(str(w["last_error"]))}
+            if w.get("last_error")
+            else dict(w)
+            for w in self.workers()
+        ]
+
+    def _links(self) -> list[dict[str, Any]]:
+        return self.links.snapshot() if self.links is not None else []
 
     def _recent_errors(self) -> list[dict[str, Any]]:
         if self.recent_errors is None:
@@ -183,7 +204,75 @@ class RuntimeStatus:
         ]
         for name, version in sorted(snap["documents"].items()):
             lines.append(f'onecard_document_version{{document="{_label(name)}"}} {version}')
+        lines += _link_metrics(snap["links"]) + _worker_metrics(snap["workers"])
         return "\n".join(lines) + "\n"
+
+
+def _family(name: str, kind: str, text: str, samples: list[tuple[str, object]]) -> list[str]:
+    """One metric family: its HELP and TYPE lines, then ``name{labels} value`` per sample."""
+    lines = [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+    return lines + [f"{name}{{{labels}}} {value}" for labels, value in samples]
+
+
+def _link_metrics(links: list[dict[str, Any]]) -> list[str]:
+    """Each link: up (1) or not, since when, how often it came back."""
+    named = [(f'link="{_label(link["name"])}"', link) for link in links]
+    return [
+        *_family(
+            "onecard_link_up",
+            "gauge",
+            "1 while the link (pcsc, psam, reader, scanner, backoffice) is up.",
+            [(labels, _up(link["state"])) for labels, link in named],
+        ),
+        *_family(
+            "onecard_link_since_timestamp_seconds",
+            "gauge",
+            "Wall time of the link's last change.",
+            [(labels, link["since"]) for labels, link in named],
+        ),
+        *_family(
+            "onecard_link_reconnects_total",
+            "counter",
+            "Times the link came back after going down.",
+            [(labels, link["reconnects"]) for labels, link in named],
+        ),
+    ]
+
+
+def _worker_metrics(workers: list[dict[str, Any]]) -> list[str]:
+    """Each background worker: its state (1 on the current one), restarts, last error."""
+    named = [(f'worker="{_label(worker["name"])}"', worker) for worker in workers]
+    return [
+        *_family(
+            "onecard_worker_state",
+            "gauge",
+            "The background worker's state (1 on the current one).",
+            [(f'{labels},state="{_label(w["state"])}"', 1) for labels, w in named],
+        ),
+        *_family(
+            "onecard_worker_restarts_total",
+            "counter",
+            "Times the supervisor restarted the worker.",
+            [(labels, w["restarts"]) for labels, w in named],
+        ),
+        *_family(
+            "onecard_worker_last_error_timestamp_seconds",
+            "gauge",
+            "Wall time of the worker's last failure, the error (masked) as a label.",
+            [
+                (
+                    f'{labels},error="{_label(str(w["last_error"])[:200])}"',
+                    w.get("last_error_at") or 0,
+                )
+                for labels, w in named
+                if w.get("last_error")
+            ],
+        ),
+    ]
+
+
+def _up(state: object) -> int:
+    return 1 if state == "up" else 0
 
 
 def _ask(name: str, call: Callable[[], Any], fallback: Any, problems: list[str]) -> Any:

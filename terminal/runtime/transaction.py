@@ -16,7 +16,11 @@ is what proves the e-purse genuine (MAC1 from the PSAM, MAC2 checked by it, TAC 
 The order is the contract of docs/runtime.md: the journal append (durable when it returns)
 happens before the holder is told and before any effect the holder can see or use - the
 gate opening, the counter hand-off. A transaction the journal refuses (full disk, full
-journal) is refused with reason ``journal_full``, and those effects are not taken.
+journal) is refused with reason ``journal_full``, and those effects are not taken. A
+scanned code is checked without being recorded; its nonce is committed only for an accepted
+transaction, just before the append, and released if the append fails - so a code refused
+for any reason may be shown again, and an admitted one is refused as replayed ever after
+(docs/ecode.md, "A code's nonce is recorded only when the code is admitted").
 
 No device is touched here: cards come through a :class:`terminal.devices.reader.ReaderBackend`,
 effects through an outputs object; both are handed in.
@@ -47,6 +51,7 @@ from terminal.policy import (
     AuthenticityOutcome,
     Decision,
     HotListLike,
+    Reason,
     decide,
 )
 from terminal.privacy.cardtoken import card_token, tunion_card_token
@@ -169,9 +174,15 @@ class JournalLike(Protocol):
 
 
 class CodeVerifierLike(Protocol):
-    """:class:`terminal.ecode.verify.CodeVerifier` or a fake."""
+    """:class:`terminal.ecode.verify.CodeVerifier` or a fake: ``check`` decides what a code
+    is worth without recording it; ``commit`` records a valid code's nonce (and says
+    ``replayed`` if it was admitted meanwhile); ``release`` takes a commit back."""
 
-    def verify(self, text: str | bytes) -> Any: ...
+    def check(self, text: str | bytes) -> Any: ...
+
+    def commit(self, result: Any) -> Any: ...
+
+    def release(self, result: Any) -> None: ...
 
     def card_token_of(self, payload: Any) -> bytes | None: ...
 
@@ -551,8 +562,10 @@ class TransactionSteps:
             return self._tell_only("code", REFUSE, "codes_not_accepted", "no code verifier", timer)
         with timer.step(TransactionStep.VERIFY):
             try:
-                result = verifier.verify(code.text)
-            except OneCardError as error:  # the terminal's own fault (replay cache unwritable)
+                # Checked, not recorded: the nonce is committed only if the transaction is
+                # accepted (_complete), so a refusal never burns the code.
+                result = verifier.check(code.text)
+            except OneCardError as error:  # the terminal's own fault (replay cache unreadable)
                 log.error("code verification failed: %s", error.reason)
                 return self._tell_only("code", ERROR, error.code, error.reason, timer)
         payload = result.payload
@@ -572,7 +585,7 @@ class TransactionSteps:
             authenticity=code_authenticity(result.verdict.value, result.reason),
             payload=payload,
         )
-        return self._complete(presented, timer, None)
+        return self._complete(presented, timer, None, code=result)
 
     # --- decide -> act -> journal -> tell -------------------------------------------------
 
@@ -596,8 +609,16 @@ class TransactionSteps:
         return decision
 
     def _complete(
-        self, presented: Presented, timer: _Timer, channel: CardChannel | None
+        self,
+        presented: Presented,
+        timer: _Timer,
+        channel: CardChannel | None,
+        code: Any = None,
     ) -> TransactionOutcome:
+        """Decide, act, journal, tell. ``code`` is a scanned code's checked result: its
+        nonce is committed when the action is accepted - just before the journal records
+        the acceptance, so that two admissions of one code cannot both be journaled - and
+        released if the journal refuses, so the code can be shown again."""
         credential = presented.credential
         assert credential is not None
         kind = credential.kind.value
@@ -611,6 +632,13 @@ class TransactionSteps:
             except OneCardError as error:
                 log.error("profile action failed: %s", error.reason)
                 action = Action(False, error.code, error.reason)
+        committed = None
+        if code is not None and action.accepted:
+            try:
+                committed, action = self._commit_code(presented, code, action)
+            except OneCardError as error:  # the replay cache cannot be written
+                log.error("code not admitted: %s", error.reason)
+                return self._tell_only(kind, ERROR, error.code, error.reason, timer)
         apdus = channel.apdu_count if channel is not None else 0
         record = TransactionRecord(
             kind=kind,
@@ -626,15 +654,19 @@ class TransactionSteps:
         with timer.step(TransactionStep.JOURNAL):
             try:
                 entry = self.context.journal.append(record)
-            except JournalFullError as error:
-                # Not recorded, so not done: refuse, and take no effect (no gate).
-                log.error("journal full, transaction refused: %s", error.reason)
-                return self._tell_only(
-                    kind, REFUSE, "journal_full", "terminal cannot record", timer, apdus
-                )
-            except JournalError as error:
-                log.error("journal failed, transaction refused: %s", error.reason)
-                return self._tell_only(kind, ERROR, error.code, error.reason, timer, apdus)
+            except BaseException as error:
+                # Not journaled, so not admitted: the code may be shown again.
+                self._release_code(committed)
+                if isinstance(error, JournalFullError):
+                    # Not recorded, so not done: refuse, and take no effect (no gate).
+                    log.error("journal full, transaction refused: %s", error.reason)
+                    return self._tell_only(
+                        kind, REFUSE, "journal_full", "terminal cannot record", timer, apdus
+                    )
+                if isinstance(error, JournalError):
+                    log.error("journal failed, transaction refused: %s", error.reason)
+                    return self._tell_only(kind, ERROR, error.code, error.reason, timer, apdus)
+                raise
         seq = getattr(entry, "seq", None)
         self.profile.committed(presented, action)
         decision_text = ACCEPT if action.accepted else REFUSE
@@ -664,6 +696,32 @@ class TransactionSteps:
             seq=seq,
             gate_opened=gate_opened,
         )
+
+    def _commit_code(self, presented: Presented, code: Any, action: Action) -> tuple[Any, Action]:
+        """Commit the nonce of the accepted code ``code``: the committed result and the
+        action, or - when the code was admitted since it was checked (another process
+        sharing the replay cache) - None and a refusal of the replay. Raises what the
+        verifier raises when the replay cache cannot be written."""
+        verifier = self.context.code_verifier
+        assert verifier is not None
+        committed = verifier.commit(code)
+        if getattr(committed, "accepted", False):
+            return committed, action
+        verdict = committed.verdict.value
+        presented.authenticity = code_authenticity(verdict, committed.reason)
+        return None, Action(False, Reason.NOT_AUTHENTIC.value, committed.reason)
+
+    def _release_code(self, committed: Any) -> None:
+        """Take back a committed nonce whose transaction was not journaled. A release that
+        fails leaves the code used: refused when shown again, never admitted twice."""
+        if committed is None:
+            return
+        verifier = self.context.code_verifier
+        assert verifier is not None
+        try:
+            verifier.release(committed)
+        except OneCardError as error:
+            log.error("code stays used (not journaled, not released): %s", error.reason)
 
     def _journal_extra(self, presented: Presented, action: Action) -> dict[str, object]:
         extra = dict(action.extra, verdict=presented.authenticity.verdict)

@@ -6,7 +6,8 @@ clip of what the screen says now (a name derived from the text, known at once); 
 rendered in the background if the build did not pre-render it, and :meth:`ClipIndex.file`
 renders it on the spot if the page asks before that finished. Only texts the screen itself
 produced can be rendered: a request for any other name is refused, so a page cannot make the
-terminal run the synthesiser on arbitrary input.
+terminal run the synthesiser on arbitrary input. The screen's own prompts (what to do, busy,
+staff calls) are kept in the catalog's cache like the fixed holder messages.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from terminal.errors import OneCardError
-from terminal.screen.voice import VoiceCatalog
+from terminal.screen.model import LANGS, all_prompt_texts
+from terminal.screen.voice import VoiceCatalog, spoken_text
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,7 @@ class ClipIndex:
 
     def __init__(self, catalog: VoiceCatalog) -> None:
         self.catalog = catalog
+        catalog.keep(screen_prompts())
         self._known: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._lock = threading.Lock()
         self._todo: queue.Queue[tuple[str, str] | None] = queue.Queue()
@@ -81,3 +84,12 @@ class ClipIndex:
                 self.catalog.render(*item)
             except OneCardError as error:
                 log.warning("voice clip not rendered: %s", error.reason)
+
+
+def screen_prompts() -> list[tuple[str, str]]:
+    """Every ``(lang, spoken text)`` of the screen's own prompts, as the hub asks for them."""
+    return [
+        (lang, spoken_text(getattr(texts, lang), "", lang))
+        for texts in all_prompt_texts()
+        for lang in LANGS
+    ]

@@ -74,6 +74,10 @@ class ScreenHub:
 
     ``voice_url(lang, text)`` (optional) names the audio clip for a spoken text; the states
     sent to pages then carry ``voice: {"zh": url, "en": url}``.
+
+    The time-outs run in a thread of the hub's own, or - with ``timer=False`` - wherever the
+    owner runs :meth:`run_timer` (the runtime's supervisor, which restarts it should it
+    fail).
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class ScreenHub:
         clock: Clock | None = None,
         on_event: EventSink | None = None,
         voice_url: Callable[[str, str], str | None] | None = None,
+        timer: bool = True,
     ) -> None:
         self.clock = clock or SystemClock()
         self._model = ScreenModel(settings, self.clock.monotonic())
@@ -92,8 +97,12 @@ class ScreenHub:
         self._voice_url = voice_url
         self._text = self._render(self._model.state)
         self._closed = False
-        self._timer = threading.Thread(target=self._run_timer, name="onecard-screen", daemon=True)
-        self._timer.start()
+        self._timer: threading.Thread | None = None
+        if timer:
+            self._timer = threading.Thread(
+                target=self.run_timer, name="onecard-screen", daemon=True
+            )
+            self._timer.start()
 
     @property
     def settings(self) -> ScreenSettings:
@@ -185,7 +194,7 @@ class ScreenHub:
         with self._lock:
             self._closed = True
             self._wake.notify_all()
-        if threading.current_thread() is not self._timer:
+        if self._timer is not None and threading.current_thread() is not self._timer:
             self._timer.join(timeout=5)
 
     # --- the holder's buttons ----------------------------------------------------------------
@@ -268,9 +277,11 @@ class ScreenHub:
         manual clock call it)."""
         self._apply(lambda m, now: m.tick(now))
 
-    def _run_timer(self) -> None:
+    def run_timer(self, stop: threading.Event | None = None) -> None:
+        """Apply the time-outs as they fall due until :meth:`close` (or ``stop``: set it,
+        then :meth:`close` or another change wakes the wait)."""
         with self._lock:
-            while not self._closed:
+            while not self._closed and not (stop is not None and stop.is_set()):
                 now = self.clock.monotonic()
                 if self._model.tick(now):
                     self._publish_locked()

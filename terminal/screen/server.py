@@ -4,6 +4,8 @@ Routes:
 
 ``GET /``                 the page (``/screen.css``, ``/screen.js`` with it); no external resources
 ``GET /events``           server-sent events: one ``data:`` line of state JSON per change
+                          (at most :data:`~terminal.screen.hub.MAX_SUBSCRIBERS` open: when
+                          all are taken, the oldest page yields to the new one)
 ``GET /state``            the current state as JSON
 ``GET /health``           ``{"status": "ok", "screens": open event streams}``
 ``GET /complaint.svg``    the QR code of the complaint web address
@@ -20,20 +22,30 @@ page the kiosk's browser might show can press the holder's buttons. Refusals are
 loopback servers' one JSON error shape (:mod:`terminal.loopback.vocabulary`); a button's
 own ``bad_request`` says why in ``reason``. Every answer carries a Content-Security-Policy
 that allows this origin only.
+
+An event stream gives its slot back at once when the page goes (the kit watches its
+socket), after the kit's write time-out when the page stops reading, and when a new page
+needs the slot and this one is the oldest; the page (``screen.js``) reconnects by itself
+with a bounded, jittered back-off.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from terminal.loopback.answers import JSON_TYPE, Answer, Request, Routes, Stream, json_answer
 from terminal.loopback.server import MAX_BODY, LoopbackServer
 from terminal.loopback.static import ASSET_CACHE, StaticFile, content_type, read_files
+from terminal.loopback.streams import StreamChannel
 from terminal.loopback.vocabulary import BAD_REQUEST, NOT_FOUND, TOO_MANY_STREAMS, Refused
 from terminal.screen.clips import ClipIndex
 from terminal.screen.complaint import qr_svg
-from terminal.screen.hub import ScreenHub, Subscription, TooManySubscribers
+from terminal.screen.hub import MAX_SUBSCRIBERS, ScreenHub, Subscription, TooManySubscribers
+
+log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 5.0
 """An SSE comment this often keeps proxies and the browser from timing the stream out."""
@@ -86,7 +98,7 @@ class ScreenServer:
         return self._http.origin + "/"
 
     def close(self) -> None:
-        """Stop serving; open event streams end within a second."""
+        """Stop serving; open event streams end at once."""
         self._http.close()
 
     def _routes(self) -> Routes:
@@ -127,27 +139,45 @@ class ScreenServer:
     def _clip(self, request: Request) -> Answer:
         assert self.clips is not None
         clip = self.clips.file(request.params[0])
-        if clip is None:
+        data = None
+        if clip is not None:
+            # Evicted from the voice cache between the look-up and the read: as if it had
+            # never been (the page shows the words without sound).
+            with contextlib.suppress(OSError):
+                data = clip.read_bytes()
+        if data is None:
             raise Refused(NOT_FOUND, "no such clip")
-        return Answer(200, clip.read_bytes(), "audio/wav", ASSET_CACHE)
+        return Answer(200, data, "audio/wav", ASSET_CACHE)
 
     def _events(self, request: Request) -> Stream:
-        try:
-            sub = self.hub.subscribe()
-        except TooManySubscribers as exc:
-            raise Refused(TOO_MANY_STREAMS, str(exc)) from None
+        sub = self._subscribe()
         return Stream(
             "text/event-stream; charset=utf-8",
-            lambda write: self._pump(sub, write),
+            lambda channel: self._pump(sub, channel),
             close=sub.close,
         )
 
-    def _pump(self, sub: Subscription, write: Callable[[bytes], None]) -> None:
-        """The state events of ``sub`` until the server closes: ``retry:`` first, then one
-        ``data:`` line per state, and a comment after ``KEEPALIVE_SECONDS`` of silence."""
-        write(b"retry: 1000\n\n")
+    def _subscribe(self) -> Subscription:
+        """A subscription for a new page; when every slot is taken the oldest open stream
+        ends to make room (a kiosk's page that was reloaded, a tab left open: the page in
+        front of the holder is the newest). ``too_many_streams`` only when no stream of this
+        server holds a slot to give."""
+        for _ in range(MAX_SUBSCRIBERS + 1):
+            try:
+                return self.hub.subscribe()
+            except TooManySubscribers as exc:
+                if not self._http.end_oldest_stream():
+                    raise Refused(TOO_MANY_STREAMS, str(exc)) from None
+                log.info("holder screen: every stream taken; the oldest page made room")
+        raise Refused(TOO_MANY_STREAMS, "every screen slot is taken")
+
+    def _pump(self, sub: Subscription, channel: StreamChannel) -> None:
+        """The state events of ``sub`` while the stream is open: ``retry:`` first, then
+        one ``data:`` line per state, and a comment after ``KEEPALIVE_SECONDS`` of
+        silence."""
+        channel.write(b"retry: 1000\n\n")
         idle = 0.0
-        while not self._http.stopping.is_set():
+        while channel.open:
             text = sub.get(timeout=1.0)
             if text is None:
                 idle += 1.0
@@ -157,7 +187,7 @@ class ScreenServer:
             else:
                 frame = b"data: " + text.encode() + b"\n\n"
             idle = 0.0
-            write(frame)
+            channel.write(frame)
 
     # --- the holder's buttons ----------------------------------------------------------------
 

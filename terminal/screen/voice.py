@@ -4,7 +4,9 @@ Every outcome the holder screen shows is also said, in Chinese (default) or Engl
 fixed prompts (:func:`fixed_prompts`: every holder message of :mod:`terminal.outputs`
 without amounts, and the screen's idle prompts) are rendered at build time with
 ``onecard screen voices``; anything else - a text with a fare or balance in it - is rendered
-on first request by :meth:`VoiceCatalog.render` and kept in the same cache directory.
+on first request by :meth:`VoiceCatalog.render` and kept in the same cache directory, which
+is bounded (:mod:`terminal.screen.clipcache`: the fixed prompts kept, the others at most
+``max_bytes`` and ``max_clips``, the least recently used removed first).
 
 A clip's file name is a hash of what decides its sound (voice, speed, text), so a cache
 directory can be filled at build time and served read-only at run time, and a change of
@@ -42,6 +44,7 @@ from pathlib import Path
 from terminal.errors import OneCardError
 from terminal.host.atomicfile import write_atomically
 from terminal.outputs import _FALLBACK, MESSAGES
+from terminal.screen.clipcache import ClipCache
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,12 @@ CLIP_NAME = re.compile(r"[0-9a-f]{32}\.wav")
 """What a clip's name looks like (:meth:`VoiceCatalog.clip_name`)."""
 
 INSTALL_HINT = "apt-get install espeak-ng"
+
+DEFAULT_CACHE_MB = 50
+DEFAULT_CACHE_CLIPS = 200
+"""The clips rendered at run time a catalog keeps (``[screen] voice_cache_mb`` and
+``voice_cache_clips``): a clip is 100 to 350 KB, and a validator's recent balances are what
+is said again."""
 
 
 class VoiceFailure(enum.Enum):
@@ -173,7 +182,9 @@ class VoiceCatalog:
 
     ``voices`` maps screen languages to espeak-ng voices, ``speed`` is words per minute,
     ``command`` the espeak-ng executable (a name on PATH or a path), ``timeout`` the seconds
-    one rendering may take. Thread-safe: the screen's HTTP threads share one catalog.
+    one rendering may take, ``max_bytes`` and ``max_clips`` the bounds of the clips rendered
+    at run time (the fixed prompts, :func:`fixed_prompts`, and those given to :meth:`keep`
+    are kept outside them). Thread-safe: the screen's HTTP threads share one catalog.
     """
 
     def __init__(
@@ -183,6 +194,8 @@ class VoiceCatalog:
         speed: int = DEFAULT_SPEED,
         command: str = "espeak-ng",
         timeout: float = 10.0,
+        max_bytes: int = DEFAULT_CACHE_MB * 1_000_000,
+        max_clips: int = DEFAULT_CACHE_CLIPS,
     ) -> None:
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise ValueError(f"speed must be {MIN_SPEED}..{MAX_SPEED} words per minute")
@@ -200,6 +213,8 @@ class VoiceCatalog:
             weakref.WeakValueDictionary()
         )
         self._available: bool | None = None
+        self.cache = ClipCache(self.cache_dir, max_bytes, max_clips, CLIP_NAME)
+        self.keep(fixed_prompts())
 
     def _voice(self, lang: str) -> str:
         try:
@@ -208,6 +223,11 @@ class VoiceCatalog:
             raise ValueError(
                 f"unknown lang {lang!r}: this catalog speaks {', '.join(self.voices)}"
             ) from None
+
+    def keep(self, items: Iterable[tuple[str, str]]) -> None:
+        """Keep the clips of ``(lang, text)`` (those of a language this catalog does not
+        speak left out) whatever the bounds: prompts that recur all day."""
+        self.cache.keep(self.clip_name(lang, text) for lang, text in items if lang in self.voices)
 
     def clip_name(self, lang: str, text: str) -> str:
         """The clip's file name: 32 hex digits of SHA-256 over (voice, speed, text), then
@@ -223,7 +243,10 @@ class VoiceCatalog:
             return None
         candidate = self.cache_dir / name
         # A regular file only: a symlink planted in the cache must not lead out of it.
-        return candidate if candidate.is_file() and not candidate.is_symlink() else None
+        if not candidate.is_file() or candidate.is_symlink():
+            return None
+        self.cache.used(name)
+        return candidate
 
     def render(self, lang: str, text: str) -> Path:
         """The clip of ``text`` spoken in ``lang``: the cached file when there is one, else
@@ -241,19 +264,24 @@ class VoiceCatalog:
             raise ValueError("nothing to say: the text is empty")
         target = self.cache_dir / name
         if target.is_file():
+            self.cache.used(name)
             return target, False
         with self._locks_guard:
             lock = self._locks.setdefault(name, threading.Lock())
         with lock:
             # Another thread may have rendered it while this one waited for the lock.
             if target.is_file():
+                self.cache.used(name)
                 return target, False
             data = self._synthesise(self._voice(lang), text)
             info = clip_info(data)
             try:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
+                # Room first: on a full disk the old clips must go before the new one fits.
+                self.cache.make_room(name, len(data))
                 # 0644: clips are not secret, and the build user may differ from the server's.
                 write_atomically(target, data, mode=0o644)
+                self.cache.stored(name, len(data))
             except OSError as exc:
                 raise VoiceError(
                     f"cannot store {name} in {self.cache_dir}: {exc}",
@@ -320,7 +348,12 @@ class VoiceCatalog:
                 raise VoiceError(
                     f"{self.command} -v {voice} wrote no file", VoiceFailure.BAD_OUTPUT
                 ) from None
-        log.debug("espeak-ng %s took %.3f s for %r", voice, time.monotonic() - started, text)
+        log.debug(
+            "espeak-ng %s took %.3f s for %d characters",
+            voice,
+            time.monotonic() - started,
+            len(text),
+        )
         return data
 
     def check(self) -> None:

@@ -34,7 +34,6 @@ import logging
 import os
 import secrets
 import stat
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from types import MappingProxyType
 
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.errors import ConfigError
+from terminal.host.operatorfile import parse_toml
 from terminal.host.secretfile import write_secret_file
 from terminal.secure.module import is_terminal_number
 from terminal.ssc.auth import KeyName
@@ -160,10 +160,7 @@ def parse_key_file(text: str, source: str = "<key file>") -> KeySet:
     TOML syntax, a missing or malformed terminal number, an unknown table or key, a key that
     is not 32 hex digits, an empty table, a file with no keys at all.
     """
-    try:
-        doc = tomllib.loads(text)
-    except (TypeError, ValueError) as exc:  # TOMLDecodeError is a ValueError; TypeError: not str
-        raise ConfigError(f"{source}: not a TOML key file: {exc}") from None
+    doc = parse_toml(text, source, "key file")
     keys: dict[tuple[SymmetricAlgorithm, AnyKeyName], bytes] = {}
     terminal_number: object = None
     for entry, value in doc.items():

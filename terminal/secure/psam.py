@@ -34,13 +34,28 @@ on open                    ``00 A4 04 00 06 D15600000590 00`` SELECT the PSAM ap
 A cryptogram takes two APDUs that share state in the PSAM, so they run under a lock: two
 threads using one module never interleave a delivery and a CIPHER DATA. (Another *process*
 sharing the reader could; a PSAM slot belongs to one terminal process.)
+
+**The link heals itself.** A module opened with :meth:`PsamSecureModule.open` knows how to
+connect again: when an exchange fails with a reader error (pcscd restarted - every handle
+it gave out is void -, the PSAM reset or reseated) the module drops the connection,
+connects again, SELECTs the application and reads EF16 as on open, and repeats the
+operation once. Every operation may be repeated so: a MAC1 that reached the PSAM before the
+link broke only spent a transaction serial (the card sees the new one in DEBIT), a MAC2
+check after a reset answers "no such session" (the purchase then journals the TAC
+unverified), and a cryptogram is a delivery and a CIPHER DATA sent again together. When the
+reconnection fails, the operation fails with that reader error and later operations fail at
+once - without touching pcscd - until a back-off delay has passed (doubling from
+:data:`RECONNECT_FIRST_DELAY` to :data:`RECONNECT_MAX_DELAY`); then the next operation tries
+again. ``on_state(up, reason)`` hears every change of the link (the runtime's status page).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from terminal.crypto.symmetric import SymmetricAlgorithm
 from terminal.devices.reader import CardChannel, CardConnection, ReaderBackend
@@ -50,9 +65,12 @@ from terminal.errors import (
     NoCardError,
     NoReaderError,
     NoSecureModuleError,
+    OneCardError,
+    PcscUnavailableError,
     ReaderError,
     SecureModuleError,
 )
+from terminal.host.clock import Clock, SystemClock
 from terminal.iso7816.apdu import CommandAPDU
 from terminal.iso7816.status_words import SW, describe
 from terminal.secure.module import (
@@ -79,6 +97,15 @@ KEY_USAGE: dict[KeyName, int] = {KeyName.IRK: 0x01, KeyName.RKSSSE: 0x02, KeyNam
 """P1 of DELIVERY SESSION KEY: which master key to diversify."""
 DIVERSIFICATION_LENGTH = 8
 MAC1_ANSWER_LENGTH = 8  # terminal serial(4) || MAC1(4)
+RECONNECT_FIRST_DELAY = 0.25
+"""Seconds after a failed reconnection before an operation tries again."""
+RECONNECT_MAX_DELAY = 5.0
+"""The longest wait between reconnection attempts: a PSAM back in its slot (or pcscd back)
+serves again within this long of the next tap."""
+
+T = TypeVar("T")
+LinkListener = Callable[[bool, str], None]
+"""``(up, reason)``: the PSAM link went down (why) or came back."""
 
 
 @dataclass(frozen=True)
@@ -162,14 +189,35 @@ class PsamSecureModule:
     ``apdu_count`` counts the APDUs sent to the PSAM (GET RESPONSE included), for benchmarks.
     """
 
-    def __init__(self, connection: CardConnection, name: str | None = None) -> None:
+    def __init__(
+        self,
+        connection: CardConnection,
+        name: str | None = None,
+        *,
+        reconnect: Callable[[], CardConnection] | None = None,
+        clock: Clock | None = None,
+        on_state: LinkListener | None = None,
+        down: OneCardError | None = None,
+    ) -> None:
         self.connection = connection
         self.name = name or f"psam:{connection.reader}"
         self.terminal_number = NO_TERMINAL_NUMBER
         self._channel = CardChannel(connection)
+        self._apdus_before = 0  # APDUs of the connections the module has dropped
         self._lock = threading.Lock()
         self._algorithms: frozenset[SymmetricAlgorithm] | None = None
         self._closed = False
+        self._reconnect = reconnect
+        self._clock: Clock = clock or SystemClock()
+        self._on_state = on_state
+        self._down: OneCardError | None = down
+        """Why the link is down (the connection is dropped), None while it is up."""
+        self._next_attempt = 0.0
+        self._delay = RECONNECT_FIRST_DELAY
+        self.reconnects = 0
+        """Times the link came back after going down."""
+        if down is not None:
+            return  # not connected yet: the first use connects (open(when_ready=True))
         try:
             self._open()
         except BaseException:
@@ -177,18 +225,48 @@ class PsamSecureModule:
             raise
 
     @classmethod
-    def open(cls, backend: ReaderBackend, reader: str) -> PsamSecureModule:
-        """Connect to the PSAM in ``reader``. An empty or absent reader is
-        :class:`NoSecureModuleError` (LD/T 33 -2201), as is a card without the application."""
+    def open(
+        cls,
+        backend: ReaderBackend,
+        reader: str,
+        *,
+        clock: Clock | None = None,
+        on_state: LinkListener | None = None,
+        when_ready: bool = False,
+    ) -> PsamSecureModule:
+        """Connect to the PSAM in ``reader``, and again whenever the link breaks (see the
+        module docstring). An empty or absent reader is :class:`NoSecureModuleError`
+        (LD/T 33 -2201), as is a card without the application. With ``when_ready`` a PC/SC
+        service that is not up yet (the terminal starts while pcscd restarts) is no failure:
+        the module starts down, says so to ``on_state``, and connects on its first use, with
+        the back-off of a broken link."""
+
+        def connect() -> CardConnection:
+            return backend.connect(reader)
+
         try:
-            connection = backend.connect(reader)
+            connection = connect()
         except (NoCardError, NoReaderError) as exc:
             raise NoSecureModuleError(f"no PSAM: {exc.reason}") from exc
-        return cls(connection)
+        except PcscUnavailableError as exc:
+            if not when_ready:
+                raise
+            log.warning("PSAM in %r not reachable yet: %s", reader, exc.reason)
+            module = cls(
+                _NotConnected(reader), reconnect=connect, clock=clock, on_state=on_state, down=exc
+            )
+            module._tell(False, exc.reason)
+            return module
+        return cls(connection, reconnect=connect, clock=clock, on_state=on_state)
 
     @property
     def apdu_count(self) -> int:
-        return self._channel.apdu_count
+        return self._apdus_before + self._channel.apdu_count
+
+    @property
+    def up(self) -> bool:
+        """False from a broken exchange until the module has connected again."""
+        return self._down is None
 
     def __repr__(self) -> str:
         return f"PsamSecureModule(name={self.name!r}, terminal_number={self.terminal_number!r})"
@@ -197,10 +275,11 @@ class PsamSecureModule:
 
     def algorithms(self) -> frozenset[SymmetricAlgorithm]:
         with self._lock:
-            self._check_open()
             if self._algorithms is None:
-                self._algorithms = frozenset(
-                    alg for alg in sorted(SUPPORTED_ALGORITHMS) if self._probe(alg)
+                self._algorithms = self._use(
+                    lambda: frozenset(
+                        alg for alg in sorted(SUPPORTED_ALGORITHMS) if self._probe(alg)
+                    )
                 )
             return self._algorithms
 
@@ -218,11 +297,10 @@ class PsamSecureModule:
         if alg not in SUPPORTED_ALGORITHMS:
             # SSF33: no PSAM of ours implements it, and what a real one answers is unknown.
             raise AlgorithmMissingError(f"secure module {self.name} holds no {alg.name} keys")
-        with self._lock:
-            self._check_open()
-            response = self._channel.transmit(
-                delivery_session_key(key, alg, d1, d2, bytes(process_factor))
-            )
+        delivery = delivery_session_key(key, alg, d1, d2, bytes(process_factor))
+
+        def exchange() -> bytes:
+            response = self._channel.transmit(delivery)
             if response.sw != SW.OK:
                 raise self._error("DELIVERY SESSION KEY", response.sw, key, alg)
             response = self._channel.transmit(cipher_data(bytes(data)))
@@ -235,14 +313,16 @@ class PsamSecureModule:
                 )
             return response.data
 
+        with self._lock:
+            return self._use(exchange)
+
     # --- T-Union purchase (terminal.transit.secure_module.PsamPurchase) -----------------------
 
     def purchase_mac1(self, request: Mac1Request) -> Mac1Answer:
         """MAC1 of a purchase, computed in the PSAM (``80 70``). :class:`KeyMissingError`
         when the PSAM has no purchase master for the card's algorithm."""
         with self._lock:
-            self._check_open()
-            response = self._channel.transmit(purchase_mac1_command(request))
+            response = self._use(lambda: self._channel.transmit(purchase_mac1_command(request)))
             if response.sw in (SW.REFERENCE_DATA_NOT_FOUND, SW.FUNCTION_NOT_SUPPORTED):
                 raise KeyMissingError(
                     f"PSAM {self.name} holds no purchase master key for algorithm id "
@@ -262,9 +342,9 @@ class PsamSecureModule:
     def verify_mac2(self, mac2: bytes, terminal_serial: int | None = None) -> Mac2Verdict:
         """The PSAM's word on the card's MAC2 (``80 72``), for the newest session or for the
         session of ``terminal_serial``."""
+        command = verify_mac2_command(mac2, terminal_serial)
         with self._lock:
-            self._check_open()
-            response = self._channel.transmit(verify_mac2_command(mac2, terminal_serial))
+            response = self._use(lambda: self._channel.transmit(command))
             if response.sw == SW.OK:
                 return Mac2Verdict.VALID
             if response.sw == SW_MAC_INVALID:
@@ -285,6 +365,77 @@ class PsamSecureModule:
             # A PSAM pulled out of its slot cannot be disconnected cleanly; there is nothing
             # left to release and nothing the caller could do about it.
             log.debug("closing %s: %s", self.name, exc)
+
+    # --- the link -------------------------------------------------------------------------
+
+    def _use(self, exchange: Callable[[], T]) -> T:
+        """``exchange()`` over the link (called with the lock held): reconnected first if it
+        is down, and once more on a fresh connection if it breaks now (module docstring)."""
+        self._check_open()
+        if self._down is not None:
+            self._connect_again()
+        try:
+            return exchange()
+        except ReaderError as exc:
+            if self._reconnect is None:
+                raise
+            self._lost(exc)
+        self._connect_again()
+        try:
+            return exchange()
+        except ReaderError as exc:
+            self._lost(exc)
+            raise
+
+    def _lost(self, error: OneCardError) -> None:
+        """The link broke: drop the connection; the next use connects again."""
+        first = self._down is None
+        self._down = error
+        self._drop_connection()
+        if first:
+            log.warning("PSAM %s link down: %s", self.name, error.reason)
+            self._tell(False, error.reason)
+
+    def _connect_again(self) -> None:
+        """Connect, SELECT and read EF16 again, or raise why not (at once, without trying,
+        while the back-off delay of the last failed attempt runs)."""
+        assert self._down is not None and self._reconnect is not None
+        now = self._clock.monotonic()
+        if now < self._next_attempt:
+            raise _again(self._down, f"PSAM {self.name} link down: {self._down.reason}")
+        try:
+            self.connection = self._reconnect()
+            self._channel = CardChannel(self.connection)
+            self._open()
+        except (ReaderError, SecureModuleError) as exc:
+            self._drop_connection()
+            self._down = exc
+            self._next_attempt = now + self._delay
+            self._delay = min(self._delay * 2, RECONNECT_MAX_DELAY)
+            log.info("PSAM %s still down: %s", self.name, exc.reason)
+            raise
+        self._down = None
+        self._next_attempt = 0.0
+        self._delay = RECONNECT_FIRST_DELAY
+        self.reconnects += 1
+        log.info("PSAM %s link up again (reconnect %d)", self.name, self.reconnects)
+        self._tell(True, "reconnected")
+
+    def _drop_connection(self) -> None:
+        self._apdus_before += self._channel.apdu_count
+        self._channel = CardChannel(self.connection)
+        try:
+            self.connection.close()
+        except ReaderError as exc:  # a void handle cannot be released: nothing is left
+            log.debug("closing %s after a link failure: %s", self.name, exc.reason)
+
+    def _tell(self, up: bool, reason: str) -> None:
+        if self._on_state is None:
+            return
+        try:
+            self._on_state(up, reason)
+        except Exception:  # the status page must not break the PSAM
+            log.exception("PSAM %s: link listener failed", self.name)
 
     # --- internals ------------------------------------------------------------------------
 
@@ -345,3 +496,29 @@ class PsamSecureModule:
                 f"PSAM {self.name} holds no {alg.name} keys ({describe(sw)})", sw
             )
         return SecureModuleError(f"PSAM {self.name}: {command} failed: {describe(sw)}", sw)
+
+
+class _NotConnected:
+    """The connection of a module that has not reached its PSAM yet."""
+
+    atr = b""
+    protocol = "T=1"
+    interface = None
+
+    def __init__(self, reader: str) -> None:
+        self.reader = reader
+
+    def transmit_raw(self, apdu: bytes) -> bytes:
+        raise PcscUnavailableError(f"PSAM in {self.reader!r} not connected yet")
+
+    def close(self) -> None:
+        pass
+
+
+def _again(cause: OneCardError, reason: str) -> OneCardError:
+    """An error of the same kind as ``cause`` (a reader error stays a reader error: the
+    transaction is not completed, nothing is journaled) saying the link is still down."""
+    try:
+        return type(cause)(reason)
+    except TypeError:  # an error class with another signature
+        return ReaderError(reason)

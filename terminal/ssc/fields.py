@@ -8,7 +8,8 @@
 * ``date``: ``cn`` ``YYYYMMDD`` in 4 bytes (issue, expiry and birth dates).
 
 Pure functions over bytes; the only exception that escapes is
-:class:`~terminal.errors.FieldError`, whose reason says what was wrong and where.
+:class:`~terminal.errors.FieldError`, whose reason says what was wrong and where - never the
+value itself: these are holder data, and reasons end up in logs.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def decode_cn(raw: bytes) -> str:
     for i, ch in enumerate(digits):
         if ch not in _DIGITS:
             what = "padding nibble F before a digit" if ch == "F" else f"nibble {ch}"
-            raise FieldError(f"cn value {nibbles}: {what} at nibble {i}")
+            raise FieldError(f"cn value of {len(raw)} bytes: {what} at nibble {i}")
     return digits
 
 
@@ -61,7 +62,7 @@ def decode_an(raw: bytes) -> str:
     text = bytes(raw).rstrip(b"\x00")
     for i, b in enumerate(text):
         if not 0x20 <= b <= 0x7E:
-            raise FieldError(f"an value {bytes(raw).hex().upper()}: byte {b:02X} at offset {i}")
+            raise FieldError(f"an value of {len(raw)} bytes: byte {b:02X} at offset {i}")
     return text.decode("ascii")
 
 
@@ -80,13 +81,12 @@ def decode_gbk(raw: bytes) -> str:
             decoded = text.decode("gb18030")
         except UnicodeDecodeError as exc:
             raise FieldError(
-                f"GBK value {bytes(raw).hex().upper()}: undecodable byte at offset {exc.start}"
+                f"GBK value of {len(raw)} bytes: undecodable byte at offset {exc.start}"
             ) from None
     for i, ch in enumerate(decoded):
         if ch < " " or ch == "\x7f":
             raise FieldError(
-                f"GBK value {bytes(raw).hex().upper()}: control character {ord(ch):02X}"
-                f" at character {i}"
+                f"GBK value of {len(raw)} bytes: control character {ord(ch):02X} at character {i}"
             )
     return decoded
 
@@ -99,15 +99,15 @@ def decode_bcd_date(raw: bytes) -> datetime.date | None:
     raw = bytes(raw)
     hex_ = raw.hex().upper()
     if len(raw) != 4:
-        raise FieldError(f"BCD date {hex_}: expected 4 bytes, got {len(raw)}")
+        raise FieldError(f"BCD date: expected 4 bytes, got {len(raw)}")
     if raw in (b"\x00" * 4, b"\xff" * 4):
         return None
     if any(ch not in _DIGITS for ch in hex_):
-        raise FieldError(f"BCD date {hex_}: not 8 BCD digits")
+        raise FieldError("BCD date: not 8 BCD digits")
     try:
         return datetime.date(int(hex_[:4]), int(hex_[4:6]), int(hex_[6:]))
     except ValueError:
-        raise FieldError(f"BCD date {hex_}: no such date") from None
+        raise FieldError("BCD date: no such date") from None
 
 
 _DECODERS = {
@@ -146,7 +146,7 @@ def region_of_card_id(card_id_hex: str) -> str:
     """The region of a card: the first 6 digits (GB/T 2260) of its identification code."""
     region = card_id_hex[:6]
     if len(region) != 6 or any(ch not in _DIGITS for ch in region):
-        raise FieldError(f"card identification code {card_id_hex!r} does not open with 6 digits")
+        raise FieldError("card identification code does not open with 6 digits")
     return region
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import tomllib
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
 from terminal.crypto.signing import Algorithm
 from terminal.errors import ConfigError, JournalEntryError
+from terminal.host.operatorfile import decode_operator_text, parse_toml, read_operator_file
 from terminal.wire.journal import check_terminal_id
 from terminal.wire.requests import request_headers
 
@@ -98,10 +98,7 @@ def parse_credentials(
 ) -> TerminalCredentials:
     """The credentials in TOML ``text``; ``source`` names the file in errors and
     ``base_dir`` resolves a relative ``ca_file``. Every failure is a :class:`ConfigError`."""
-    try:
-        doc = tomllib.loads(text)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: not a TOML credentials file: {exc}") from None
+    doc = parse_toml(text, source, "credentials file")
     unknown = doc.keys() - _KNOWN
     if unknown:
         raise ConfigError(f"{source}: unknown entries {', '.join(sorted(unknown))}")
@@ -113,13 +110,21 @@ def parse_credentials(
     url = doc.get("backoffice_url")
     if not isinstance(url, str):
         raise ConfigError(f"{source}: backoffice_url is missing")
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        # .port reads (and range-checks) the port: the client reads it later, too late to
+        # name the file.
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        usable = usable and (parts.port is None or parts.port > 0)
+    except ValueError:  # "http://[::1", "http://host:99999"
+        usable = False
+    if not usable:
         raise ConfigError(f"{source}: backoffice_url must be an http:// or https:// URL")
     if parts.query or parts.fragment:
         raise ConfigError(f"{source}: backoffice_url must not have a query or fragment")
     algorithm = doc.get("publication_algorithm", "sm2")
-    if algorithm not in _ALGORITHMS:
+    # isinstance first: "in" hashes the value, and a TOML array is unhashable.
+    if not isinstance(algorithm, str) or algorithm not in _ALGORITHMS:
         raise ConfigError(
             f"{source}: publication_algorithm must be one of {', '.join(sorted(_ALGORITHMS))}"
         )
@@ -129,7 +134,7 @@ def parse_credentials(
     ca_file: Path | None = None
     if "ca_file" in doc:
         raw_ca = doc["ca_file"]
-        if not isinstance(raw_ca, str) or not raw_ca:
+        if not isinstance(raw_ca, str) or not raw_ca or "\0" in raw_ca:
             raise ConfigError(f"{source}: ca_file must be a path")
         ca_file = Path(raw_ca)
         if not ca_file.is_absolute() and base_dir is not None:
@@ -152,8 +157,8 @@ def load_credentials(path: str | os.PathLike[str]) -> TerminalCredentials:
     a chmod) but logged as a warning: it holds the terminal's secret.
     """
     path = Path(path)
+    raw = read_operator_file(path, "credentials file")
     try:
-        raw = path.read_bytes()
         mode = stat.S_IMODE(path.stat().st_mode)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the credentials: {exc.strerror or exc}") from None
@@ -161,8 +166,5 @@ def load_credentials(path: str | os.PathLike[str]) -> TerminalCredentials:
         log.warning(
             "credentials file %s is readable by others (mode %03o): chmod 600 it", path, mode
         )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the credentials file is not UTF-8 text") from None
+    text = decode_operator_text(raw, str(path), "credentials file")
     return parse_credentials(text, str(path), path.parent)

@@ -37,7 +37,7 @@ from terminal.sync.sender import (
     BackgroundSender,
     SenderOptions,
 )
-from terminal.wire.canonical import JsonError, canonical_json, parse_json
+from terminal.wire.canonical import JsonError, canonical_json, parse_json_text
 from terminal.wire.events import (
     MAX_EVENTS_PER_REQUEST,
     EventError,
@@ -119,7 +119,10 @@ def _read_meta(conn: sqlite3.Connection) -> _Meta:
     rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     if rows.get("schema_version") != _SCHEMA_VERSION:
         raise ValueError(f"schema version {rows.get('schema_version')!r}")
-    last_id, sent_up_to = int(rows["last_id"]), int(rows["sent_up_to"])
+    try:
+        last_id, sent_up_to = int(rows["last_id"]), int(rows["sent_up_to"])
+    except TypeError:  # NULL, or a BLOB int() cannot take
+        raise ValueError("last_id or sent_up_to is not a number") from None
     if not 0 <= sent_up_to <= last_id:
         raise ValueError(f"sent_up_to {sent_up_to} and last_id {last_id} out of order")
     return _Meta(str(rows["terminal_id"]), last_id, sent_up_to)
@@ -242,7 +245,8 @@ class EventOutbox:
     def _events(self, rows: list[tuple[int, float, str, str]]) -> list[TerminalEvent]:
         try:
             return [
-                TerminalEvent(id_, kind, at, parse_json(detail.encode()))
+                # A row is read as outside data: a damaged file may hold anything there.
+                TerminalEvent(id_, kind, at, parse_json_text(detail))
                 for id_, at, kind, detail in rows
             ]
         except (EventError, JsonError) as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 from terminal.errors import TransitError
 from terminal.host import sqlite as durable
 from terminal.transit.purchase import PendingPurchase
+from terminal.wire.canonical import JsonError, parse_json_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending_purchases (
@@ -43,6 +44,20 @@ def _build(conn: sqlite3.Connection) -> None:
     conn.execute(_SCHEMA)
 
 
+_FIELDS = frozenset(
+    {
+        "app_serial",
+        "counter",
+        "amount",
+        "transaction_type",
+        "terminal_number",
+        "terminal_serial",
+        "when",
+        "balance_before",
+    }
+)
+
+
 def encode_pending(pending: PendingPurchase) -> str:
     return json.dumps(
         {
@@ -59,21 +74,69 @@ def encode_pending(pending: PendingPurchase) -> str:
     )
 
 
-def decode_pending(text: str) -> PendingPurchase:
+_INTEGER_RANGES = {
+    # The sizes the purchase puts them in (docs/transit.md): a value beyond one would fail
+    # far from here, in the recovery of a card's next tap.
+    "counter": (0, 0xFFFF),
+    "amount": (0, 0xFFFFFFFF),
+    "transaction_type": (0, 0xFF),
+    "terminal_serial": (0, 0xFFFFFFFF),
+    "balance_before": (-(2**31), 2**31 - 1),
+}
+_HEX_LENGTHS = {"app_serial": (1, 16), "terminal_number": (6, 6)}
+
+
+def _unreadable(reason: str) -> TransitError:
+    return TransitError(f"unreadable pending purchase record: {reason}")
+
+
+def _integer(raw: dict[str, object], name: str) -> int:
+    value = raw.get(name)
+    low, high = _INTEGER_RANGES[name]
+    # Exactly an int: a float or a bool in a record this module wrote is damage, not data.
+    if type(value) is not int or not low <= value <= high:
+        raise _unreadable(f"{name} must be an integer in {low}..{high}")
+    return value
+
+
+def _hex(raw: dict[str, object], name: str) -> bytes:
+    value = raw.get(name)
+    shortest, longest = _HEX_LENGTHS[name]
+    if not isinstance(value, str) or not shortest * 2 <= len(value) <= longest * 2:
+        raise _unreadable(f"{name} must be {shortest}..{longest} bytes of hex")
     try:
-        raw = json.loads(text)
-        return PendingPurchase(
-            app_serial=bytes.fromhex(raw["app_serial"]),
-            counter=int(raw["counter"]),
-            amount=int(raw["amount"]),
-            transaction_type=int(raw["transaction_type"]),
-            terminal_number=bytes.fromhex(raw["terminal_number"]),
-            terminal_serial=int(raw["terminal_serial"]),
-            when=dt.datetime.fromisoformat(raw["when"]),
-            balance_before=int(raw["balance_before"]),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise TransitError(f"unreadable pending purchase record: {exc}") from None
+        return bytes.fromhex(value)
+    except ValueError:
+        raise _unreadable(f"{name} is not hex") from None
+
+
+def decode_pending(text: str | bytes) -> PendingPurchase:
+    """The purchase of a stored record (:func:`encode_pending`'s text, as the row holds it).
+    Read by the one strict JSON reader and checked field by field, so a damaged row is a
+    :class:`TransitError` - never a value that fails later, in the next tap's recovery."""
+    try:
+        raw = parse_json_text(text)
+    except JsonError as exc:
+        raise _unreadable(exc.reason) from None
+    if not isinstance(raw, dict) or raw.keys() != _FIELDS:
+        raise _unreadable(f"not an object of the fields {sorted(_FIELDS)}")
+    when = raw["when"]
+    if not isinstance(when, str):
+        raise _unreadable("when must be an ISO 8601 time")
+    try:
+        moment = dt.datetime.fromisoformat(when)
+    except ValueError:
+        raise _unreadable("when is not an ISO 8601 time") from None
+    return PendingPurchase(
+        app_serial=_hex(raw, "app_serial"),
+        counter=_integer(raw, "counter"),
+        amount=_integer(raw, "amount"),
+        transaction_type=_integer(raw, "transaction_type"),
+        terminal_number=_hex(raw, "terminal_number"),
+        terminal_serial=_integer(raw, "terminal_serial"),
+        when=moment,
+        balance_before=_integer(raw, "balance_before"),
+    )
 
 
 class PendingPurchases:

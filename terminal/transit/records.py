@@ -170,7 +170,12 @@ def parse_purse_fci(fci: bytes) -> PurseFci:
     except TlvError as exc:
         raise TransitRecordError(f"e-purse FCI: {exc.reason}") from None
     if not objects or objects[0].tag != FCI_TEMPLATE_TAG or not objects[0].constructed:
-        raise TransitRecordError(f"e-purse FCI does not open with a 6F template: {raw.hex()}")
+        # The first byte and the length only: the FCI carries the application serial, and
+        # this reason is logged.
+        raise TransitRecordError(
+            f"e-purse FCI does not open with a 6F template: {raw[:1].hex().upper()}.. "
+            f"({len(raw)} bytes)"
+        )
     template = objects[0]
     name = template.find(FCI_DF_NAME_TAG)
     if name is not None and name.value != TUNION_AID:

@@ -278,3 +278,16 @@ def parse_json(raw: bytes | bytearray | memoryview) -> Any:
     if "\\u" in text and _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
         raise LoneSurrogateError("a string holds a lone surrogate")
     return value
+
+
+def parse_json_text(text: str | bytes | bytearray | memoryview) -> Any:
+    """:func:`parse_json` of JSON held as text - an SQLite ``TEXT`` column, a file read as
+    ``str`` - or as bytes. A ``str`` holding a lone surrogate is not UTF-8 and refused as
+    such; anything but text or bytes (an SQLite row may hold an integer or ``NULL``) is a
+    :class:`MalformedJsonError`. Raises only :class:`JsonError`."""
+    if isinstance(text, str):
+        # surrogatepass: a lone surrogate becomes bytes that are not UTF-8, refused there.
+        return parse_json(text.encode("utf-8", "surrogatepass"))
+    if not isinstance(text, bytes | bytearray | memoryview):
+        raise MalformedJsonError(f"JSON must be text, not {type(text).__name__}")
+    return parse_json(text)

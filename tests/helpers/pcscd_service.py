@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 
@@ -43,10 +46,28 @@ def start_pcscd() -> None:
     wait_for_service()
 
 
+def pcscd_pids() -> list[int]:
+    found = subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
 def stop_pcscd() -> None:
-    subprocess.run(["pkill", "-x", "pcscd"], check=False)
+    """Stop the system pcscd, by its process id (SIGTERM, then SIGKILL after 15 s)."""
+    pids = pcscd_pids()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     end = time.monotonic() + 15
-    while pcscd_running():
+    while set(pids) & set(pcscd_pids()):
         if time.monotonic() > end:
-            subprocess.run(["pkill", "-9", "-x", "pcscd"], check=False)
-        time.sleep(0.05)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)  # polling a process's end: pcscd is not our child to wait() on
+
+
+def restart_pcscd() -> list[str]:
+    """Stop pcscd and start it again; the reader names once it serves its vpcd readers."""
+    stop_pcscd()
+    start_pcscd()
+    return wait_for_service()

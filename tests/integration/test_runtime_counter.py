@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 import threading
 import urllib.error
 import urllib.request
@@ -130,8 +131,16 @@ def counter(world: dict, pcscd: list[str]) -> Iterator[tuple[TerminalRuntime, Sc
         runtime.shutdown()
 
 
-def http(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+def http(
+    port: int, token: str, path: str, method: str = "GET", host: str | None = None
+) -> tuple[int, bytes]:
+    """A request as the hospital system sends it, with ``token`` as its bearer token."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if host is not None:
+        headers["Host"] = host
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method=method, headers=headers
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, answer.read()
@@ -141,6 +150,10 @@ def http(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
 
 def test_counter_end_to_end(world: dict, insert_card, counter) -> None:
     runtime, pad, port = counter
+    # Made at the first start, beside the journal, for the operator alone.
+    token_file = world["tmp"] / "counter-api.token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    token = token_file.read_text().strip()
     profile = load_profile(world["cards"]["cards"][CARD]["file"])
     name, ssn = profile.holder.name, profile.holder.ssn
 
@@ -154,28 +167,36 @@ def test_counter_end_to_end(world: dict, insert_card, counter) -> None:
     wrong = tap(1)
     assert wrong.decision == "refuse" and wrong.reason == "pin_wrong", wrong
     assert wrong.journaled and pad.asked == 1
-    status, body = http(port, "/v1/card")
+    status, body = http(port, token, "/v1/card")
     assert status == 404 and json.loads(body)["status"] == "empty"
-    status, body = http(port, "/v1/card/ireadcardbas")
+    status, body = http(port, token, "/v1/card/ireadcardbas")
     assert status == 404 and body.decode() == "-2"
 
     # The right PIN: the card is genuine, the holder record is handed over.
     right = tap(2)
     assert right.accepted and right.reason == "ok" and right.journaled, right
     assert pad.asked == 2
-    status, body = http(port, "/v1/card")
+    status, body = http(port, token, "/v1/card")
     assert status == 200
     record = json.loads(body)
     assert record["status"] == "ok" and record["verdict"] == "genuine", record
     text = json.dumps(record, ensure_ascii=False)
     assert name in text and ssn in text
-    status, body = http(port, "/v1/card/ireadcardbas")
+    status, body = http(port, token, "/v1/card/ireadcardbas")
     fields = body.decode().split("|")
     assert status == 200 and fields[1] == ssn and fields[4] == name, fields
     assert fields[2] == profile.issuer.card_number
+    # Only the hospital system, holding the token, on this machine's own name.
+    for bad in ("", "wrong-" + "x" * 40):
+        for method in ("GET", "DELETE"):
+            status, body = http(port, bad, "/v1/card", method)
+            assert status == 401 and json.loads(body)["error"] == "unauthorized", body
+    status, body = http(port, token, "/v1/card", host="evil.example")
+    assert status == 403 and json.loads(body)["error"] == "bad_host", body
+    assert http(port, token, "/v1/card")[0] == 200  # nothing above took the record
     # The hospital system takes it: forgotten.
-    assert http(port, "/v1/card", "DELETE")[0] == 204
-    assert http(port, "/v1/card")[0] == 404
+    assert http(port, token, "/v1/card", "DELETE")[0] == 204
+    assert http(port, token, "/v1/card")[0] == 404
 
     # The journal knows the transactions, not the holder.
     with Journal.open(world["tmp"] / "journal.db", TERMINAL_ID) as journal:

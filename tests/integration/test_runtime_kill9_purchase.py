@@ -261,7 +261,9 @@ documents = "documents"
 replay_cache = "replay.db"
 
 [validator]
-repeat_seconds = 60
+# Every round is a new tap of the same card: no repeat-tap window (a restarted validator
+# rebuilds it from the journal, and would refuse the rounds as repeats).
+repeat_seconds = 0
 
 [status]
 port = 0

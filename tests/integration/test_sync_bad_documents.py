@@ -7,9 +7,14 @@ office. The other way round, a terminal's request body holding them is a typed 4
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -46,6 +51,8 @@ BROKEN = {
     "nan": b'"x":NaN',
     "1e400": b'"x":1e400',
     "duplicate key": b'"version":2',
+    "4301 digits": b'"x":' + b"7" * 4301,
+    "lone surrogate": b'"x":"\\ud800"',
 }
 
 
@@ -214,3 +221,77 @@ def test_request_bodies_holding_them_are_typed_400s(
             client.close()
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert storage.acked_up_to(TERMINAL) == 0 and storage.events(TERMINAL) == []
+
+
+def _sync_command(credentials: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "onecard.cli",
+        "sync",
+        "--credentials",
+        str(credentials),
+        "--journal",
+        str(tmp_path / "journal.db"),
+        "--documents",
+        str(tmp_path / "documents"),
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("broken", ["1e400", "4301 digits", "lone surrogate"])
+def test_onecard_sync_reports_a_broken_document_and_keeps_polling(
+    broken: str, tmp_path: Path
+) -> None:
+    """The command, as an operator runs it: ``--once`` exits 14 with its JSON summary;
+    without it, the refusal is reported and the next good document is still taken."""
+    key, token_key, secret = generate_publication_key(), new_token_key(), os.urandom(32)
+    with storage_for("sqlite", tmp_path) as storage:
+        storage.enrol(TERMINAL, secret, SystemClock().now())
+        office = BackOffice(storage, key)
+        good = canonical_json(office.publish("applist", APPLIST))
+        tamper_applist(storage, b"{" + BROKEN[broken] + b"," + good[1:])
+        with office.serve() as server:
+            credentials = tmp_path / "creds.toml"
+            credentials.write_text(
+                format_credentials(TERMINAL, secret, server.url, key, token_key, None)
+            )
+            credentials.chmod(0o600)
+
+            once = subprocess.run(
+                _sync_command(credentials, tmp_path, "--once"),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert once.returncode == 14, once.stderr
+            assert "Traceback" not in once.stderr
+            summary = json.loads(once.stdout)
+            assert summary["documents"]["applist"]["outcome"] == "refused"
+            assert summary["upload"]["acked_up_to"] == 0
+
+            polling = subprocess.Popen(
+                _sync_command(credentials, tmp_path, "--interval", "0.2"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                applied = tmp_path / "documents" / "applist.json"
+                deadline = time.monotonic() + WAIT
+                # Refused at least once more (the process stays up), then a good one lands.
+                time.sleep(0.5)
+                assert polling.poll() is None
+                fixed = {"services": [{**APPLIST["services"][0], "name": "Museum fixed"}]}
+                office.publish("applist", fixed)
+                while not applied.exists() and time.monotonic() < deadline:
+                    assert polling.poll() is None, polling.communicate()[1]
+                    time.sleep(0.05)
+                assert applied.exists()
+                assert b"Museum fixed" in applied.read_bytes()
+            finally:
+                polling.send_signal(signal.SIGTERM)
+                _, err = polling.communicate(timeout=WAIT)
+            assert polling.returncode == 0, err
+            assert "refused applist" in err
+            assert "Traceback" not in err

@@ -6,7 +6,9 @@
     up: ["good", "正常"], down: ["bad", "不可用"], unknown: ["", "未知"],
     card: ["good", "有卡"], empty: ["good", "无卡"], connected: ["good", "已连接"],
     gone: ["bad", "已断开"], waiting: ["warn", "等待中"], acknowledged: ["good", "已确认"],
-    WARNING: ["warn", "警告"], ERROR: ["bad", "错误"], CRITICAL: ["bad", "严重"]
+    WARNING: ["warn", "警告"], ERROR: ["bad", "错误"], CRITICAL: ["bad", "严重"],
+    running: ["good", "运行中"], restarting: ["bad", "重启中"], finished: ["", "已结束"],
+    stopped: ["", "已停止"]
   };
   var rendered = {};
   var lastOk = null;
@@ -134,6 +136,18 @@
     part("scanners", s.scanners, function (e) {
       rows(e, pairs(s.scanners).map(function (p) { return [p[0], state(p[1])]; }), 2,
         "No scanners or cameras · 无扫码器或摄像头");
+    });
+    part("links", s.links, function (e) {
+      rows(e, (s.links || []).map(function (l) {
+        return [String(l.name), state(l.state), node("span", time(l.since), "nowrap"),
+          String(l.reconnects)];
+      }), 4, "No links reported · 无连接");
+    });
+    part("workers", s.workers, function (e) {
+      rows(e, (s.workers || []).map(function (w) {
+        return [String(w.name), state(w.state), String(w.restarts),
+          w.last_error ? String(w.last_error) : "—"];
+      }), 4, "No background workers · 无后台任务");
     });
     part("backlog", [s.journal_unacked, s.events_unsent], function () {
       byId("journal-unacked").textContent = number(s.journal_unacked);

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backoffice.auth import TerminalKey, authenticate, new_secret
+from backoffice.auth import TerminalKey, authenticate, check_body, check_headers, new_secret
 from backoffice.errors import AuthenticationError, ClockSkewError, TerminalRevokedError
 from terminal.wire.requests import request_headers, sign_request, string_to_sign
 
@@ -62,18 +62,43 @@ def test_unknown_terminal_and_other_secret():
         authenticate("GET", "/v1/applist", headers, b"", other, NOW)
 
 
-def test_revoked_is_403_but_only_after_the_signature():
+def test_revoked_is_403_from_the_headers_alone():
+    # Revocation is decided before the body is read, so before the signature is checked:
+    # a terminal's state is no secret, and its body is not worth reading.
     headers = request_headers("T0001", SECRET, "GET", "/v1/applist", b"", NOW)
+    revoked = lookup_of(TerminalKey("T0001", SECRET, True))
     with pytest.raises(TerminalRevokedError):
-        authenticate(
-            "GET", "/v1/applist", headers, b"", lookup_of(TerminalKey("T0001", SECRET, True)), NOW
-        )
+        check_headers(headers, revoked, NOW)
     forged = dict(headers, **{"X-Onecard-Signature": "00" * 32})
-    with pytest.raises(AuthenticationError) as info:
-        authenticate(
-            "GET", "/v1/applist", forged, b"", lookup_of(TerminalKey("T0001", SECRET, True)), NOW
-        )
-    assert not isinstance(info.value, TerminalRevokedError)
+    with pytest.raises(TerminalRevokedError):
+        authenticate("GET", "/v1/applist", forged, b"", revoked, NOW)
+
+
+def test_headers_are_checked_without_the_body():
+    headers = request_headers("T0001", SECRET, "POST", "/v1/ingest", b"body", NOW)
+    lookup = lookup_of(TerminalKey("T0001", SECRET))
+    claim = check_headers(headers, lookup, NOW)
+    assert claim.terminal_id == "T0001" and SECRET.hex() not in repr(claim)
+    assert check_body(claim, "POST", "/v1/ingest", b"body") == "T0001"
+    with pytest.raises(AuthenticationError, match="bad signature"):
+        check_body(claim, "POST", "/v1/ingest", b"other body")
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ({"X-Onecard-Terminal": "T0009"}, "unknown terminal"),
+        ({"X-Onecard-Terminal": "T 1"}, "malformed terminal id"),
+        ({"X-Onecard-Signature": "00"}, "64 hex digits"),
+        ({"X-Onecard-Signature": "zz" * 32}, "64 hex digits"),
+        ({"X-Onecard-Time": "soon"}, "not a number"),
+        ({"X-Onecard-Time": str(int(NOW) - 301)}, "off the server's clock"),
+    ],
+)
+def test_header_refusals_need_no_body(change, error):
+    headers = dict(request_headers("T0001", SECRET, "POST", "/v1/ingest", b"", NOW), **change)
+    with pytest.raises(AuthenticationError, match=error):
+        check_headers(headers, lookup_of(TerminalKey("T0001", SECRET)), NOW)
 
 
 @pytest.mark.parametrize("offset, ok", [(0, True), (300, True), (-300, True), (301, False)])

@@ -171,3 +171,22 @@ def test_key_files_round_trip_with_mode_0600(tmp_path, key):
     with pytest.raises(PublicationError):
         keys.load_publication_key(tmp_path / "bad.key")
     assert repr(key) == f"PublicationKey({key.algorithm.value}, key_id={key.key_id})"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token_key = " + "[" * 2000 + "]" * 2000,  # nesting the TOML parser recurses on
+        "token_key = " + "9" * 5000,  # more digits than the interpreter converts
+        "private_key = '\ud800'",  # a lone surrogate
+        "not = toml = at all",
+    ],
+)
+def test_key_files_refuse_what_the_toml_parser_fails_on(tmp_path, text):
+    """Operator files go through the one strict loader: a typed error naming the file."""
+    path = tmp_path / "key.toml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    path.chmod(0o600)
+    for load in (keys.load_token_key, keys.load_publication_key):
+        with pytest.raises(PublicationError, match=r"key\.toml"):
+            load(path)

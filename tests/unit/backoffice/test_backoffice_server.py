@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import stat
 import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,12 +16,21 @@ from hypothesis import strategies as st
 
 from backoffice import keys
 from backoffice.cli import add_commands as add_backoffice_commands
+from backoffice.cli import serve_limits
+from backoffice.errors import BackOfficeError
+from backoffice.limits import ServeLimits
 from backoffice.publish import generate_publication_key
-from backoffice.server import BackOffice, parse_since
+from backoffice.server import (
+    MAX_BODY_BYTES,
+    MAX_EVENTS_BODY_BYTES,
+    BackOffice,
+    busy_response,
+    parse_since,
+)
 from backoffice.storage import open_storage
 from backoffice.testing import make_entries
 from terminal.crypto import signing
-from terminal.errors import OneCardError
+from terminal.errors import ConfigError, OneCardError
 from terminal.host.clock import FixedClock
 from terminal.wire.canonical import canonical_json
 from terminal.wire.document import verify_document
@@ -71,6 +82,73 @@ def test_signed_garbage_is_a_400_never_a_crash(backoffice, raw):
     assert set(body) == ({"acked_up_to"} if status == 200 else {"error", "reason"})
 
 
+def refusal(bo: BackOffice, method: str, path: str, headers, length: int) -> tuple[int, str]:
+    with pytest.raises(BackOfficeError) as caught:
+        bo.admit(method, path, headers, length)
+    return caught.value.http_status, caught.value.code
+
+
+def test_admit_decides_from_the_headers_alone(backoffice):
+    signed = request_headers("T0001", SECRET, "POST", "/v1/ingest", b"", backoffice.clock.now())
+    stranger = dict(signed, **{"X-Onecard-Terminal": "T0009"})
+    stale = request_headers("T0001", SECRET, "POST", "/v1/ingest", b"", 0)
+    assert refusal(backoffice, "POST", "/v1/ingest", stranger, 10) == (401, "unauthenticated")
+    assert refusal(backoffice, "POST", "/v1/ingest", {}, 10) == (401, "unauthenticated")
+    assert refusal(backoffice, "POST", "/v1/ingest", stale, 10) == (401, "clock_skew")
+    assert refusal(backoffice, "POST", "/v1/nothing", signed, 10) == (404, "not_found")
+    assert refusal(backoffice, "GET", "/v1/ingest", signed, 0) == (405, "method_not_allowed")
+    # Each endpoint's own limit: GETs take no body, events far less than an upload.
+    assert refusal(backoffice, "GET", "/v1/applist", signed, 1) == (413, "payload_too_large")
+    assert refusal(backoffice, "GET", "/health", {}, 1) == (413, "payload_too_large")
+    over_events = MAX_EVENTS_BODY_BYTES + 1
+    assert refusal(backoffice, "POST", "/v1/events", signed, over_events)[0] == 413
+    assert refusal(backoffice, "POST", "/v1/ingest", signed, MAX_BODY_BYTES + 1)[0] == 413
+    admission = backoffice.admit("POST", "/v1/ingest", signed, over_events)
+    assert admission.claim is not None and admission.claim.terminal_id == "T0001"
+    backoffice.storage.revoke("T0001", 0)
+    assert refusal(backoffice, "POST", "/v1/ingest", signed, 10) == (403, "revoked")
+
+
+def test_respond_checks_the_signature_over_the_body(backoffice):
+    body = json.dumps({"terminal_id": "T0001", "entries": make_entries("T0001", 2)}).encode()
+    headers = request_headers("T0001", SECRET, "POST", "/v1/ingest", body, backoffice.clock.now())
+    admission = backoffice.admit("POST", "/v1/ingest", headers, len(body))
+    forged = body.replace(b'"seq":', b'"seq": ')
+    assert backoffice.respond(admission, forged).status == 400  # not the length announced
+    forged = body.replace(b"T0001", b"T0002")
+    response = backoffice.respond(admission, forged)
+    assert (response.status, response.body["error"]) == (401, "unauthenticated")
+    assert backoffice.respond(admission, body).body == {"acked_up_to": 2}
+
+
+def test_busy_answer():
+    response = busy_response(7)
+    assert (response.status, response.body["error"], response.close) == (503, "busy", True)
+    assert response.headers == {"Retry-After": "7"}
+
+
+def test_errors_are_the_ones_docs_sync_md_lists():
+    # The table of docs/sync.md ("Answers of the back office") against the typed errors.
+    doc = (Path(__file__).parents[3] / "docs" / "sync.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `?(\d{3})`? \| `([a-z_]+)` \|", doc, re.MULTILINE))
+    raised = {
+        (str(cls.http_status), cls.code)
+        for cls in _subclasses(BackOfficeError)
+        if cls.__module__ == "backoffice.errors" and not issubclass(cls, ConfigError)
+    }
+    raised -= {("500", "backoffice_error"), ("409", "conflict")}  # bases, never raised
+    assert raised <= rows, raised - rows
+    answered = {("500", "internal_error"), ("503", "busy")}  # answered without a class
+    assert rows == raised | answered, rows - raised - answered
+
+
+def _subclasses(cls: type) -> set[type]:
+    found = {cls}
+    for sub in cls.__subclasses__():
+        found |= _subclasses(sub)
+    return found
+
+
 @pytest.mark.parametrize("query, since", [("", 0), ("since=0", 0), ("since=17", 17)])
 def test_parse_since(query, since):
     assert parse_since(query) == since
@@ -91,6 +169,23 @@ def run(args: list[str]) -> dict:
     ns = parser.parse_args(args)
     assert ns.func(ns) == 0
     return ns
+
+
+def test_cli_serve_limits():
+    parser = argparse.ArgumentParser(prog="onecard")
+    add_backoffice_commands(parser.add_subparsers(dest="command", required=True))
+    base = ["backoffice", "serve", "--publication-key", "k"]
+    assert serve_limits(parser.parse_args(base)) == ServeLimits()
+    args = parser.parse_args(
+        [*base, "--idle-timeout", "2", "--header-timeout", "3.5", "--body-grace", "4",
+         "--min-body-rate", "1000", "--max-connections", "9"]
+    )  # fmt: skip
+    assert serve_limits(args) == ServeLimits(
+        idle_timeout=2, header_timeout=3.5, body_grace=4, min_body_rate=1000, max_connections=9
+    )
+    for bad in (["--header-timeout", "0"], ["--max-connections", "0"], ["--idle-timeout", "x"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args([*base, *bad])
 
 
 def test_cli_init_enrol_revoke_hotlist_publish(tmp_path, capsys):

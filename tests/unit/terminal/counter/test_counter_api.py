@@ -1,13 +1,17 @@
-"""The hospital hand-off API: a real server on a free loopback port, asked with urllib."""
+"""The hospital hand-off API: a real server on a free loopback port, asked with urllib with
+its bearer token (and without it: refused before anything runs), and its token file."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import logging
+import os
+import stat
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -51,16 +55,33 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def api(clock: FixedClock) -> Iterator[CounterApi]:
-    server = CounterApi(port=0, device_number="DEV-0001", ttl=TTL, clock=clock)
+def token_file(tmp_path: Path) -> Path:
+    return tmp_path / "counter-api.token"
+
+
+@pytest.fixture
+def api(clock: FixedClock, token_file: Path) -> Iterator[CounterApi]:
+    server = CounterApi(
+        port=0, token_file=token_file, device_number="DEV-0001", ttl=TTL, clock=clock
+    )
     yield server
     server.shutdown()
 
 
+def bearer(api: CounterApi) -> dict[str, str]:
+    """What the hospital system sends: the token from the operator's file."""
+    return {"Authorization": "Bearer " + Path(api.token_file).read_text().strip()}
+
+
 def request(
-    api: CounterApi, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    api: CounterApi,
+    path: str,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    token: bool = True,
 ) -> tuple[int, bytes, http.client.HTTPMessage]:
-    req = urllib.request.Request(api.url + path, method=method, headers=headers or {})
+    sent = {**(bearer(api) if token else {}), **(headers or {})}
+    req = urllib.request.Request(api.url + path, method=method, headers=sent)
     try:
         with urllib.request.urlopen(req, timeout=5) as response:
             return response.status, response.read(), response.headers
@@ -196,19 +217,130 @@ def test_non_loopback_host_header_is_refused(api, reading):
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.org", "::"])
-def test_only_loopback_binding(host):
+def test_only_loopback_binding(host, token_file):
     with pytest.raises(ConfigError):
-        CounterApi(host=host)
+        CounterApi(host=host, token_file=token_file)
 
 
-def test_localhost_binds_loopback():
-    with CounterApi(host="localhost") as api:
+def test_localhost_binds_loopback(token_file):
+    with CounterApi(host="localhost", token_file=token_file) as api:
         assert api.host == "127.0.0.1"
         assert get_json(api, "/health")[0] == 200
 
 
-def test_shutdown_forgets_the_record(reading):
-    api = CounterApi()
+def test_shutdown_forgets_the_record(reading, token_file):
+    api = CounterApi(token_file=token_file)
     api.publish(reading, None, "ok")
     api.shutdown()
     assert not api.has_record
+
+
+# --- the credential -------------------------------------------------------------------------
+
+UNAUTHORIZED = [
+    ("GET", "/v1/card", None),
+    ("GET", "/v1/card/ireadcardbas", None),
+    ("DELETE", "/v1/card", None),
+    ("DELETE", "/v1/card?seq=1", None),
+    ("GET", "/health", None),
+    ("GET", "/nothing", None),
+    ("GET", "/v1/card", "Bearer not-the-token-but-long-enough-to-be-one-0123"),
+    ("DELETE", "/v1/card", "Bearer not-the-token-but-long-enough-to-be-one-0123"),
+    ("GET", "/v1/card", "Basic dXNlcjpwYXNz"),
+    ("GET", "/v1/card", "Bearer"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "authorization"), UNAUTHORIZED)
+def test_without_the_token_nothing_is_read_or_cleared(api, reading, method, path, authorization):
+    seq = api.publish(reading, None, "ok")
+    headers = {} if authorization is None else {"Authorization": authorization}
+    status, body, answer_headers = request(api, path, method, headers, token=False)
+    assert status == 401
+    assert answer_headers["WWW-Authenticate"].startswith('Bearer realm="onecard"')
+    refusal = json.loads(body)
+    assert refusal == {"status": "error", "error": "unauthorized", "reason": refusal["reason"]}
+    holder = reading.ssc.holder
+    assert holder.name.encode() not in body and holder.ssn.encode() not in body
+    # Nothing was cleared: the hospital system still gets its card.
+    assert get_json(api)[1]["seq"] == seq
+
+
+def test_the_token_file_is_made_for_the_operator_only(api, token_file):
+    mode = stat.S_IMODE(token_file.stat().st_mode)
+    assert mode == 0o600
+    token = token_file.read_text()
+    assert token.endswith("\n") and len(token.strip()) >= 43
+    assert api.token_file == str(token_file)
+
+
+def test_the_token_survives_a_restart(token_file):
+    with CounterApi(token_file=token_file) as first:
+        headers = bearer(first)
+    with CounterApi(token_file=token_file) as second:
+        assert bearer(second) == headers
+        assert request(second, "/health", token=False, headers=headers)[0] == 200
+
+
+def test_an_operator_token_is_used(token_file):
+    token = "hospital-system-token-0123456789abcdef"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    with CounterApi(token_file=token_file) as api:
+        status = request(api, "/health", token=False, headers={"Authorization": f"Bearer {token}"})
+        assert status[0] == 200
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o602, 0o644])
+def test_a_token_file_others_may_read_or_write_is_refused(token_file, mode):
+    token = "hospital-system-token-0123456789abcdef"
+    token_file.write_text(token)
+    token_file.chmod(mode)
+    with pytest.raises(ConfigError) as err:
+        CounterApi(token_file=token_file)
+    assert "chmod 600" in str(err.value) and token not in str(err.value)
+
+
+@pytest.mark.parametrize("content", ["", "short\n", "two words and more than 32 characters\n"])
+def test_a_token_file_without_a_token_is_refused(token_file, content):
+    token_file.write_text(content)
+    token_file.chmod(0o600)
+    with pytest.raises(ConfigError) as err:
+        CounterApi(token_file=token_file)
+    assert "holds no token" in str(err.value)
+    if content.strip():
+        assert content.strip() not in str(err.value)
+
+
+def test_a_token_file_that_is_not_a_file_is_refused(token_file):
+    token_file.mkdir(mode=0o700)
+    with pytest.raises(ConfigError):
+        CounterApi(token_file=token_file)
+
+
+def test_a_token_file_that_cannot_be_made_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the token's directory should be")
+    with pytest.raises(ConfigError):
+        CounterApi(token_file=blocker / "dir" / "counter-api.token")
+
+
+def test_the_token_is_never_logged(token_file, reading, caplog):
+    caplog.set_level(logging.DEBUG)
+    with CounterApi(token_file=token_file) as api:
+        token = Path(api.token_file).read_text().strip()
+        api.publish(reading, None, "ok")
+        request(api, "/v1/card")
+        request(api, "/v1/card", token=False, headers={"Authorization": f"Bearer {token}x"})
+        request(api, "/v1/card", "DELETE")
+    assert str(token_file) in caplog.text  # the file is named when it is made
+    assert token not in caplog.text
+
+
+def test_the_token_file_is_made_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        with CounterApi(token_file=tmp_path / "t" / "counter-api.token") as api:
+            assert stat.S_IMODE(os.stat(api.token_file).st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -21,12 +21,12 @@ def _key(nonce: bytes = b"12345678", card: bytes = b"card", issued_at: int = NOW
 
 def test_once_only_in_memory() -> None:
     cache = ReplayCache.in_memory(FixedClock(NOW))
-    assert cache.check_and_record(_key())
-    assert not cache.check_and_record(_key())
+    assert cache.record(_key())
+    assert not cache.record(_key())
     # any part of the identity differs: another code
-    assert cache.check_and_record(_key(nonce=b"87654321"))
-    assert cache.check_and_record(_key(card=b"other"))
-    assert cache.check_and_record(_key(issued_at=NOW + 1))
+    assert cache.record(_key(nonce=b"87654321"))
+    assert cache.record(_key(card=b"other"))
+    assert cache.record(_key(issued_at=NOW + 1))
     assert len(cache) == 4
 
 
@@ -34,10 +34,10 @@ def test_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "replay.sqlite"
     clock = FixedClock(NOW)
     with ReplayCache(path, clock) as cache:
-        assert cache.check_and_record(_key())
+        assert cache.record(_key())
     with ReplayCache(path, clock) as cache:
-        assert not cache.check_and_record(_key())
-        assert cache.check_and_record(_key(nonce=b"abcdefgh"))
+        assert not cache.record(_key())
+        assert cache.record(_key(nonce=b"abcdefgh"))
 
 
 def test_wal_and_full_sync(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_wal_and_full_sync(tmp_path: Path) -> None:
     cache = ReplayCache(path, FixedClock(NOW))
     assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert cache._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    cache.check_and_record(_key())
+    cache.record(_key())
     # committed: another connection sees it at once (no open transaction)
     other = sqlite3.connect(path)
     assert other.execute("SELECT count(*) FROM seen_codes").fetchone()[0] == 1
@@ -56,15 +56,15 @@ def test_wal_and_full_sync(tmp_path: Path) -> None:
 def test_lazy_purge_after_expiry_and_skew() -> None:
     clock = FixedClock(NOW)
     cache = ReplayCache.in_memory(clock, skew_seconds=30)
-    assert cache.check_and_record(_key())  # expires_at = NOW + 90
+    assert cache.record(_key())  # expires_at = NOW + 90
     clock.advance(90 + 30)  # at expiry + skew: still kept
     assert cache.purge() == 0
     clock.advance(1)
     assert cache.purge() == 1
-    assert cache.check_and_record(_key(nonce=b"x" * 8))
+    assert cache.record(_key(nonce=b"x" * 8))
     clock.advance(PURGE_INTERVAL + 200)
     # the next check purges lazily on its own
-    assert cache.check_and_record(_key(nonce=b"y" * 8))
+    assert cache.record(_key(nonce=b"y" * 8))
     assert len(cache) == 1
 
 
@@ -74,7 +74,7 @@ def test_threads_record_once() -> None:
     lock = threading.Lock()
 
     def worker() -> None:
-        ok = cache.check_and_record(_key())
+        ok = cache.record(_key())
         with lock:
             results.append(ok)
 
@@ -95,4 +95,4 @@ def test_closed_cache_fails_typed() -> None:
     cache = ReplayCache.in_memory(FixedClock(NOW))
     cache.close()
     with pytest.raises(ReplayCacheError):
-        cache.check_and_record(_key())
+        cache.record(_key())

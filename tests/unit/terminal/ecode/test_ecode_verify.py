@@ -292,3 +292,27 @@ def test_mutated_valid_code_never_raises_nor_passes(edits: list[tuple[int, int]]
 
 _WORLD = World(Algorithm.ECDSA_P256)  # P-256 keeps the property tests fast on any back-end
 _GOOD = _WORLD.code()
+
+
+def test_check_records_nothing_commit_records_release_takes_back(
+    world: World, clock: FixedClock
+) -> None:
+    v = _verifier(world, clock)
+    text = world.code()
+    checked = v.check(text)
+    assert checked.verdict is CodeVerdict.VALID and len(v.replay_cache) == 0
+    assert v.check(text).verdict is CodeVerdict.VALID  # checking twice burns nothing
+    assert v.commit(checked) is checked and len(v.replay_cache) == 1
+    assert v.check(text).verdict is CodeVerdict.REPLAYED
+    # Admitted meanwhile (another process sharing the cache): the second commit says so.
+    assert v.commit(checked).verdict is CodeVerdict.REPLAYED
+    v.release(checked)
+    assert v.check(text).verdict is CodeVerdict.VALID
+
+
+def test_only_a_valid_code_is_committed(world: World, clock: FixedClock) -> None:
+    v = _verifier(world, clock)
+    refused = v.check(world.code(issued_at=NOW + 1000))
+    assert refused.verdict is CodeVerdict.NOT_YET_VALID
+    with pytest.raises(ValueError):
+        v.commit(refused)

@@ -1,21 +1,32 @@
 """The loopback server itself (terminal/loopback/server.py) with endpoints of its own: the
-order of the checks, failures, streams and time-outs. The three real servers behind it:
-test_loopback_servers.py."""
+order of the checks, failures, time-outs and the bearer token. Streams:
+test_loopback_streams.py; the three real servers behind it: test_loopback_servers.py."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from terminal.errors import ConfigError
-from terminal.loopback import Answer, LoopbackServer, Request, Routes, Stream, json_answer
+from terminal.loopback import (
+    Answer,
+    BearerToken,
+    LoopbackServer,
+    Request,
+    Routes,
+    Stream,
+    StreamChannel,
+    json_answer,
+)
 
 WAIT = 5.0
 
@@ -47,9 +58,9 @@ class Kit:
         return Answer(204)
 
     def stream(self, request: Request) -> Stream:
-        def pump(write: Callable[[bytes], None]) -> None:
-            write(b"one\n")
-            write(b"two\n")
+        def pump(channel: StreamChannel) -> None:
+            channel.write(b"one\n")
+            channel.write(b"two\n")
 
         return Stream("text/plain; charset=utf-8", pump, close=self.closed.set)
 
@@ -148,3 +159,82 @@ def test_ipv6_loopback() -> None:
         conn.close()
     finally:
         kit.server.close()
+
+
+# --- a server that requires a bearer token ----------------------------------------------------
+
+TOKEN = secrets.token_urlsafe(32)
+
+
+@pytest.fixture
+def guarded() -> Iterator[Kit]:
+    made = Kit(credential=BearerToken(TOKEN))
+    yield made
+    made.server.close()
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+@pytest.mark.parametrize("path", ["/item/1", "/nothing"])
+@pytest.mark.parametrize(
+    ("authorization", "challenged"),
+    [
+        (None, 'Bearer realm="onecard"'),
+        ("Bearer nope", 'Bearer realm="onecard", error="invalid_token"'),
+        (f"Basic {TOKEN}", 'Bearer realm="onecard", error="invalid_token"'),
+    ],
+)
+def test_without_the_token_401_before_any_route(
+    guarded: Kit, method: str, path: str, authorization: str | None, challenged: str
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    status, answer_headers, body = ask(guarded, method, path, **headers)
+    assert status == 401
+    assert answer_headers["WWW-Authenticate"] == challenged
+    refusal = json.loads(body)
+    assert refusal == {"status": "error", "error": "unauthorized", "reason": refusal["reason"]}
+    assert guarded.ran == []
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_with_the_token_the_endpoint_runs(guarded: Kit, method: str) -> None:
+    assert ask(guarded, method, "/item/7", Authorization=f"Bearer {TOKEN}")[0] == 204
+    assert guarded.ran == [f"{method} 7"]
+    # ... and the other checks still apply, after it.
+    assert ask(guarded, "PUT", "/item/7", Authorization=f"Bearer {TOKEN}")[0] == 405
+    assert ask(guarded, "GET", "/nothing", Authorization=f"Bearer {TOKEN}")[0] == 404
+
+
+def test_a_foreign_host_is_refused_before_the_token_is_looked_at(guarded: Kit) -> None:
+    status, _, body = ask(guarded, "GET", "/item/1", Host="evil.example")
+    assert status == 403 and json.loads(body)["error"] == "bad_host"
+
+
+def test_two_authorization_headers_are_refused(guarded: Kit) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", guarded.server.port, timeout=WAIT)
+    try:
+        conn.putrequest("GET", "/item/1")
+        conn.putheader("Authorization", f"Bearer {TOKEN}")
+        conn.putheader("Authorization", "Bearer other")
+        conn.endheaders()
+        assert conn.getresponse().status == 401
+    finally:
+        conn.close()
+    assert guarded.ran == []
+
+
+def test_the_token_is_never_logged(guarded: Kit, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    ask(guarded, "GET", "/item/1", Authorization=f"Bearer {TOKEN}")
+    ask(guarded, "GET", "/item/1", Authorization=f"Bearer {TOKEN[:-2]}")
+    ask(guarded, "DELETE", "/item/1")
+    assert "without its bearer token refused" in caplog.text
+    assert TOKEN[:-2] not in caplog.text
+
+
+def test_refusals_are_logged_at_most_once_a_minute(
+    guarded: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    for _ in range(5):
+        ask(guarded, "GET", "/item/1")
+    assert caplog.text.count("without its bearer token refused") == 1

@@ -1,14 +1,17 @@
 """The three loopback servers - the operator status page, the holder screen and the counter
 API - behind one guard and one error vocabulary: each is a real server on a free loopback
-port, asked with http.client and raw sockets."""
+port, asked with http.client and raw sockets (the counter API's requests with its bearer
+token, which it requires of every request: test_counter_api.py)."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +39,8 @@ class Served:
     port: int
     change: tuple[str, str, dict[str, str], bytes]
     changed: Callable[[], bool]
+    auth: dict[str, str] = field(default_factory=dict)
+    """Headers every request carries (the counter API's token)."""
 
 
 def _status() -> Iterator[Served]:
@@ -63,14 +68,21 @@ def _screen() -> Iterator[Served]:
 
 
 def _counter() -> Iterator[Served]:
-    api = CounterApi(port=0, clock=FixedClock())
-    api.publish(None, CardError("file not found", 0x6A82), None)
-    try:
-        yield Served(
-            "counter", api.port, ("DELETE", "/v1/card", {}, b""), lambda: not api.has_record
-        )
-    finally:
-        api.shutdown()
+    with tempfile.TemporaryDirectory() as tmp:
+        token_file = Path(tmp) / "counter-api.token"
+        api = CounterApi(port=0, token_file=token_file, clock=FixedClock())
+        auth = {"Authorization": "Bearer " + token_file.read_text().strip()}
+        api.publish(None, CardError("file not found", 0x6A82), None)
+        try:
+            yield Served(
+                "counter",
+                api.port,
+                ("DELETE", "/v1/card", {}, b""),
+                lambda: not api.has_record,
+                auth,
+            )
+        finally:
+            api.shutdown()
 
 
 SERVERS = {"status": _status, "screen": _screen, "counter": _counter}
@@ -98,23 +110,26 @@ class Reply:
 
 
 def ask(
-    port: int,
+    served: Served,
     method: str,
     path: str,
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
 ) -> Reply:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=WAIT)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        conn.request(method, path, body=body, headers={**served.auth, **(headers or {})})
         response = conn.getresponse()
         return Reply(response.status, dict(response.getheaders()), response.read())
     finally:
         conn.close()
 
 
-def raw(port: int, data: bytes) -> Reply:
-    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as sock:
+def raw(served: Served, data: bytes) -> Reply:
+    """``data`` as it is, with ``served.auth`` after the request line."""
+    lines = b"".join(f"{name}: {value}\r\n".encode() for name, value in served.auth.items())
+    data = data.replace(b"\r\n", b"\r\n" + lines, 1)
+    with socket.create_connection(("127.0.0.1", served.port), timeout=WAIT) as sock:
         sock.sendall(data)
         answer = sock.makefile("rb").read()
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -151,33 +166,33 @@ FOREIGN_HOSTS = [
 def test_a_foreign_host_is_refused_before_any_handler_runs(served: Served, host: str) -> None:
     host = host.format(port=served.port, other=served.port + 1)
     method, path, headers, body = served.change
-    reply = ask(served.port, method, path, {**headers, "Host": host}, body)
+    reply = ask(served, method, path, {**headers, "Host": host}, body)
     assert_refusal(reply, 403, "bad_host")
     assert not served.changed()
-    assert_refusal(ask(served.port, "GET", "/health", {"Host": host}), 403, "bad_host")
+    assert_refusal(ask(served, "GET", "/health", {"Host": host}), 403, "bad_host")
     # Refused before routing: a path that does not exist is not even looked up.
-    assert_refusal(ask(served.port, "GET", "/nothing", {"Host": host}), 403, "bad_host")
+    assert_refusal(ask(served, "GET", "/nothing", {"Host": host}), 403, "bad_host")
 
 
 def test_a_foreign_host_reads_no_holder_record() -> None:
     for served in _counter():
-        reply = ask(served.port, "GET", "/v1/card", {"Host": "evil.example"})
+        reply = ask(served, "GET", "/v1/card", {"Host": "evil.example"})
         assert_refusal(reply, 403, "bad_host")
         assert b"card_error" not in reply.body and b"seq" not in reply.body
-        assert ask(served.port, "GET", "/v1/card").json()["error"] == "card_error"
+        assert ask(served, "GET", "/v1/card").json()["error"] == "card_error"
 
 
 @pytest.mark.parametrize(
     "host", ["127.0.0.1", "localhost:{port}", "LOCALHOST:{port}", "[::1]:{port}"]
 )
 def test_loopback_hosts_are_served(served: Served, host: str) -> None:
-    reply = ask(served.port, "GET", "/health", {"Host": host.format(port=served.port)})
+    reply = ask(served, "GET", "/health", {"Host": host.format(port=served.port)})
     assert reply.status == 200 and reply.json()["status"] == "ok"
 
 
 def test_two_host_headers_are_refused(served: Served) -> None:
     reply = raw(
-        served.port,
+        served,
         b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n\r\n",
     )
     assert_refusal(reply, 403, "bad_host")
@@ -185,7 +200,7 @@ def test_two_host_headers_are_refused(served: Served) -> None:
 
 def test_a_request_without_host_is_served(served: Served) -> None:
     # An HTTP/1.0 client on this machine; a browser always sends a Host.
-    reply = raw(served.port, b"GET /health HTTP/1.0\r\n\r\n")
+    reply = raw(served, b"GET /health HTTP/1.0\r\n\r\n")
     assert reply.status == 200
 
 
@@ -197,9 +212,7 @@ def test_a_request_without_host_is_served(served: Served) -> None:
 )
 def test_a_state_change_from_a_foreign_origin_is_refused(served: Served, origin: str) -> None:
     method, path, headers, body = served.change
-    reply = ask(
-        served.port, method, path, {**headers, "Origin": origin.format(port=served.port)}, body
-    )
+    reply = ask(served, method, path, {**headers, "Origin": origin.format(port=served.port)}, body)
     assert_refusal(reply, 403, "foreign_origin")
     assert not served.changed()
 
@@ -207,15 +220,13 @@ def test_a_state_change_from_a_foreign_origin_is_refused(served: Served, origin:
 @pytest.mark.parametrize("origin", ["http://127.0.0.1:{port}", "HTTP://LocalHost:{port}"])
 def test_a_state_change_from_the_own_origin_is_done(served: Served, origin: str) -> None:
     method, path, headers, body = served.change
-    reply = ask(
-        served.port, method, path, {**headers, "Origin": origin.format(port=served.port)}, body
-    )
+    reply = ask(served, method, path, {**headers, "Origin": origin.format(port=served.port)}, body)
     assert reply.status in (200, 204)
     assert served.changed()
 
 
 def test_reading_from_a_foreign_origin_is_not_a_state_change(served: Served) -> None:
-    reply = ask(served.port, "GET", "/health", {"Origin": "http://evil.example"})
+    reply = ask(served, "GET", "/health", {"Origin": "http://evil.example"})
     assert reply.status == 200
     # ... and no CORS header lets that page read the answer.
     assert "Access-Control-Allow-Origin" not in reply.headers
@@ -225,35 +236,35 @@ def test_reading_from_a_foreign_origin_is_not_a_state_change(served: Served) -> 
 
 
 def test_not_found(served: Served) -> None:
-    assert_refusal(ask(served.port, "GET", "/no/such/thing"), 404, "not_found")
+    assert_refusal(ask(served, "GET", "/no/such/thing"), 404, "not_found")
 
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "OPTIONS", "HEAD"])
 def test_method_not_allowed_says_what_is(served: Served, method: str) -> None:
-    reply = ask(served.port, method, "/health")
+    reply = ask(served, method, "/health")
     assert reply.status == 405 and reply.headers["Allow"] == "GET"
     if method != "HEAD":
         assert_refusal(reply, 405, "method_not_allowed")
 
 
 def test_a_method_http_does_not_know(served: Served) -> None:
-    assert_refusal(ask(served.port, "BREW", "/health"), 501, "not_implemented")
+    assert_refusal(ask(served, "BREW", "/health"), 501, "not_implemented")
 
 
 def test_body_too_large(served: Served) -> None:
     method, path, headers, _ = served.change
-    reply = ask(served.port, method, path, headers, b"{" + b" " * 4096 + b"}")
+    reply = ask(served, method, path, headers, b"{" + b" " * 4096 + b"}")
     assert_refusal(reply, 413, "body_too_large")
     assert not served.changed()
     # The same rule for every request, reads included.
-    assert_refusal(ask(served.port, "GET", "/health", {}, b" " * 5000), 413, "body_too_large")
+    assert_refusal(ask(served, "GET", "/health", {}, b" " * 5000), 413, "body_too_large")
 
 
 @pytest.mark.parametrize("length", [b"-1", b"ten", b"+5"])
 def test_bad_length_is_refused_at_once(served: Served, length: bytes) -> None:
     method, path, _, _ = served.change
     reply = raw(
-        served.port,
+        served,
         f"{method} {path} HTTP/1.0\r\nContent-Type: application/json\r\n".encode()
         + b"Content-Length: "
         + length
@@ -264,13 +275,13 @@ def test_bad_length_is_refused_at_once(served: Served, length: bytes) -> None:
 
 
 def test_headers_too_large(served: Served) -> None:
-    reply = raw(served.port, b"GET /health HTTP/1.1\r\n" + b"X: a\r\n" * 200 + b"\r\n")
+    reply = raw(served, b"GET /health HTTP/1.1\r\n" + b"X: a\r\n" * 200 + b"\r\n")
     assert_refusal(reply, 431, "headers_too_large")
 
 
 def test_a_request_line_too_long(served: Served) -> None:
     long_path = b"/" + b"a" * 70000
-    assert_refusal(raw(served.port, b"GET " + long_path + b" HTTP/1.0\r\n\r\n"), 414, "bad_request")
+    assert_refusal(raw(served, b"GET " + long_path + b" HTTP/1.0\r\n\r\n"), 414, "bad_request")
 
 
 # --- JSON bodies (the status page and the holder screen) ----------------------------------
@@ -294,14 +305,14 @@ def test_json_rules(
 ) -> None:
     method, path, _, _ = json_served.change
     headers = {} if content_type is None else {"Content-Type": content_type}
-    assert_refusal(ask(json_served.port, method, path, headers, body), status, error)
+    assert_refusal(ask(json_served, method, path, headers, body), status, error)
     assert not json_served.changed()
 
 
 def test_a_json_body_with_a_charset_is_json(json_served: Served) -> None:
     method, path, _, _ = json_served.change
     headers = {"Content-Type": "Application/JSON; charset=utf-8"}
-    assert ask(json_served.port, method, path, headers, b"{}").status == 200
+    assert ask(json_served, method, path, headers, b"{}").status == 200
     assert json_served.changed()
 
 
@@ -310,7 +321,7 @@ def test_a_json_body_with_a_charset_is_json(json_served: Served) -> None:
 
 def test_every_answer_carries_the_security_headers(served: Served) -> None:
     for path in ("/health", "/nothing"):
-        reply = ask(served.port, "GET", path)
+        reply = ask(served, "GET", path)
         for name in SECURITY_HEADERS:
             assert name in reply.headers, (path, name)
         assert reply.headers["X-Content-Type-Options"] == "nosniff"
@@ -321,5 +332,5 @@ def test_every_answer_carries_the_security_headers(served: Served) -> None:
 
 
 def test_one_request_per_connection(served: Served) -> None:
-    reply = raw(served.port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    reply = raw(served, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert reply.status == 200  # raw() read to the end: the server closed the connection

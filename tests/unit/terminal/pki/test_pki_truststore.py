@@ -113,7 +113,7 @@ def _bad_stores() -> dict[str, tuple[str, str]]:
     h = hierarchy()
     stranger = make_hierarchy(Algorithm.SM2, CARD_ID, TODAY)
     return {
-        "not json": ("{", "not JSON"),
+        "not json": ("{", "not strict JSON"),
         "not an object": ("[]", "object"),
         "version": (_doc(h, version=2), "version"),
         "no version": (json.dumps({"roots": []}), "version"),
@@ -154,7 +154,7 @@ def test_conflicting_duplicate_issuer_is_refused() -> None:
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot be read"):
+    with pytest.raises(ConfigError, match="cannot read the trust store"):
         load_trust_store(tmp_path / "absent.json", TODAY)
     bad = tmp_path / "bad.json"
     bad.write_text('{"version": 3}')

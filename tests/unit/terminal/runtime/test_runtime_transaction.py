@@ -37,19 +37,30 @@ class Result:
     verdict: Verdict
     reason: str
     payload: Payload | None
+    text: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict is Verdict.VALID
 
 
 class FakeVerifier:
-    """Codes are "CARD:REGION:CATEGORY"; a code seen before is replayed."""
+    """Codes are "CARD:REGION:CATEGORY"; a code admitted before is replayed."""
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
 
-    def verify(self, text: str) -> Result:
+    def check(self, text: str) -> Result:
         number, region, category = text.split(":")
         verdict = Verdict.REPLAYED if text in self.seen else Verdict.VALID
-        self.seen.add(text)
-        return Result(verdict, "", Payload(number, region, category))
+        return Result(verdict, "", Payload(number, region, category), text)
+
+    def commit(self, result: Result) -> Result:
+        self.seen.add(result.text)
+        return result
+
+    def release(self, result: Result) -> None:
+        self.seen.discard(result.text)
 
     def card_token_of(self, payload: Payload) -> bytes:
         return card_token(KEY, payload.card_number)

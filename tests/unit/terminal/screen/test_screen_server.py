@@ -7,6 +7,8 @@ import http.client
 import json
 import shutil
 import socket
+import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -258,6 +260,19 @@ def test_unknown_clip_is_404(make_server: Callable[..., ScreenServer], clips: Cl
         assert CSP in answer.headers
 
 
+def test_a_clip_evicted_before_it_is_read_is_404(
+    make_server: Callable[..., ScreenServer], tmp_path: Path
+) -> None:
+    class Evicted:
+        """Clips found, then gone before the read (the voice cache made room meanwhile)."""
+
+        def file(self, name: str) -> Path:
+            return tmp_path / name
+
+    server = make_server(clips=Evicted())
+    assert request(server, "GET", "/voice/" + "a" * 32 + ".wav").status == 404
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_a_clip_the_screen_names_is_served_as_wav(
     make_server: Callable[..., ScreenServer], clips: ClipIndex
@@ -437,7 +452,7 @@ def test_close_ends_open_event_streams(make_server: Callable[..., ScreenServer])
         request(server, "GET", "/health")
 
 
-def test_event_streams_up_to_the_limit_then_503(
+def test_when_every_slot_is_taken_the_oldest_page_yields(
     make_server: Callable[..., ScreenServer],
 ) -> None:
     server = make_server()
@@ -447,17 +462,80 @@ def test_event_streams_up_to_the_limit_then_503(
             assert stream.status == 200
             stream.state()
         assert request(server, "GET", "/health").json()["screens"] == MAX_SUBSCRIBERS
-        refused = request(server, "GET", "/events")
-        assert refused.status == 503
-        assert CSP in refused.headers
+        # A new page (the kiosk reloaded, the old tab stalled): it gets its stream ...
+        newest = EventStream(server.port)
+        streams.append(newest)
+        assert newest.status == 200
+        assert newest.state()["phase"] == "idle"
+        # ... and the oldest gave up its slot for it.
+        assert streams[0].ended()
+        assert request(server, "GET", "/health").json()["screens"] == MAX_SUBSCRIBERS
 
         server.hub.presenting("code")
-        for stream in streams:
+        for stream in streams[1:]:
             assert stream.state()["phase"] == "busy"
         server.close()
-        for stream in streams:
+        for stream in streams[1:]:
             assert stream.ended()
     finally:
         for stream in streams:
             stream.close()
     assert server.hub.subscribers == 0
+
+
+def test_pages_that_come_and_go_never_lock_the_screen_out(
+    make_server: Callable[..., ScreenServer],
+) -> None:
+    server = make_server()
+    # Three times as many pages as slots, none closed by its client: each new one gets in.
+    streams = []
+    try:
+        for _ in range(3 * MAX_SUBSCRIBERS):
+            stream = EventStream(server.port)
+            streams.append(stream)
+            assert stream.status == 200
+            stream.state()
+        assert server.hub.subscribers == MAX_SUBSCRIBERS
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def watch_unsubscribe(hub: ScreenHub) -> threading.Event:
+    """Set when a page's subscription is given back to the hub."""
+    given_back = threading.Event()
+    unsubscribe = hub.unsubscribe
+
+    def recorded(sub: Any) -> None:
+        unsubscribe(sub)
+        given_back.set()
+
+    hub.unsubscribe = recorded  # type: ignore[method-assign]
+    return given_back
+
+
+@pytest.mark.parametrize("how", ["reset", "close"])
+def test_a_page_that_goes_gives_its_slot_back_at_once(
+    make_server: Callable[..., ScreenServer], how: str
+) -> None:
+    server = make_server()
+    given_back = watch_unsubscribe(server.hub)
+    stream = EventStream(server.port)
+    stream.state()
+    assert server.hub.subscribers == 1
+    started = time.monotonic()
+    if how == "reset":
+        stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.close()
+    # At once: not at the next keep-alive (KEEPALIVE_SECONDS) or the one after it.
+    assert given_back.wait(WAIT)
+    assert time.monotonic() - started < 1.0
+    assert server.hub.subscribers == 0
+
+
+def test_events_start_with_a_retry_hint(server: ScreenServer) -> None:
+    stream = EventStream(server.port)
+    try:
+        assert stream.file.readline() == b"retry: 1000\n"
+    finally:
+        stream.close()

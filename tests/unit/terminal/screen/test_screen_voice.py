@@ -199,6 +199,66 @@ def test_render_uses_cache_without_running_espeak(tmp_path: Path) -> None:
     assert catalog.prerender([("en", "Please pass.")]) == 0
 
 
+# --- the bounded cache ----------------------------------------------------------------------
+
+
+class SilentCatalog(VoiceCatalog):
+    """A catalog whose "espeak-ng" makes a clip of ``frames`` frames at once."""
+
+    frames = 2205
+
+    def _synthesise(self, voice: str, text: str) -> bytes:
+        return wav_bytes(self.frames)
+
+
+def balance(i: int) -> tuple[str, str]:
+    """A text with an amount in it: a new clip each time, as a validator's balances are."""
+    return "zh", spoken_text("请通行", f"余额{i}.00元", "zh")
+
+
+def test_clips_rendered_at_run_time_stay_within_the_bounds(tmp_path: Path) -> None:
+    catalog = SilentCatalog(tmp_path, max_clips=5)
+    fixed = fixed_prompts()
+    assert catalog.prerender(fixed) == len(fixed)
+    names = [catalog.render(*balance(i)).name for i in range(40)]
+    on_disk = {p.name for p in tmp_path.iterdir()}
+    fixed_names = {catalog.clip_name(lang, text) for lang, text in fixed}
+    # Every fixed prompt is kept; of the others, the five most recent.
+    assert on_disk == fixed_names | set(names[-5:])
+    assert catalog.cache.totals == (5, 5 * len(wav_bytes(SilentCatalog.frames)))
+
+
+def test_the_size_bound(tmp_path: Path) -> None:
+    size = len(wav_bytes(SilentCatalog.frames))
+    catalog = SilentCatalog(tmp_path, max_bytes=3 * size + size // 2)
+    names = [catalog.render(*balance(i)).name for i in range(10)]
+    assert {p.name for p in tmp_path.iterdir()} == set(names[-3:])
+
+
+def test_a_clip_looked_up_or_rendered_again_is_recent(tmp_path: Path) -> None:
+    catalog = SilentCatalog(tmp_path, max_clips=3)
+    first = catalog.render(*balance(0)).name
+    catalog.render(*balance(1))
+    catalog.render(*balance(2))
+    assert catalog.path(first) is not None  # served again
+    catalog.render(*balance(3))
+    assert catalog.path(first) is not None
+    assert catalog.path(catalog.clip_name(*balance(1))) is None
+    catalog.render(*balance(2))  # found in the cache: recent too
+    catalog.render(*balance(4))
+    assert catalog.path(catalog.clip_name(*balance(2))) is not None
+
+
+def test_clips_already_there_count_at_start(tmp_path: Path) -> None:
+    # A terminal that ran without a bound: the next clip brings the directory within it.
+    old = SilentCatalog(tmp_path, max_clips=1000)
+    for i in range(20):
+        old.render(*balance(i))
+    catalog = SilentCatalog(tmp_path, max_clips=4)
+    catalog.render(*balance(100))
+    assert len(list(tmp_path.iterdir())) == 4
+
+
 # --- checking espeak-ng's output ------------------------------------------------------------
 
 

@@ -178,11 +178,11 @@ def test_decode_bcd_date(raw: str, date: datetime.date | None) -> None:
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
-        ("20230229", "20230229: no such date"),
+        ("20230229", "BCD date: no such date"),
         ("20231301", "no such date"),
         ("20230100", "no such date"),
         ("00000101", "no such date"),
-        ("2023A101", "2023A101: not 8 BCD digits"),
+        ("2023A101", "BCD date: not 8 BCD digits"),
         ("2023FFFF", "not 8 BCD digits"),
         ("202301", "expected 4 bytes, got 3"),
         ("2023010100", "expected 4 bytes, got 5"),
@@ -244,11 +244,11 @@ def test_decode_item_takes_the_first_9_characters_of_the_card_number() -> None:
 
 
 def test_decode_item_names_the_tag_on_bad_values() -> None:
-    with pytest.raises(FieldError, match=r"^EF05 tag 05 \(issue_date\): BCD date 20230229"):
+    with pytest.raises(FieldError, match=r"^EF05 tag 05 \(issue_date\): BCD date: no such date"):
         decode_item(layout.BY_TAG[0x05], bytes.fromhex("20230229"))
     with pytest.raises(FieldError, match=r"^EF06 tag 0B \(ethnicity\): cn value"):
         decode_item(layout.BY_TAG[0x0B], b"\xab")
-    with pytest.raises(FieldError, match=r"^EF05 tag 06 \(expiry_date\): BCD date 2023"):
+    with pytest.raises(FieldError, match=r"^EF05 tag 06 \(expiry_date\): BCD date"):
         decode_item(layout.BY_TAG[0x06], bytes.fromhex("202301"))
 
 
@@ -295,3 +295,21 @@ def test_card_category() -> None:
     assert CardCategory.from_code("4") is CardCategory.ELDERLY
     for code in ("", "0", "5", "A", "3 ", "33"):
         assert CardCategory.from_code(code) is None
+
+
+@pytest.mark.parametrize(
+    ("item", "raw"),
+    [
+        (0x08, b"51010019900101123\x01"),  # social security number
+        (0x09, b"\x81\x30\x81"),  # name bytes that do not decode
+        (0x0D, bytes.fromhex("19901301")),  # birth date
+        (0x0C, bytes.fromhex("5101AF")),  # birthplace
+    ],
+)
+def test_a_bad_value_is_never_quoted_in_the_reason(item: int, raw: bytes) -> None:
+    """Reasons end up in logs: they say where and what, never the holder's data."""
+    with pytest.raises(FieldError) as info:
+        decode_item(layout.BY_TAG[item], raw)
+    reason = info.value.reason
+    assert raw.hex().upper() not in reason.upper() and raw.hex() not in reason
+    assert "5101" not in reason and "1990" not in reason
