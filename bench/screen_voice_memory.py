@@ -21,7 +21,7 @@ every response body in the renderer (about one clip's size per clip fetched, up 
 buffer cap), which the figures then show as growth of the page's own.
 
     .venv/bin/python bench/screen_voice_memory.py [--decisions 600] [--every 50]
-        [--driver pipe|playwright] [--no-voice]
+        [--driver pipe|playwright] [--only voice|baseline]
 """
 
 from __future__ import annotations
@@ -307,10 +307,22 @@ def row(s: Sample) -> str:
     )
 
 
-def bench(args: argparse.Namespace) -> None:
+@dataclass
+class Run:
+    """One run's samples and what it says of itself."""
+
+    voice: bool
+    samples: list[Sample]
+    elapsed: float
+    played: int
+    missed: int
+
+
+def measure(args: argparse.Namespace, voice: bool) -> Run:
+    """``args.decisions`` decisions shown on a fresh page, with clips or without."""
     with tempfile.TemporaryDirectory(prefix="onecard-bench-voice-") as tmp:
         clips = None
-        if not args.no_voice:
+        if voice:
             # Room for every clip of the run: the page is measured, not the cache.
             catalog = VoiceCatalog(Path(tmp) / "voice", max_clips=2 * args.decisions + 100)
             catalog.check()
@@ -325,6 +337,7 @@ def bench(args: argparse.Namespace) -> None:
         try:
             with open_page(args.driver, server.url, Path(tmp)) as page:
                 samples = [sample(page, 0)]
+                print(f"\nvoice {'on' if voice else 'off'}")
                 print(
                     f"{'decisions':>10}{'JS heap MB':>12}{'renderers RSS MB':>18}{'PSS MB':>9}"
                     f"{'page PSS MB':>17}"
@@ -352,24 +365,49 @@ def bench(args: argparse.Namespace) -> None:
             hub.close()
             if clips is not None:
                 clips.close()
-    half = samples[len(samples) // 2]
-    print(
-        f"\n{args.decisions} decisions in {elapsed:.0f} s, driver {args.driver}, voice "
-        f"{'off' if clips is None else 'on'}; {played} clips played ({args.hold:g} s each "
-        f"before the next decision), {missed} not within {args.pace:g} s"
-    )
-    figures = (
-        ("JS heap", "heap_mb"),
-        ("RSS", "rss_mb"),
-        ("PSS", "pss_mb"),
-        ("page PSS", "page_pss_mb"),
-    )
-    for name, value in figures:
+    return Run(voice, samples, elapsed, played, missed)
+
+
+FIGURES = (
+    ("JS heap", "heap_mb"),
+    ("renderers RSS", "rss_mb"),
+    ("renderers PSS", "pss_mb"),
+    ("page PSS", "page_pss_mb"),
+)
+
+
+def report(args: argparse.Namespace, runs: list[Run]) -> None:
+    """Growth per 100 decisions over each half of each run, voice beside the baseline."""
+    for run in runs:
         print(
-            f"{name:>9} MB per 100 decisions: first half "
-            f"{per_100(samples[0], half, value):+.1f}, second half "
-            f"{per_100(half, samples[-1], value):+.1f}"
+            f"\nvoice {'on' if run.voice else 'off'}: {args.decisions} decisions in "
+            f"{run.elapsed:.0f} s, driver {args.driver}"
+            + (
+                f"; {run.played} clips played ({args.hold:g} s each before the next "
+                f"decision), {run.missed} not within {args.pace:g} s"
+                if run.voice
+                else ""
+            )
         )
+    print(
+        f"\nMB per 100 decisions{'':>6}"
+        + "".join(
+            f"{'voice ' + ('on' if r.voice else 'off') + ' ' + h:>22}"
+            for r in runs
+            for h in ("1st half", "2nd half")
+        )
+    )
+    for name, value in FIGURES:
+        cells = ""
+        for run in runs:
+            half = run.samples[len(run.samples) // 2]
+            cells += f"{per_100(run.samples[0], half, value):>+22.1f}"
+            cells += f"{per_100(half, run.samples[-1], value):>+22.1f}"
+        print(f"{name:<26}{cells}")
+    print(
+        f"{'page PSS at the end, MB':<26}"
+        + "".join(f"{run.samples[-1].page_pss_mb:>44.0f}" for run in runs)
+    )
 
 
 NUMBERS = {
@@ -386,8 +424,14 @@ def main() -> None:
     for option, (kind, default, text) in NUMBERS.items():
         parser.add_argument(option, type=kind, default=default, help=f"{text} ({default})")
     parser.add_argument("--driver", choices=("pipe", "playwright"), default="pipe")
-    parser.add_argument("--no-voice", action="store_true", help="no clips: the baseline")
-    bench(parser.parse_args())
+    parser.add_argument(
+        "--only",
+        choices=("voice", "baseline"),
+        help="one run: with clips, or the baseline without (default: both, in this order)",
+    )
+    args = parser.parse_args()
+    voices = [True, False] if args.only is None else [args.only == "voice"]
+    report(args, [measure(args, voice) for voice in voices])
 
 
 if __name__ == "__main__":

@@ -285,6 +285,9 @@ class Recovery:
     terminal: str
     since: float
     done: float | None = None
+    target: int = 0
+    """After a back office outage: the journal's last entry when the back office came back;
+    recovered once the back office holds it (taps go on journaling meanwhile)."""
 
 
 class Soak:
@@ -299,6 +302,9 @@ class Soak:
         self.tmpfs = False
         self.voice = self.root / "voice"
         self.faults: dict[str, int] = dict.fromkeys(FAULTS, 0)
+        """Faults that happened (a kill drawn for an APDU the tap never reached did not)."""
+        self.kinds = [kind for kind in args.faults.split(",") if kind]
+        self.last_apdus: dict[str, int] = {"validator": 8, "gate": 8}
         self.recoveries: list[Recovery] = []
         self.unexpected: list[str] = []
         self.failed_starts: list[str] = []
@@ -436,6 +442,7 @@ class Soak:
 
     def kill_now(self, name: str) -> None:
         self.kill_armed[name] = None
+        self.faults["kill"] += 1
         terminal = self.terminals[name]
         if terminal.process is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -472,7 +479,10 @@ class Soak:
                 time.sleep(0.1)  # the port is still held by the old socket
         self.office_down.clear()
         now = time.monotonic()
-        self.recoveries += [Recovery("backoffice", name, now) for name in self.terminals]
+        self.recoveries += [
+            Recovery("backoffice", name, now, target=self.journaled(name))
+            for name in self.terminals
+        ]
 
     def disk_full(self) -> None:
         if not self.tmpfs:
@@ -511,15 +521,16 @@ class Soak:
         """Maybe arm or start a fault for the tap about to be made at ``name``."""
         if self.rng.random() >= self.args.fault_rate:
             return
-        kind = self.rng.choice(FAULTS)
+        kind = self.rng.choice(self.kinds)
+        # At an APDU the tap reaches: its count is about that of the terminal's last tap.
+        apdus = max(1, self.last_apdus[name])
         if kind == "kill":
-            self.faults["kill"] += 1
             if self.rng.random() < 0.25:
                 self.kill_armed[name] = (10**6, False)  # after the answer: see tap()
             else:
-                self.kill_armed[name] = (self.rng.randint(1, 14), self.rng.random() < 0.5)
+                self.kill_armed[name] = (self.rng.randint(1, apdus), self.rng.random() < 0.5)
         elif kind == "pcscd":
-            self.pcscd_armed = self.rng.randint(1, 14)
+            self.pcscd_armed = self.rng.randint(1, apdus)
         elif kind == "backoffice" and not self.office_down.is_set():
             self.background(self.office_outage)
         elif kind == "disk":
@@ -594,6 +605,8 @@ class Soak:
             bridge.remove()
             wait_removed(slot)
         self.kill_armed[name] = None
+        if tries == 1:
+            self.last_apdus[name] = self.tap_apdus
         card.last_tap = time.monotonic()
 
     def recent_fault(self) -> bool:
@@ -625,11 +638,23 @@ class Soak:
             ):
                 recovery.done = now
 
+    def journaled(self, name: str) -> int:
+        """The sequence number of the terminal's last journal entry (read from its file)."""
+        import sqlite3
+
+        from terminal.errors import OneCardError
+        from terminal.journal.store import Journal
+
+        try:
+            with Journal.open_read_only(self.data / name / "journal.db") as journal:
+                return journal.stats().last_seq
+        except (OneCardError, sqlite3.Error):  # a disk-full moment: what it holds so far
+            return max(self.storage.acked_up_to(TERMINAL_IDS[name]), 1)
+
     def check_backlog(self) -> None:
         waiting = [r for r in self.recoveries if r.kind == "backoffice" and r.done is None]
         for recovery in waiting:
-            health = self.terminals[recovery.terminal].health()
-            if health is not None and health.get("journal_unacked") == 0:
+            if self.storage.acked_up_to(TERMINAL_IDS[recovery.terminal]) >= recovery.target:
                 recovery.done = time.monotonic()
 
     # --- the run -----------------------------------------------------------------------------
@@ -646,8 +671,7 @@ class Soak:
                 self.tap(name)
                 if number < 2:
                     self.usage_start[name] = self.terminals[name].usage()
-                if number % 25 == 0:
-                    self.check_backlog()
+                self.check_backlog()
             elapsed = time.monotonic() - started
             return self.finish(elapsed)
         finally:
@@ -943,8 +967,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--fault-rate", type=float, default=0.03, help="faults per tap")
     parser.add_argument("--no-tmpfs", action="store_true", help="no disk-full fault")
+    parser.add_argument(
+        "--faults",
+        default=",".join(FAULTS),
+        help=f"the kinds of fault drawn, comma-separated (default {','.join(FAULTS)})",
+    )
     parser.add_argument("--child", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    unknown = set(args.faults.split(",")) - set(FAULTS) - {""}
+    if unknown:
+        parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
     if args.child:
         return child(args.child)
     result = Soak(args).run()
