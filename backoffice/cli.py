@@ -22,7 +22,7 @@ from typing import Any
 
 from backoffice import keys, publish
 from backoffice.auth import new_secret
-from backoffice.errors import PublicationError
+from backoffice.errors import PublicationError, ServeConfigError
 from backoffice.limits import ServeLimits
 from backoffice.storage import open_storage
 from terminal.crypto import signing
@@ -120,6 +120,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--port", type=int, default=8443, help="port (default 8443; 0: any free)")
     p.add_argument("--tls-cert", help="certificate (PEM); with --tls-key, serve HTTPS")
     p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes sharing the port; more than 1 needs PostgreSQL storage (default 1)",
+    )
     defaults = ServeLimits()
     for name, kind, text in SERVE_LIMIT_OPTIONS:
         default = getattr(defaults, name)
@@ -245,6 +251,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         raise PublicationError("--tls-cert and --tls-key go together")
     key = keys.load_publication_key(args.publication_key)
+    if args.workers > 1:
+        return _serve_workers(args, key)
     storage = open_storage(args.storage)
     stop = threading.Event()
     # SIGTERM as well as Ctrl-C: a service manager stops us cleanly.
@@ -260,6 +268,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.shutdown()
     finally:
         storage.close()
+    return 0
+
+
+def _serve_workers(args: argparse.Namespace, key: publish.PublicationKey) -> int:
+    """``serve --workers N``: N uvicorn worker processes on one socket, one PostgreSQL."""
+    from backoffice.stack import bind_socket
+    from backoffice.workers import WorkerSettings, run_workers
+
+    if not str(args.storage).startswith(("postgresql://", "postgres://")):
+        raise ServeConfigError(
+            f"--workers {args.workers} needs PostgreSQL storage (--storage postgresql://...): "
+            "SQLite has one writer, so it is served by one worker (--workers 1)"
+        )
+    # Migrations and this month's partitions before any worker starts: a schema that cannot
+    # be opened stops here with its error, not in N workers.
+    open_storage(args.storage, pool_size=1).close()
+    settings = WorkerSettings(str(args.storage), str(args.publication_key), serve_limits(args))
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    sock = bind_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
+    url = f"{'https' if tls else 'http'}://{host}:{port}"
+    _out({"serving": url, "key_id": key.key_id, "workers": args.workers})
+    sys.stdout.flush()
+    run_workers(settings, args.workers, sock, tls)
     return 0
 
 

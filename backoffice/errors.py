@@ -119,3 +119,11 @@ class PublicationError(ConfigError, BackOfficeError):
 
     code = "publication_error"
     http_status = 400
+
+
+class ServeConfigError(ConfigError, BackOfficeError):
+    """``backoffice serve`` options that cannot work together (more than one worker on
+    SQLite...), or a server that could not start."""
+
+    code = "serve_config_error"
+    http_status = 500

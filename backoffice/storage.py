@@ -9,8 +9,12 @@ SQLite, ``COPY`` on PostgreSQL) - no per-row round trips.
 Concurrency: uploads of one terminal are serialised by locking its ``terminals`` row
 (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite has one writer anyway, ``BEGIN IMMEDIATE``
 behind a process-local lock so threads queue instead of spinning on SQLITE_BUSY).
-Connections come from a small pool: the HTTP server starts a thread per connection, so
-thread-local connections would pile up.
+Connections come from a small pool (psycopg-pool's on PostgreSQL), shared by the server's
+threads.
+
+PostgreSQL's schema is versioned (:mod:`backoffice.migrations`: numbered migrations
+applied at start under an advisory lock) and its journal entries are partitioned by the
+month they arrived in, partitions made as needed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from backoffice import migrations
 from backoffice.auth import TerminalKey
 from backoffice.errors import (
     BadRequestError,
@@ -47,12 +52,15 @@ from backoffice.publish import (
     HotlistSnapshot,
     can_delta,
 )
+from terminal.host.clock import Clock, SystemClock
 from terminal.wire.canonical import canonical_json, parse_json_text
 from terminal.wire.events import TerminalEvent
 
 log = logging.getLogger(__name__)
 
 DEFAULT_POOL_SIZE = 8
+POOL_TIMEOUT = 10.0
+"""Seconds to wait for a PostgreSQL connection before the request fails (500, sent again)."""
 DEFAULT_HOTLIST_HISTORY = 10_000
 """Hotlist versions kept as changes; a terminal further behind gets the full list."""
 
@@ -251,7 +259,10 @@ class _SqlStorage:
 
     def __init__(self, pool_size: int, hotlist_history: int) -> None:
         self.hotlist_history = hotlist_history
-        self._pool = _Pool(self._connect, pool_size, self._is_broken)
+        self._pool = self._make_pool(pool_size)
+
+    def _make_pool(self, size: int) -> Any:
+        return _Pool(self._connect, size, self._is_broken)
 
     # --- dialect hooks ----------------------------------------------------------------------
 
@@ -267,7 +278,7 @@ class _SqlStorage:
     def _q(self, sql: str) -> str:
         return sql
 
-    def _insert_entries(self, cur: Any, entries: Sequence[Entry]) -> None:
+    def _insert_entries(self, cur: Any, entries: Sequence[Entry], month: Any) -> None:
         cur.executemany(self._q(_INSERT_ENTRY), [e.row() for e in entries])
 
     def _stored_links(self, cur: Any, terminal_id: str, seqs: list[int]) -> dict[int, StoredLink]:
@@ -301,6 +312,9 @@ class _SqlStorage:
     def ingest(self, terminal_id: str, entries: Sequence[Entry]) -> IngestResult:
         """Store a batch of ``terminal_id``'s entries (strictly increasing ``seq``) in one
         transaction, or nothing of it; see :func:`backoffice.ingest.plan_ingest`."""
+        return self._ingest(terminal_id, entries, None)
+
+    def _ingest(self, terminal_id: str, entries: Sequence[Entry], month: Any) -> IngestResult:
         if any(entry.terminal_id != terminal_id for entry in entries):
             raise BadRequestError(f"entries of another terminal in {terminal_id}'s batch")
         with self._tx() as cur:
@@ -321,7 +335,7 @@ class _SqlStorage:
             plan = plan_ingest(entries, stored)
             if not plan.new:
                 return IngestResult(acked, 0, plan.skipped)
-            self._insert_entries(cur, plan.new)
+            self._insert_entries(cur, plan.new, month)
             seqs = [e.seq for e in entries]
             if max_seq <= acked:
                 # Nothing was stored above acked: the batch alone decides how far it goes.
@@ -691,8 +705,10 @@ class SqliteStorage(_SqlStorage):
 
 
 class PostgresStorage(_SqlStorage):
-    """PostgreSQL through psycopg 3; tables in ``schema`` (created if missing) when given,
-    else in the connection's search path."""
+    """PostgreSQL through psycopg 3 and a psycopg-pool connection pool; tables in ``schema``
+    (created if missing) when given, else in the connection's search path. Opening applies
+    the pending migrations (:mod:`backoffice.migrations`) and makes this month's and next
+    month's entry partitions; ``clock`` says which month an upload arrives in."""
 
     for_update = " FOR UPDATE"
     dialect = "postgresql"
@@ -703,39 +719,79 @@ class PostgresStorage(_SqlStorage):
         schema: str | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         hotlist_history: int = DEFAULT_HOTLIST_HISTORY,
+        clock: Clock | None = None,
+        connect_timeout: float = POOL_TIMEOUT,
     ) -> None:
         try:
             import psycopg
             import psycopg.sql
+            import psycopg_pool
         except ImportError:
             raise StorageError(
-                "PostgreSQL storage needs psycopg 3: pip install 'onecard[postgres]'"
+                "PostgreSQL storage needs psycopg 3 and psycopg-pool: pip install onecard"
             ) from None
         self._psycopg = psycopg
+        self._psycopg_pool = psycopg_pool
         self.url = url
         self.schema = schema
+        self.clock = clock or SystemClock()
+        self.connect_timeout = connect_timeout
+        self._months: set[Any] = set()
+        self._months_lock = threading.Lock()
+        if schema:
+            self._create_schema(schema)
         super().__init__(pool_size, hotlist_history)
-        ddl = _SCHEMA.format(blob="BYTEA", entries_suffix="")
-        with self._tx() as cur:
-            # Two processes creating the schema at once would collide in the catalogue.
-            cur.execute("SELECT pg_advisory_xact_lock(7245110)")
-            for statement in ddl.split(";"):
-                cur.execute(statement)
+        try:
+            with self._tx() as cur:
+                applied = migrations.migrate(cur, self.clock.now())
+                migrations.ensure_month(cur, migrations.month_of(self.clock.now()))
+                months = migrations.existing_months(cur)
+        except BaseException:
+            self._pool.close()
+            raise
+        self._months.update(months)
+        if applied:
+            log.info("PostgreSQL schema migrated to version %d", applied[-1])
 
-    def _connect(self) -> Any:
+    def _create_schema(self, schema: str) -> None:
         psycopg = self._psycopg
         try:
-            conn = psycopg.connect(self.url, autocommit=True)
-            if self.schema:
-                ident = psycopg.sql.Identifier(self.schema)
-                conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-                conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(ident))
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                ident = psycopg.sql.Identifier(schema)
+                with conn.transaction():
+                    # Two processes creating the schema at once would collide in the catalogue.
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s, 0)", (migrations.LOCK_NAMESPACE,)
+                    )
+                    conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
         except psycopg.Error as exc:
             raise StorageError(f"cannot connect to PostgreSQL: {exc}") from None
-        return conn
 
-    def _is_broken(self, conn: Any) -> bool:
-        return bool(conn.closed or conn.broken)
+    def _make_pool(self, size: int) -> Any:
+        psycopg = self._psycopg
+        schema = self.schema
+
+        def configure(conn: Any) -> None:
+            if schema:
+                ident = psycopg.sql.Identifier(schema)
+                conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(ident))
+
+        pool = self._psycopg_pool.ConnectionPool(
+            self.url,
+            min_size=min(2, size),
+            max_size=size,
+            kwargs={"autocommit": True},
+            configure=configure,
+            timeout=self.connect_timeout,
+            name="backoffice",
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=self.connect_timeout)
+        except (psycopg.Error, self._psycopg_pool.PoolTimeout) as exc:
+            pool.close()
+            raise StorageError(f"cannot connect to PostgreSQL: {exc}") from None
+        return pool
 
     def _q(self, sql: str) -> str:
         # The shared SQL never holds a literal '?' or '%'.
@@ -747,25 +803,54 @@ class PostgresStorage(_SqlStorage):
             (terminal_id, seqs),
         )
 
-    def _insert_entries(self, cur: Any, entries: Sequence[Entry]) -> None:
+    def ingest(self, terminal_id: str, entries: Sequence[Entry]) -> IngestResult:
+        """As :meth:`_SqlStorage.ingest`, into the partition of the month it arrives in."""
+        month = migrations.month_of(self.clock.now())
+        if month not in self._months:
+            self._ensure_month(month)
+        return self._ingest(terminal_id, entries, month)
+
+    def _ensure_month(self, month: Any) -> None:
+        # Once a month per process: a short transaction of its own, before the upload's.
+        with self._months_lock:
+            if month in self._months:
+                return
+            with self._tx() as cur:
+                migrations.ensure_month(cur, month)
+            self._months.update((month, migrations.next_month(month)))
+
+    def _insert_entries(self, cur: Any, entries: Sequence[Entry], month: Any) -> None:
         # COPY: one stream for the whole batch instead of a statement per row.
-        with cur.copy(f"COPY entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN") as copy:
+        columns = ", ".join((*ENTRY_COLUMNS, "received_month"))
+        with cur.copy(f"COPY entries ({columns}) FROM STDIN") as copy:
             for entry in entries:
-                copy.write_row(entry.row())
+                copy.write_row((*entry.row(), month))
 
     def _snapshot_begin(self, cur: Any) -> None:
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
+    def schema_version(self) -> int:
+        """The highest migration applied to this database."""
+        with self._tx(write=False) as cur:
+            cur.execute("SELECT max(version) FROM schema_migrations")
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def entry_months(self) -> list[str]:
+        """The months the stored entries arrived in (``YYYY-MM``), oldest first."""
+        with self._tx(write=False) as cur:
+            cur.execute("SELECT DISTINCT received_month FROM entries ORDER BY 1")
+            return [row[0].strftime("%Y-%m") for row in cur.fetchall()]
+
     @contextlib.contextmanager
     def _tx(self, write: bool = True) -> Iterator[Any]:
         psycopg = self._psycopg
-        with self._pool.connection() as conn:
-            try:
-                with conn.transaction(), conn.cursor() as cur:
-                    yield cur
-            except psycopg.Error as exc:
-                log.error("PostgreSQL error: %s", exc)
-                raise StorageError(f"database error: {type(exc).__name__}") from None
+        try:
+            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except psycopg.Error as exc:  # PoolTimeout too: no connection to be had in time
+            log.error("PostgreSQL error: %s", exc)
+            raise StorageError(f"database error: {type(exc).__name__}") from None
 
 
 # --- opening --------------------------------------------------------------------------------
