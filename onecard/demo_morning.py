@@ -149,6 +149,7 @@ replay_cache = "{tmp / f"{terminal_id}-replay.db"}"
 
 [counter]
 api_port = 0
+sscard_socket = "{tmp / f"{terminal_id}-sscard.sock"}"
 pinpad = "script"
 pins = ["123456", "000000"]
 

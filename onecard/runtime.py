@@ -190,10 +190,13 @@ def build_runtime(
 
             outputs = MultiOutputs(outputs, screen)
 
-        profile = build_profile(config, clock, backend, closers, psam=psam, journal=journal)
+        desks: list[Any] = []
+        profile = build_profile(
+            config, clock, backend, closers, psam=psam, journal=journal, sscard=desks
+        )
         if screen is not None and hasattr(profile, "before_pin"):
             profile.before_pin = lambda: screen.presenting("pin")
-        steps = TransactionSteps(context, profile, outputs)
+        steps = transaction_steps(context, profile, outputs, desks[0] if desks else None)
 
         if credentials is not None and store is not None:
             link = BackOfficeLink(
@@ -410,12 +413,15 @@ def build_profile(
     *,
     psam: Any = None,
     journal: Any = None,
+    sscard: list[Any] | None = None,
 ) -> Any:
     """The profile ``config`` (a :class:`~terminal.runtime.config.RuntimeConfig`) names,
     with its devices opened (the validator's PSAM: ``psam`` if given); what must be closed
     at shutdown is added to ``closers``. With ``journal`` the profile's repeat-tap or
     passback window is rebuilt from it, and the validator finds there a pending purchase
-    the journal already holds."""
+    the journal already holds. A counter serving the LD/T 33 library adds its
+    :class:`~terminal.counter.sscard_desk.CounterDesk` to ``sscard``: the transactions
+    must then run through :func:`transaction_steps` with it."""
     profile = config.profile
     if profile == "gate":
         gate = GateProfile(clock, config.gate.passback_minutes)
@@ -459,8 +465,67 @@ def build_profile(
             host="127.0.0.1", port=config.counter.api_port, token_file=counter_token_file(config)
         )
         closers.append(api.shutdown)
-        return CounterProfile(pinpad, api, config.counter.require_pin)
+        desk = open_sscard(config, backend, pinpad, closers)
+        if desk is None:
+            return CounterProfile(pinpad, api, config.counter.require_pin)
+        from terminal.counter.sscard_desk import HandOff
+
+        if sscard is not None:
+            sscard.append(desk)
+        # The record goes to the loopback API and to the LD/T 33 library's desk alike.
+        return CounterProfile(pinpad, HandOff(api, desk.tracker), config.counter.require_pin)
     raise ConfigError(f"unknown profile {profile!r}")
+
+
+def transaction_steps(context: Any, profile: Any, outputs: Any, desk: Any = None) -> Any:
+    """The runtime's transaction steps; with a counter's LD/T 33 ``desk`` they tell it when
+    each card transaction starts and ends, under its card lock."""
+    if desk is None:
+        return TransactionSteps(context, profile, outputs)
+    from terminal.counter.sscard_desk import WatchedSteps
+
+    return WatchedSteps(context, profile, outputs, tracker=desk.tracker, card_lock=desk.card_lock)
+
+
+def open_sscard(config: Any, backend: Any, pinpad: Any, closers: list[Any]) -> Any:
+    """The counter's service for ``libonecard_sscard.so`` (``[counter] sscard_socket``):
+    its desk, serving on the socket; None when the socket is turned off (empty), or when
+    the default socket's directory cannot be made (not root, no systemd RuntimeDirectory):
+    the counter still runs, with the HTTP hand-off only. A socket the operator named that
+    cannot be served stops the start."""
+    import threading
+
+    from terminal.counter.sscard_desk import CardTracker, CounterDesk
+    from terminal.counter.sscard_server import DEFAULT_SOCKET, SscardServer, default_uids
+
+    counter = config.counter
+    if not counter.sscard_socket:
+        return None
+    filt = ReaderFilter(config.readers.names, config.readers.psam)
+    desk = CounterDesk(
+        backend,
+        pinpad,
+        tracker=CardTracker(),
+        card_lock=threading.Lock(),
+        wanted=filt.wanted,
+        wait=counter.sscard_wait_seconds,
+        terminal_id=config.terminal.id,
+    )
+    try:
+        server = SscardServer(
+            counter.sscard_socket,
+            desk.serve,
+            allowed_uids=default_uids(counter.sscard_users),
+            tick=desk.purge,
+        )
+    except ConfigError as error:
+        if counter.sscard_socket != DEFAULT_SOCKET or "another counter" in error.reason:
+            raise
+        log.warning("sscard library not served: %s", error.reason)
+        return None
+    closers.append(desk.close)
+    closers.append(server.close)
+    return desk
 
 
 def counter_token_file(config: Any) -> Path:

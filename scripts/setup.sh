@@ -66,6 +66,19 @@ if [[ ! -f $STAMP || pyproject.toml -nt $STAMP || ! -x .venv/bin/onecard ]]; the
     touch "$STAMP"
 fi
 
+# libonecard_sscard.so, the LD/T 33 reader library hospital systems load
+# (docs/his-integration.md): built with the system compiler into build/sscard when missing
+# or older than its source (make compares the times).
+if ! command -v cc >/dev/null; then
+    log "installing a C compiler for libonecard_sscard.so"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev make >/dev/null
+fi
+if ! make -s -q -C native/sscard 2>/dev/null; then
+    log "building libonecard_sscard.so"
+    make -s -C native/sscard >/dev/null
+fi
+
 # pcscd: start it when it is not running; restart it when its reader config changed.
 if pgrep -x pcscd >/dev/null && ((conf_changed)); then
     log "restarting pcscd for the new reader slots"

@@ -115,6 +115,16 @@ class CounterSection:
     """``console`` (no echo on the terminal's tty) or ``script`` (``pins``, for demos)."""
     pins: tuple[str, ...] = ()
     require_pin: bool = True
+    sscard_socket: str = "/run/onecard/sscard.sock"
+    """The Unix socket of the LD/T 33 reader library ``libonecard_sscard.so``
+    (docs/his-integration.md); empty: not served. The library finds it through
+    ``ONECARD_SSCARD_SOCKET``, default the same path."""
+    sscard_users: tuple[str, ...] = ()
+    """Local users (names or numeric uids) whose programs may use the library, besides root
+    and the user the service runs as: checked on every connection (``SO_PEERCRED``)."""
+    sscard_wait_seconds: float = 10.0
+    """How long ``iReadCardBas`` waits for the counter transaction of a card just inserted
+    (its read, and the holder's PIN when required)."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +204,7 @@ _PATH_KEYS = {
         "events",
         "publication_key",
     },
-    "counter": {"token_file"},
+    "counter": {"token_file", "sscard_socket"},
     "screen": {"voice_dir"},
     "outputs": {"serial"},
 }
@@ -379,7 +389,13 @@ def parse_config(
         pinpad=s.choice("pinpad", "console", ("console", "script")),
         pins=s.strings("pins"),
         require_pin=bool(s.get("require_pin", bool, True)),
+        sscard_socket=s.text("sscard_socket", CounterSection.sscard_socket),
+        sscard_users=s.strings("sscard_users"),
+        sscard_wait_seconds=s.number("sscard_wait_seconds", 10.0, 0.5, 300.0),
     )
+    for user in counter.sscard_users:
+        if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}\$?|[0-9]{1,10}", user):
+            raise ConfigError(f"{s.where('sscard_users')}: {user!r} is not a user name or uid")
     s.finish()
     if counter.pinpad == "script" and counter.require_pin and not counter.pins:
         raise ConfigError(f"{source}: [counter] pinpad = 'script' needs pins = [...]")

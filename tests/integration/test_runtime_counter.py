@@ -90,6 +90,7 @@ publication_key = "publication.pub"
 
 [counter]
 api_port = 0
+sscard_socket = "sscard.sock"
 pinpad = "script"
 pins = ["{RIGHT_PIN}"]
 
