@@ -32,6 +32,12 @@ class RequestHandler(Protocol):
 
     def respond(self, admission: Any, body: bytes) -> Response: ...
 
+    def admit_cached(
+        self, method: str, target: str, headers: Mapping[str, str], length: int
+    ) -> Any | None: ...
+
+    def respond_cached(self, admission: Any, body: bytes) -> Response | None: ...
+
 
 @dataclass(frozen=True)
 class Response:
@@ -43,9 +49,10 @@ class Response:
     body: Mapping[str, Any]
     close: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
+    raw: bytes | memoryview | None = None
+    """A ``206`` answer's part of a stored body is a view of it, not a copy."""
 
-    def payload(self) -> bytes:
+    def payload(self) -> bytes | memoryview:
         if self.raw is not None:
             return self.raw
         return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -56,7 +63,9 @@ def error_response(error: BackOfficeError, close: bool = False) -> Response:
     body = error.to_json()
     if error.http_status >= 500:
         body = {"error": error.code, "reason": "internal error; try again later"}
-    return Response(error.http_status, body, close=close)
+    retry_after = getattr(error, "retry_after", None)  # RateLimitedError: when to come back
+    headers = {"Retry-After": str(retry_after)} if isinstance(retry_after, int) else {}
+    return Response(error.http_status, body, close=close, headers=headers)
 
 
 def failure_response(method: str, target: str, error: Exception) -> Response:

@@ -15,7 +15,18 @@ steps, in the order that keeps a stranger from making the back office read a bod
 
 The handler's work is blocking (the database, signatures), so it runs on
 :class:`BlockingCalls`: a fixed set of threads started with the app - the thread count of a
-back office does not grow with its clients.
+back office does not grow with its clients. Except when it needs no database: a request
+whose terminal key this process holds is admitted on the event loop
+(:meth:`BackOffice.admit_cached`), and a document poll answered from memory - a ``304``, a
+rendered document - is answered there too (:meth:`BackOffice.respond_cached`). The hop to
+a thread and back costs several times the work of such an answer; a request that would
+need the database is never run on the loop (:mod:`backoffice.loopsafe`).
+
+Requests go straight from uvicorn to :class:`BackOfficeEndpoint`, and answers go out as
+two ASGI messages with their headers encoded here: the app is a Starlette app (its
+lifespan starts the threads and opens the storage), but its middleware and router would
+add nothing to one endpoint that routes, answers and catches everything itself - only
+their cost, about a third of a ``304``'s.
 """
 
 from __future__ import annotations
@@ -33,7 +44,6 @@ from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.responses import Response as StarletteResponse
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
@@ -46,6 +56,11 @@ T = TypeVar("T")
 
 DEFAULT_THREADS = 8
 """Threads for the handler's blocking work: as many as the storage's connection pool."""
+SEND_CHUNK = 256 * 1024
+"""A large answer (a hotlist snapshot) goes out this much at a time, each waiting for the
+client to take the one before (uvicorn's flow control): a slow link holds a chunk in the
+back office's memory, not the whole snapshot."""
+JSON_TYPE = b"application/json; charset=utf-8"
 WORKER_HEADER = "X-Onecard-Worker"
 """Which back office process answered (its pid): behind a load balancer, the one place
 that ties a terminal's request to a worker's log."""
@@ -117,11 +132,13 @@ class BackOfficeEndpoint:
         self.calls: BlockingCalls | None = None
         self.budget: ByteBudget | None = None
         self._worker = str(os.getpid())
+        self._worker_bytes = self._worker.encode("ascii")
 
     def bind(self, office: RequestHandler, calls: BlockingCalls) -> None:
         self.office, self.calls = office, calls
         self.budget = ByteBudget(max(self.limits.body_memory, office.max_body))
         self._worker = str(os.getpid())
+        self._worker_bytes = self._worker.encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -145,10 +162,18 @@ class BackOfficeEndpoint:
         length = None
         try:
             length = body_length(method, headers)
+            # On the loop when the terminal's key is held; else on a thread.
+            admission = office.admit_cached(method, target, headers, length)
+            if admission is None:
+                if length == 0:
+                    # Nothing to read: both steps in one trip to a thread.
+                    return await calls.run(office.handle, method, target, headers, b"")
+                admission = await calls.run(office.admit, method, target, headers, length)
             if length == 0:
-                # Nothing to read: both steps in one trip to a thread.
-                return await calls.run(office.handle, method, target, headers, b"")
-            admission = await calls.run(office.admit, method, target, headers, length)
+                response = office.respond_cached(admission, b"")
+                if response is None:
+                    response = await calls.run(office.respond, admission, b"")
+                return response
         except Exception as error:
             response = failure_response(method, target, error)
             # A body on its way is left unread: the connection cannot go on after it.
@@ -167,16 +192,28 @@ class BackOfficeEndpoint:
         return response
 
     async def _send(self, scope: Scope, receive: Receive, send: Send, response: Response) -> None:
-        headers = {**response.headers, WORKER_HEADER: self._worker}
+        body = response.payload()
+        raw: list[tuple[bytes, bytes]] = [(b"x-onecard-worker", self._worker_bytes)]
+        typed = False
+        for name, value in response.headers.items():
+            lower = name.lower()
+            typed = typed or lower == "content-type"
+            raw.append((lower.encode("latin-1"), value.encode("latin-1")))
+        if not typed:
+            raw.append((b"content-type", JSON_TYPE))
+        if response.status != 304:  # a 304 has no body, and says nothing of its length
+            raw.append((b"content-length", str(len(body)).encode("ascii")))
         if response.close:
-            headers["Connection"] = "close"
-        answer = StarletteResponse(
-            response.payload(),
-            status_code=response.status,
-            headers=headers,
-            media_type="application/json; charset=utf-8",
-        )
-        await answer(scope, receive, send)
+            raw.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": response.status, "headers": raw})
+        if scope["method"] == "HEAD" or response.status == 304:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        view = memoryview(body)
+        while len(view) > SEND_CHUNK:
+            await send({"type": "http.response.body", "body": view[:SEND_CHUNK], "more_body": True})
+            view = view[SEND_CHUNK:]
+        await send({"type": "http.response.body", "body": view})
 
 
 async def _read_body(receive: Receive, length: int) -> bytes | None:
@@ -233,4 +270,21 @@ def build_app(
             calls.stop()
 
     # One mount for every path: routing is BackOffice.admit's, in one place.
-    return Starlette(routes=[Mount("", app=endpoint)], lifespan=lifespan)
+    return _BackOfficeApp(endpoint, routes=[Mount("", app=endpoint)], lifespan=lifespan)
+
+
+class _BackOfficeApp(Starlette):
+    """The Starlette app, with its HTTP requests handed to the endpoint directly (module
+    doc: the middleware and the router would only add their cost); the lifespan, and
+    anything else, is Starlette's."""
+
+    def __init__(self, endpoint: BackOfficeEndpoint, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["app"] = self
+            await self._endpoint(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

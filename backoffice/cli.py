@@ -23,7 +23,8 @@ from typing import Any
 from backoffice import keys, publish
 from backoffice.auth import new_secret
 from backoffice.errors import PublicationError, ServeConfigError
-from backoffice.limits import ServeLimits
+from backoffice.fleet import DEFAULT_SILENT_AFTER
+from backoffice.limits import RateLimits, ServeLimits
 from backoffice.storage import open_storage
 from terminal.crypto import signing
 from terminal.host.clock import CST, SystemClock
@@ -56,6 +57,13 @@ def _positive_number(text: str) -> float:
     return value
 
 
+def _non_negative_number(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
 SERVE_LIMIT_OPTIONS = (
     ("idle_timeout", _positive_number, "seconds a kept-alive connection may wait for a request"),
     (
@@ -73,6 +81,22 @@ SERVE_LIMIT_OPTIONS = (
         "max_connections",
         _positive,
         "connections served at once; more are answered 503 with Retry-After",
+    ),
+    # Back-pressure (docs/sync.md "Back-pressure"): per worker process.
+    ("terminal_rate", _positive_number, "requests a second one terminal may make; 429 beyond"),
+    ("terminal_burst", _positive, "requests one terminal may make at once above its rate"),
+    ("ingest_rate", _positive_number, "journal entries and events a second stored; 429 beyond"),
+    ("ingest_burst", _positive, "entries and events taken at once above the ingest rate"),
+    (
+        "document_ttl",
+        _non_negative_number,
+        "seconds a document version check is reused before the database is asked again",
+    ),
+    (
+        "key_ttl",
+        _non_negative_number,
+        "seconds a terminal's key is kept per worker: a revocation by another process "
+        "takes effect within it",
     ),
 )
 """``serve`` options: a :class:`ServeLimits` field each (``--idle-timeout``...)."""
@@ -125,6 +149,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         type=_positive,
         default=1,
         help="worker processes sharing the port; more than 1 needs PostgreSQL storage (default 1)",
+    )
+    p.add_argument(
+        "--silent-after",
+        type=_positive_number,
+        default=DEFAULT_SILENT_AFTER,
+        help="seconds without a heartbeat after which /metrics counts a terminal silent "
+        f"(default {DEFAULT_SILENT_AFTER:g})",
+    )
+    p.add_argument(
+        "--metrics-dir",
+        help="with --workers N: the directory the workers share their metrics in "
+        "(prometheus-client multiprocess mode; default a new temporary directory)",
     )
     defaults = ServeLimits()
     for name, kind, text in SERVE_LIMIT_OPTIONS:
@@ -210,6 +246,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=cmd_events)
 
+    from backoffice.cli_fleet import add_fleet_commands
+
+    add_fleet_commands(bo_sub, storage_option)
+
 
 def cmd_init(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
@@ -242,7 +282,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def serve_limits(args: argparse.Namespace) -> ServeLimits:
     """The deadlines and connection limit the ``serve`` options ask for."""
-    return ServeLimits(**{name: getattr(args, name) for name, _, _ in SERVE_LIMIT_OPTIONS})
+    try:
+        return ServeLimits(**{name: getattr(args, name) for name, _, _ in SERVE_LIMIT_OPTIONS})
+    except ValueError as exc:  # e.g. an ingest burst smaller than one batch
+        raise ServeConfigError(str(exc)) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -259,9 +302,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        server = BackOffice(storage, key, SystemClock()).serve(
-            args.host, args.port, args.tls_cert, args.tls_key, serve_limits(args)
+        limits = serve_limits(args)
+        office = BackOffice(
+            storage,
+            key,
+            SystemClock(),
+            rate_limits=RateLimits(limits),
+            document_ttl=limits.document_ttl,
+            key_ttl=limits.key_ttl,
+            silent_after=args.silent_after,
         )
+        server = office.serve(args.host, args.port, args.tls_cert, args.tls_key, limits)
         _out({"serving": server.url, "key_id": key.key_id})
         sys.stdout.flush()
         stop.wait()
@@ -273,6 +324,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve_workers(args: argparse.Namespace, key: publish.PublicationKey) -> int:
     """``serve --workers N``: N uvicorn worker processes on one socket, one PostgreSQL."""
+    from backoffice.metrics import prepare_multiprocess
     from backoffice.stack import bind_socket
     from backoffice.workers import WorkerSettings, run_workers
 
@@ -284,7 +336,14 @@ def _serve_workers(args: argparse.Namespace, key: publish.PublicationKey) -> int
     # Migrations and this month's partitions before any worker starts: a schema that cannot
     # be opened stops here with its error, not in N workers.
     open_storage(args.storage, pool_size=1).close()
-    settings = WorkerSettings(str(args.storage), str(args.publication_key), serve_limits(args))
+    settings = WorkerSettings(
+        str(args.storage),
+        str(args.publication_key),
+        serve_limits(args),
+        silent_after=args.silent_after,
+    )
+    # Before any worker starts: they find the directory in the environment they inherit.
+    prepare_multiprocess(args.metrics_dir)
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]

@@ -39,6 +39,18 @@ class PayloadTooLargeError(BackOfficeError):
     http_status = 413
 
 
+class RangeNotSatisfiableError(BackOfficeError):
+    """A hotlist snapshot ``Range`` that starts at or beyond its end (416); ``size`` is the
+    snapshot's, sent as ``Content-Range: bytes */size``."""
+
+    code = "range_not_satisfiable"
+    http_status = 416
+
+    def __init__(self, reason: str, size: int = 0) -> None:
+        super().__init__(reason)
+        self.size = size
+
+
 class AuthenticationError(BackOfficeError):
     """Unknown terminal, missing or bad signature headers, bad signature (401)."""
 
@@ -98,6 +110,18 @@ class ChainBrokenError(ConflictError):
     predecessor (stored or in the batch), or whose stored successor does not link to it."""
 
     code = "chain_broken"
+
+
+class RateLimitedError(BackOfficeError):
+    """A terminal over its request rate, or the process over its ingest rate (429): come
+    back in ``retry_after`` seconds (the answer's ``Retry-After``)."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 class StorageError(BackOfficeError):

@@ -34,8 +34,10 @@ uvicorn range in pyproject.toml is the one these are tested with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
+import socket
 import ssl
 import threading
 from asyncio import sslproto
@@ -95,6 +97,17 @@ class _SmallBufferTls(sslproto.SSLProtocol):
     buffer is allocated per connection at that size)."""
 
     max_size = READ_CHUNK
+
+
+def _no_delay(transport: asyncio.BaseTransport) -> None:
+    """Turn Nagle's algorithm off on a client's socket. asyncio does so only for sockets
+    whose ``proto`` is ``IPPROTO_TCP``, and ``socket.create_server`` (backoffice.stack)
+    makes them with ``proto`` 0: uvicorn writes an answer's head and body apart, so the
+    body then waited for the client's delayed ACK - 40 ms on every answer with a body."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):  # the client is already gone: nothing to speed up
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _Transport:
@@ -207,6 +220,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _start(self, transport: asyncio.Transport) -> None:
         self._inner = transport
+        _no_delay(self._raw or transport)
         if transport is not self._raw and hasattr(transport, "set_read_buffer_limits"):
             transport.set_read_buffer_limits(high=TLS_READ_BUFFER)
         self._connected = True

@@ -22,12 +22,16 @@ an ASGI stack can apply the same numbers with its own timers.
 from __future__ import annotations
 
 import enum
+import math
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from backoffice.errors import BadRequestError, LengthRequiredError
 
+MAX_BATCH_ITEMS = 5000
+"""The most journal entries one upload carries (:data:`terminal.wire.journal.MAX_ENTRIES`)."""
 MAX_HEAD_BYTES = 64 * 1024
 """Request line and headers together: a terminal sends well under 1 KiB; http.server alone
 would take 100 header lines of 64 KiB each."""
@@ -51,12 +55,25 @@ class ServeLimits:
     max_connections: int = 128
     body_memory: int = 64 * 1024 * 1024
     retry_after: int = 5
+    terminal_rate: float = 5.0
+    terminal_burst: int = 60
+    ingest_rate: float = 20_000.0
+    ingest_burst: int = 40_000
+    document_ttl: float = 1.0
+    key_ttl: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout", "header_timeout", "body_grace", "min_body_rate",
-                     "send_timeout"):  # fmt: skip
+                     "send_timeout", "terminal_rate", "ingest_rate"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        if self.terminal_burst < 1:
+            raise ValueError("terminal_burst must be at least 1")
+        if self.ingest_burst < MAX_BATCH_ITEMS:
+            # A burst smaller than one batch would refuse that batch for ever.
+            raise ValueError(f"ingest_burst must be at least {MAX_BATCH_ITEMS} (one batch)")
+        if self.document_ttl < 0 or self.key_ttl < 0:
+            raise ValueError("document_ttl and key_ttl must not be negative")
         if self.linger < 0 or self.retry_after < 0:
             raise ValueError("linger and retry_after must not be negative")
         if self.max_connections < 1 or self.body_memory < 1:
@@ -157,3 +174,90 @@ class ByteBudget:
     def in_use(self) -> int:
         with self._lock:
             return self.total - self._left
+
+
+# --- back-pressure: rate limits ---------------------------------------------------------------
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; :meth:`take` takes ``count`` if they are
+    there and says how long until they would be. Not thread-safe (its owner locks)."""
+
+    __slots__ = ("burst", "last", "rate", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens, self.last = burst, now
+
+    def take(self, count: float, now: float) -> float:
+        """0 when ``count`` tokens were taken; else the seconds until they would be there
+        (nothing taken: a refused request costs the client nothing)."""
+        self.tokens = min(self.burst, self.tokens + max(0.0, now - self.last) * self.rate)
+        self.last = now
+        if self.tokens >= count:
+            self.tokens -= count
+            return 0.0
+        return (count - self.tokens) / self.rate
+
+
+def retry_after_seconds(wait: float) -> int:
+    """A wait as ``Retry-After`` says it: whole seconds, at least 1."""
+    return max(1, math.ceil(wait))
+
+
+class RateLimits:
+    """Back-pressure of one back office process (docs/sync.md, "Back-pressure"):
+
+    * per terminal: ``terminal_rate`` requests a second, bursts of ``terminal_burst``
+      (every signed request counts, charged when its headers are admitted, before any body
+      is read);
+    * the whole process's ingest: ``ingest_rate`` journal entries and events a second,
+      bursts of ``ingest_burst``, charged once a batch is parsed and before the database.
+
+    A request over either is answered ``429`` with ``Retry-After``. Buckets of terminals
+    that have been quiet long enough to be full again are forgotten, so memory follows the
+    terminals active in the last ``burst / rate`` seconds. Thread-safe.
+    """
+
+    def __init__(
+        self, limits: ServeLimits | None = None, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        limits = limits or ServeLimits()
+        self.terminal_rate, self.terminal_burst = limits.terminal_rate, limits.terminal_burst
+        self._monotonic = monotonic
+        self._terminals: dict[str, TokenBucket] = {}
+        self._ingest = TokenBucket(limits.ingest_rate, limits.ingest_burst, monotonic())
+        self._lock = threading.Lock()
+        self._refill = limits.terminal_burst / limits.terminal_rate
+        self._next_prune = monotonic() + self._refill
+
+    def terminal_wait(self, terminal_id: str) -> float:
+        """Take one request of ``terminal_id``'s allowance: 0, or seconds to wait."""
+        now = self._monotonic()
+        with self._lock:
+            if now >= self._next_prune:
+                self._prune(now)
+            bucket = self._terminals.get(terminal_id)
+            if bucket is None:
+                bucket = self._terminals[terminal_id] = TokenBucket(
+                    self.terminal_rate, self.terminal_burst, now
+                )
+            return bucket.take(1, now)
+
+    def ingest_wait(self, items: int) -> float:
+        """Take ``items`` entries or events of the process's ingest: 0, or seconds to wait."""
+        now = self._monotonic()
+        with self._lock:
+            return self._ingest.take(min(items, self._ingest.burst), now)
+
+    def tracked(self) -> int:
+        """Terminals with a bucket now (for tests and metrics)."""
+        with self._lock:
+            return len(self._terminals)
+
+    def _prune(self, now: float) -> None:
+        full = [t for t, b in self._terminals.items() if now - b.last >= self._refill]
+        for terminal_id in full:
+            del self._terminals[terminal_id]
+        self._next_prune = now + self._refill
+

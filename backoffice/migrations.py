@@ -159,9 +159,17 @@ def _partition_entries(cur: Any, month: dt.date) -> None:
     cur.execute("DROP TABLE entries_unpartitioned")
 
 
+def _fleet_and_clearing(cur: Any, month: dt.date) -> None:
+    from backoffice.fleet_storage import FLEET_SCHEMA
+
+    for statement in FLEET_SCHEMA.split(";"):
+        cur.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "base tables", _base),
     Migration(2, "journal entries partitioned by the month they arrived", _partition_entries),
+    Migration(3, "terminal heartbeats and TAC verdicts (fleet, clearing)", _fleet_and_clearing),
 )
 """Append only: a released migration is never edited, a change is a new one."""
 

@@ -39,6 +39,7 @@ from backoffice.errors import (
     EnrolmentError,
     StorageError,
 )
+from backoffice.fleet_storage import FLEET_SCHEMA, FleetStorage
 from backoffice.ingest import (
     ENTRY_COLUMNS,
     Entry,
@@ -63,6 +64,16 @@ POOL_TIMEOUT = 10.0
 """Seconds to wait for a PostgreSQL connection before the request fails (500, sent again)."""
 DEFAULT_HOTLIST_HISTORY = 10_000
 """Hotlist versions kept as changes; a terminal further behind gets the full list."""
+
+
+@dataclass(frozen=True)
+class DocumentVersions:
+    """What :meth:`Storage.document_versions` reports: the hotlist's version and floor,
+    and the version of each stored document by kind."""
+
+    hotlist: int
+    hotlist_floor: int
+    documents: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +139,10 @@ class Storage(Protocol):
     def document(self, kind: str) -> dict[str, Any] | None: ...
 
     def document_text(self, kind: str) -> str | None: ...
+
+    def document_versions(self) -> DocumentVersions: ...
+
+    def hotlist_scan(self, consume: Callable[[list[str]], None], batch: int = 65536) -> int: ...
 
     def close(self) -> None: ...
 
@@ -251,8 +266,9 @@ _RUN_END = (
 )
 
 
-class _SqlStorage:
-    """The SQL shared by both databases, written with ``?`` placeholders."""
+class _SqlStorage(FleetStorage):
+    """The SQL shared by both databases, written with ``?`` placeholders (heartbeats and
+    TAC verdicts: :class:`backoffice.fleet_storage.FleetStorage`)."""
 
     for_update = ""
     dialect = "sql"
@@ -260,6 +276,10 @@ class _SqlStorage:
     def __init__(self, pool_size: int, hotlist_history: int) -> None:
         self.hotlist_history = hotlist_history
         self._pool = self._make_pool(pool_size)
+        # Enrolments and revocations made through this object, counted once committed: a
+        # process's cache of terminal keys (backoffice.auth.TerminalKeys) starts afresh
+        # when it moves on, so such a change is seen at once in this process.
+        self.key_changes = 0
 
     def _make_pool(self, size: int) -> Any:
         return _Pool(self._connect, size, self._is_broken)
@@ -392,14 +412,15 @@ class _SqlStorage:
                     ),
                     (secret, False, now, terminal_id),
                 )
-                return
-            cur.execute(
-                self._q(
-                    "INSERT INTO terminals (terminal_id, secret, revoked, enrolled_at, "
-                    "acked_up_to, max_seq) VALUES (?, ?, ?, ?, 0, 0)"
-                ),
-                (terminal_id, secret, False, now),
-            )
+            else:
+                cur.execute(
+                    self._q(
+                        "INSERT INTO terminals (terminal_id, secret, revoked, enrolled_at, "
+                        "acked_up_to, max_seq) VALUES (?, ?, ?, ?, 0, 0)"
+                    ),
+                    (terminal_id, secret, False, now),
+                )
+        self.key_changes += 1
 
     def revoke(self, terminal_id: str, now: float) -> None:
         with self._tx() as cur:
@@ -409,6 +430,7 @@ class _SqlStorage:
             )
             if cur.rowcount == 0:
                 raise EnrolmentError(f"terminal {terminal_id} is not enrolled")
+        self.key_changes += 1
 
     def acked_up_to(self, terminal_id: str) -> int:
         with self._tx(write=False) as cur:
@@ -625,6 +647,33 @@ class _SqlStorage:
         text = self.document_text(kind)
         return None if text is None else parse_json_text(text)
 
+    def document_versions(self) -> DocumentVersions:
+        """The version of every published document and the hotlist's floor, in one small
+        query: what a document poll checks before it serves from memory."""
+        with self._tx(write=False) as cur:
+            cur.execute(
+                "SELECT kind, version FROM documents UNION ALL SELECT name, value FROM meta "
+                "WHERE name IN ('hotlist_version', 'hotlist_floor')"
+            )
+            rows = {str(name): int(value) for name, value in cur.fetchall()}
+        return DocumentVersions(
+            hotlist=rows.get("hotlist_version", 0),
+            hotlist_floor=rows.get("hotlist_floor", 0),
+            documents={k: v for k, v in rows.items() if not k.startswith("hotlist_")},
+        )
+
+    def hotlist_scan(self, consume: Callable[[list[str]], None], batch: int = 65536) -> int:
+        """Hand the whole hotlist, in entry order, to ``consume`` ``batch`` entries at a
+        time, all from one read snapshot; returns the version it is at. A 10-million list
+        is never held as Python strings at once (that would be about 700 MB)."""
+        with self._tx(write=False) as cur:
+            self._snapshot_begin(cur)
+            version = self._meta(cur, "hotlist_version")
+            cur.execute("SELECT entry FROM hotlist_current ORDER BY entry")
+            while rows := cur.fetchmany(batch):
+                consume([row[0] for row in rows])
+        return version
+
     def close(self) -> None:
         self._pool.close()
 
@@ -650,7 +699,7 @@ class SqliteStorage(_SqlStorage):
         # One writer at a time in this process: threads wait here, not in SQLite's
         # busy handler (which sleeps in steps and would cap throughput).
         self._write_lock = threading.Lock()
-        ddl = _SCHEMA.format(blob="BLOB", entries_suffix=" WITHOUT ROWID")
+        ddl = _SCHEMA.format(blob="BLOB", entries_suffix=" WITHOUT ROWID") + ";" + FLEET_SCHEMA
         try:
             with self._tx() as cur:
                 for statement in ddl.split(";"):

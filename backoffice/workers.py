@@ -23,7 +23,8 @@ from uvicorn.supervisors import Multiprocess
 
 from backoffice.asgi import DEFAULT_THREADS, build_app
 from backoffice.errors import ServeConfigError
-from backoffice.limits import ServeLimits
+from backoffice.fleet import DEFAULT_SILENT_AFTER
+from backoffice.limits import RateLimits, ServeLimits
 from backoffice.server import BackOffice
 from backoffice.stack import BackOfficeConfig
 
@@ -39,6 +40,7 @@ class WorkerSettings:
     publication_key: str
     limits: ServeLimits = field(default_factory=ServeLimits)
     pool_size: int = DEFAULT_THREADS
+    silent_after: float = DEFAULT_SILENT_AFTER
 
 
 class WorkerApplication:
@@ -61,7 +63,16 @@ class WorkerApplication:
         key = keys.load_publication_key(self.settings.publication_key)
         storage = open_storage(self.settings.storage, pool_size=self.settings.pool_size)
         log.info("back office worker %d serving storage %s", os.getpid(), storage.dialect)
-        return BackOffice(storage, key, SystemClock())
+        limits = self.settings.limits
+        return BackOffice(
+            storage,
+            key,
+            SystemClock(),
+            rate_limits=RateLimits(limits),
+            document_ttl=limits.document_ttl,
+            key_ttl=limits.key_ttl,
+            silent_after=self.settings.silent_after,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:

@@ -208,6 +208,7 @@ def build_runtime(
                 clock,
                 bo.sync_interval,
                 on_state=links.reporter("backoffice"),
+                heartbeat=status.snapshot,
             )
             closers.append(link.close)
             background.extend(Worker(name, work) for name, work in link.workers())

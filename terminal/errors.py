@@ -326,6 +326,18 @@ class SyncServerError(SyncError):
     code = "sync_server_error"
 
 
+class SyncThrottledError(SyncServerError):
+    """The back office said "not now": ``429`` (rate limited) or ``503`` (busy).
+    ``retry_after`` is its ``Retry-After`` in seconds, bounded, or None when it gave none
+    that reads (the sender's own back-off then decides alone)."""
+
+    code = "sync_throttled"
+
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(reason, status)
+        self.retry_after = retry_after
+
+
 class SyncRejectedError(SyncError):
     """The back office refused the request (4xx: bad signature or clock, revoked terminal,
     a conflicting entry). ``server_code`` is the ``error`` field of its JSON answer."""

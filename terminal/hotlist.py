@@ -25,7 +25,9 @@ File format (little-endian), written by :meth:`HotList.save`, read by :meth:`Hot
 
 The file is read into private memory with ``numpy.fromfile`` rather than memory-mapped: 80
 MB fits the 200 MB target, a tap never waits for a page fault on an evicted page, and a file
-replaced or damaged under a running terminal cannot fault the process (SIGBUS).
+replaced or damaged under a running terminal cannot fault the process (SIGBUS). The one
+exception is :meth:`HotList.map`, in force only while a new list (just checked by
+:func:`verify_file`) is read in, so that the old and the new list are not both in memory.
 
 A :class:`HotList` is immutable: :meth:`HotList.apply_delta` returns a new list, so a
 refused delta leaves the list in force untouched and readers never see half an update.
@@ -41,7 +43,7 @@ import struct
 from array import array
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -109,17 +111,20 @@ class HotList:
 
     __slots__ = ("_keys", "_n", "_offsets", "_version", "_view")
 
-    def __init__(self, version: int, keys: np.ndarray) -> None:
+    def __init__(self, version: int, keys: np.ndarray, index: bool = True) -> None:
         """Wrap an already sorted, duplicate-free uint64 array (use :meth:`from_keys`,
-        :meth:`load` or :meth:`empty` rather than this)."""
+        :meth:`load` or :meth:`empty` rather than this). ``index`` False: no bucket index
+        (see :meth:`map`)."""
         keys = keys.astype(_DTYPE, copy=False)
         keys.flags.writeable = False  # shared between list versions; never edited in place
         self._version = _check_version(version, "hotlist version")
         self._keys = keys
         self._n = len(keys)
         self._view = memoryview(keys)
-        edges = np.searchsorted(keys, _BUCKET_EDGES).astype(np.int64)
-        self._offsets = array("q", np.append(edges, np.int64(self._n)).tobytes())
+        self._offsets: array[int] | None = None
+        if index:
+            edges = np.searchsorted(keys, _BUCKET_EDGES).astype(np.int64)
+            self._offsets = array("q", np.append(edges, np.int64(self._n)).tobytes())
 
     # --- construction ---------------------------------------------------------------------
 
@@ -141,23 +146,7 @@ class HotList:
         target = Path(path)
         try:
             with open(target, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                head = fh.read(HEADER_LENGTH)
-                if len(head) < HEADER_LENGTH:
-                    raise HotlistError(f"{target.name}: truncated header ({len(head)} bytes)")
-                magic, fmt, reserved, version, count = _HEADER.unpack_from(head)
-                if magic != MAGIC:
-                    raise HotlistError(f"{target.name}: not a hotlist file (bad magic)")
-                if fmt != FORMAT_VERSION:
-                    raise HotlistError(f"{target.name}: unknown format version {fmt}")
-                if reserved != 0:
-                    raise HotlistError(f"{target.name}: reserved header field is not zero")
-                expected = HEADER_LENGTH + KEY_BYTES * count
-                if size != expected:
-                    raise HotlistError(
-                        f"{target.name}: {size} bytes, header says {count} entries "
-                        f"({expected} bytes): truncated or padded"
-                    )
+                head, version, count = _read_header(fh, target)
                 keys = np.fromfile(fh, dtype=_DTYPE, count=count)
         except OSError as exc:
             raise HotlistError(f"{target.name}: cannot read ({exc.strerror or exc})") from exc
@@ -165,13 +154,38 @@ class HotList:
             raise HotlistError(f"{target.name}: truncated while reading")
         if _checksum(head[: _HEADER.size], keys) != head[_HEADER.size :]:
             raise HotlistError(f"{target.name}: checksum mismatch (corrupt file)")
-        if count > 1 and not bool(np.all(keys[1:] > keys[:-1])):
+        if not _strictly_increasing(keys):
             # A checksum only proves the bytes are the ones written: a writer bug that
             # unsorted them would make every lookup quietly wrong.
             raise HotlistError(f"{target.name}: entries are not strictly increasing")
-        if version > MAX_VERSION:
-            raise HotlistError(f"{target.name}: list version {version} out of range")
         return cls(version, keys)
+
+    @classmethod
+    def map(cls, path: str | os.PathLike[str]) -> HotList:
+        """A list over a file that :func:`verify_file` has just passed, memory-mapped and
+        without the bucket index: what serves lookups for the moment a new list is read
+        into memory after the old one was let go (:meth:`DocumentStore.apply_hotlist_snapshot
+        <terminal.sync.downloads.DocumentStore.apply_hotlist_snapshot>`), so that a
+        10-million list and its successor are never both in memory. A lookup touches the
+        few pages of one binary search; the bucket index would touch them all. Only for
+        that moment: a mapped file damaged under the process could fault it (the reason
+        :meth:`load` reads into private memory)."""
+        target = Path(path)
+        try:
+            with open(target, "rb") as fh:
+                head = fh.read(HEADER_LENGTH)
+        except OSError as exc:
+            raise HotlistError(f"{target.name}: cannot read ({exc.strerror or exc})") from exc
+        if len(head) < HEADER_LENGTH:
+            raise HotlistError(f"{target.name}: truncated header")
+        _, _, _, version, count = _HEADER.unpack_from(head)
+        if not count:
+            return cls(version, np.empty(0, dtype=_DTYPE))
+        try:
+            keys = np.memmap(target, dtype=_DTYPE, mode="r", offset=HEADER_LENGTH, shape=(count,))
+        except (OSError, ValueError) as exc:
+            raise HotlistError(f"{target.name}: cannot map ({exc})") from exc
+        return cls(version, keys, index=False)
 
     # --- the list -------------------------------------------------------------------------
 
@@ -197,10 +211,13 @@ class HotList:
         """True when the 64-bit hotlist ``key`` is listed."""
         if not 0 <= key <= MAX_KEY:
             return False
-        bucket = key >> _BUCKET_SHIFT
         offsets = self._offsets
         view = self._view
-        i = bisect.bisect_left(view, key, offsets[bucket], offsets[bucket + 1])
+        if offsets is None:
+            i = bisect.bisect_left(view, key)
+        else:
+            bucket = key >> _BUCKET_SHIFT
+            i = bisect.bisect_left(view, key, offsets[bucket], offsets[bucket + 1])
         return i < self._n and view[i] == key
 
     def __contains__(self, token: object) -> bool:
@@ -215,7 +232,8 @@ class HotList:
         return {
             "version": self._version,
             "entries": self._n,
-            "bytes": int(self._keys.nbytes) + self._offsets.itemsize * len(self._offsets),
+            "bytes": int(self._keys.nbytes)
+            + (0 if self._offsets is None else self._offsets.itemsize * len(self._offsets)),
             "format_version": FORMAT_VERSION,
         }
 
@@ -268,6 +286,75 @@ class HotList:
             write_atomically(target, chunks)
         except OSError as exc:
             raise HotlistError(f"cannot save hotlist to {target}: {exc.strerror or exc}") from exc
+
+
+_ORDER_CHUNK = 1 << 20
+
+
+def verify_file(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Check a hotlist file as :meth:`HotList.load` does - magic, format, length,
+    checksum, order - reading it a million entries at a time, so that checking a new list
+    costs no memory beside the list in force; returns ``(version, count)``."""
+    target = Path(path)
+    try:
+        with open(target, "rb") as fh:
+            head, version, count = _read_header(fh, target)
+            digest = hashlib.sha256(head[: _HEADER.size])
+            last: int | None = None
+            left = count
+            while left:
+                chunk = np.fromfile(fh, dtype=_DTYPE, count=min(left, _ORDER_CHUNK))
+                if not len(chunk):
+                    raise HotlistError(f"{target.name}: truncated while reading")
+                if (last is not None and not int(chunk[0]) > last) or not _strictly_increasing(
+                    chunk
+                ):
+                    raise HotlistError(f"{target.name}: entries are not strictly increasing")
+                digest.update(memoryview(chunk))
+                last = int(chunk[-1])
+                left -= len(chunk)
+    except OSError as exc:
+        raise HotlistError(f"{target.name}: cannot read ({exc.strerror or exc})") from exc
+    if digest.digest() != head[_HEADER.size :]:
+        raise HotlistError(f"{target.name}: checksum mismatch (corrupt file)")
+    return version, count
+
+
+def _read_header(fh: BinaryIO, target: Path) -> tuple[bytes, int, int]:
+    """The header of an open hotlist file, checked against the file's size: ``(header
+    bytes, version, count)``; a :class:`HotlistError` naming the fault otherwise."""
+    size = os.fstat(fh.fileno()).st_size
+    head = fh.read(HEADER_LENGTH)
+    if len(head) < HEADER_LENGTH:
+        raise HotlistError(f"{target.name}: truncated header ({len(head)} bytes)")
+    magic, fmt, reserved, version, count = _HEADER.unpack_from(head)
+    if magic != MAGIC:
+        raise HotlistError(f"{target.name}: not a hotlist file (bad magic)")
+    if fmt != FORMAT_VERSION:
+        raise HotlistError(f"{target.name}: unknown format version {fmt}")
+    if reserved != 0:
+        raise HotlistError(f"{target.name}: reserved header field is not zero")
+    expected = HEADER_LENGTH + KEY_BYTES * count
+    if size != expected:
+        raise HotlistError(
+            f"{target.name}: {size} bytes, header says {count} entries "
+            f"({expected} bytes): truncated or padded"
+        )
+    if version > MAX_VERSION:
+        raise HotlistError(f"{target.name}: list version {version} out of range")
+    return head, version, count
+
+
+def _strictly_increasing(keys: np.ndarray) -> bool:
+    """Whether ``keys`` is strictly increasing, checked a million entries at a time: one
+    comparison over the whole of a 10-million list would hold a 10 MB temporary beside the
+    80 MB list, and loading a new list happens while the old one is still in force."""
+    n = len(keys)
+    for start in range(0, n - 1, _ORDER_CHUNK):
+        stop = min(n, start + _ORDER_CHUNK + 1)
+        if not bool(np.all(keys[start + 1 : stop] > keys[start : stop - 1])):
+            return False
+    return True
 
 
 def _merge(old: np.ndarray, add: np.ndarray, rem: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     store = open_document_store(credentials, _documents(args))
     # One client for uploads and downloads, as the running terminal has.
     client = BackOfficeClient(credentials, clock)
-    downloader = Downloader(store, client.fetch, clock)
+    downloader = Downloader(store, client, clock)
     with Journal.open(args.journal, credentials.terminal_id, clock) as journal:
         uploader = Uploader(journal, credentials, clock, batch_size=args.batch_size, client=client)
         if args.once:

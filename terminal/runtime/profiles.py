@@ -190,6 +190,8 @@ class ValidatorProfile:
                     "recovered": True,
                     "mac2_verified": result.mac2_verified,
                 }
+                if result.tac_input is not None:
+                    extra.update(result.tac_input.to_extra())  # for clearing's TAC check
                 # The torn tap was journaled refused with no amount, so this entry is the
                 # one that records the money the card gave: the journal sums to the debits.
                 return Action(
@@ -224,6 +226,8 @@ class ValidatorProfile:
             extra["psam_serial"] = result.terminal_serial
         if result.tac:
             extra["tac"] = result.tac
+            if result.tac_input is not None:
+                extra.update(result.tac_input.to_extra())  # for clearing's TAC check
         if result.status is PurchaseStatus.DONE:
             # False when the PSAM had lost the session: the TAC is for the back office to check.
             extra["mac2_verified"] = result.mac2_verified

@@ -4,9 +4,14 @@ application list.
 
 :class:`DocumentStore` keeps the documents in force in one directory::
 
-    hotlist.bin      the hotlist, binary (terminal.hotlist file format)
+    hotlist.bin      the hotlist, binary (terminal.hotlist file format); a snapshot from the
+                     back office is streamed into it (terminal.hotlist_snapshot)
     trustlist.json   the last accepted trust list, as signed by the back office
     applist.json     the last accepted application list, as signed by the back office
+    etags.json       the Downloader's ETags of the documents in force, and of a snapshot
+                     being downloaded (so the first round after a restart is 304s)
+    hotlist.snapshot.part
+                     the bytes of a snapshot received so far, resumed with a Range
 
 Signed documents are stored as received, so they are verified again at every start: a file
 edited on the terminal's disk is caught like one edited in transit. Every apply is
@@ -18,31 +23,46 @@ the previous document in force, on disk and in memory.
 :class:`Downloader` fetches the three documents through an injected ``fetch(path) ->
 bytes`` (the terminal's :class:`terminal.sync.client.BackOfficeClient`) and applies them;
 one document failing - not fetched, refused, or failing in a way nobody foresaw - never
-stops the others, and never ends the round with anything but a report.
+stops the others, and never ends the round with anything but a report. On the back office
+client it asks with the ETag of the document in force (a 304 is "unchanged") and takes a
+hotlist snapshot when it fell behind; a 429 ends the round and holds the next one back.
 """
 
 from __future__ import annotations
 
 import enum
+import io
 import logging
 import os
+import random
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
 from terminal.crypto import signing
 from terminal.crypto.signing import Algorithm
-from terminal.errors import ConfigError, OneCardError, SignatureFormatError
+from terminal.errors import (
+    ConfigError,
+    OneCardError,
+    SignatureFormatError,
+    SyncAnswerError,
+    SyncError,
+    SyncRejectedError,
+    SyncThrottledError,
+)
 from terminal.host.atomicfile import write_atomically
 from terminal.host.clock import Clock
 from terminal.hotlist import HotList, HotlistError
+from terminal.hotlist_snapshot import SNAPSHOT_CONTENT_TYPE, install_snapshot
 from terminal.policy import ApplicationList, parse_application_list
-from terminal.wire.canonical import canonical_json
+from terminal.sync.client import DocumentAnswer
+from terminal.wire.canonical import JsonError, canonical_json, parse_json
 from terminal.wire.document import (
     HOTLIST_DELTA_FIELDS,
     HOTLIST_ENTRY_HEX,
@@ -60,6 +80,11 @@ log = logging.getLogger(__name__)
 HOTLIST_FILE = "hotlist.bin"
 TRUSTLIST_FILE = "trustlist.json"
 APPLIST_FILE = "applist.json"
+ETAGS_FILE = "etags.json"
+PARTIAL_SNAPSHOT_FILE = "hotlist.snapshot.part"
+_MAX_ETAGS_FILE = 64 * 1024
+_MAX_ETAG = 256
+_CONTENT_RANGE = re.compile(r"bytes (\d{1,15})-(\d{1,15})/(\d{1,15})")
 
 
 def _hex_keys(value: object, what: str) -> np.ndarray:
@@ -247,6 +272,44 @@ class DocumentStore:
         )
         return version
 
+    def apply_hotlist_snapshot(self, stream: BinaryIO) -> int:
+        """Apply a hotlist snapshot read from ``stream`` (:mod:`terminal.hotlist_snapshot`:
+        streamed to a temporary file, checked, renamed over ``hotlist.bin``); returns the
+        new version. Refused, with the previous list kept on disk and in memory: a bad
+        snapshot (:class:`SnapshotError`), one not newer (:class:`StaleDocumentError`), or
+        the connection failing under it (the transport's error)."""
+        def swap_in(mapped: HotList) -> None:
+            # The new list is in place and checked: it serves lookups mapped while it is
+            # read, and the old one goes now - both at once would be 160 MB at 10 million.
+            self._hotlist = mapped
+
+        with self._lock:
+            version = self._hotlist.version
+            try:
+                updated = install_snapshot(
+                    stream,
+                    self._public_key,
+                    self._algorithm,
+                    self._dir / HOTLIST_FILE,
+                    version,
+                    on_verified=swap_in,
+                )
+            except HotlistError as exc:
+                if self._hotlist.version != version:
+                    # In place and checked, but not read into memory: the mapped list
+                    # stays in force (it is the right one) and the operator is told.
+                    self.problems[HOTLIST_FILE] = exc.reason
+                    log.error("hotlist in force mapped, not loaded: %s", exc.reason)
+                    return self._hotlist.version
+                raise
+            self._hotlist = updated
+        self.problems.pop(HOTLIST_FILE, None)
+        log.info(
+            "hotlist snapshot applied",
+            extra={"version": updated.version, "entries": len(updated)},
+        )
+        return updated.version
+
     def apply_trust_list(self, raw: bytes) -> dict[str, Any]:
         """Verify and store a ``trustlist`` document; returns its body. Refused, with the
         previous list kept: bad signature or kind, version not newer, or a body the
@@ -329,31 +392,130 @@ class SyncReport:
         return all(r.outcome in (Outcome.APPLIED, Outcome.UNCHANGED) for r in self.results.values())
 
 
-class Downloader:
-    """One download round of the published documents, through ``fetch(path) -> bytes``
-    (path with query, e.g. ``/v1/hotlist?since=12``), raising on a failed request."""
+class _FetchFailed(Exception):
+    """A plain ``fetch`` failed (not a :class:`SyncError`): unavailable, never refused."""
 
-    def __init__(self, store: DocumentStore, fetch: Callable[[str], bytes], clock: Clock) -> None:
+    def __init__(self, error: Exception) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+class DocumentClient(Protocol):
+    """What the downloader needs of the back office client
+    (:class:`terminal.sync.client.BackOfficeClient`): conditional, streamable ``GET``."""
+
+    def get_document(
+        self,
+        path: str,
+        etag: str | None = None,
+        streams: Mapping[str, Callable[[BinaryIO], Any]] | None = None,
+        *,
+        range_from: int | None = None,
+        if_range: str | None = None,
+    ) -> DocumentAnswer[Any]: ...
+
+
+class _Resumed(io.RawIOBase):
+    """A snapshot as one stream: the bytes already on disk from earlier tries (``held``),
+    then the answer's, each of which is appended to the partial file (``keep``) as it is
+    read - so a connection cut anywhere leaves every byte received for the next try."""
+
+    def __init__(self, held: BinaryIO | None, answer: BinaryIO, keep: BinaryIO) -> None:
+        super().__init__()
+        self._held = held
+        self._answer = answer
+        self._keep = keep
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._held is not None:
+            data = self._held.read(size)
+            if data:
+                return data
+            self._held = None
+        data = self._answer.read(size)
+        if data:
+            self._keep.write(data)
+            self._keep.flush()
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+_SKIPPED = "skipped: the back office asked to come back later"
+
+
+class Downloader:
+    """One download round of the published documents.
+
+    ``fetch`` is the terminal's :class:`~terminal.sync.client.BackOfficeClient` (or any
+    :class:`DocumentClient`): each document is asked for with the ``ETag`` of the one in
+    force (``304`` is "unchanged", nothing read or verified), and a hotlist that fell behind
+    the kept deltas comes as a snapshot, applied in a stream. A plain ``fetch(path) ->
+    bytes`` (path with query, raising on a failed request) also works: no ETags, no
+    snapshots - what an older back office gives anyway, since it sends no ``ETag`` and
+    ignores the ``Accept`` that asks for a snapshot.
+
+    A back office that says "not now" (``429``/``503`` with ``Retry-After``) ends the round
+    (asking for the next document would only be refused too) and :meth:`next_delay` holds
+    the next round back that long, plus a jitter of up to one interval.
+    """
+
+    def __init__(
+        self,
+        store: DocumentStore,
+        fetch: Callable[[str], bytes] | DocumentClient,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
         self.store = store
-        self._fetch = fetch
+        self._client: DocumentClient | None = fetch if hasattr(fetch, "get_document") else None
+        self._fetch = None if self._client is not None else fetch
         self._clock = clock
+        self._rng = rng or random.Random()
+        self._etags: dict[str, tuple[str, int]] = {}
+        """Per document: the ETag of the answer that gave the version in force, and it."""
+        self._partial_etag: str | None = None
+        """The ETag of the snapshot whose first bytes are in the partial file."""
+        self._load_etags()
+        self._round_throttled = False
+        self._not_before = 0.0
         self.last_success: dict[str, float] = {}
         """Wall time each document was last confirmed current (applied or unchanged)."""
 
     def run_once(self) -> SyncReport:
-        """Fetch and apply the hotlist delta, trust list and application list, in that
-        order; each is independent of the others' outcome."""
-        versions = self.store.current_versions()
-        results = {
-            "hotlist": self._one(
-                "hotlist",
-                f"{HOTLIST_PATH}?since={versions['hotlist']}",
-                self.store.apply_hotlist_delta,
-            ),
-            "trustlist": self._one("trustlist", TRUSTLIST_PATH, self.store.apply_trust_list),
-            "applist": self._one("applist", APPLIST_PATH, self.store.apply_application_list),
-        }
+        """Fetch and apply the hotlist, trust list and application list, in that order;
+        each is independent of the others' outcome, except that a back office asking to
+        be left alone for a while is left alone for the rest of the round."""
+        self._round_throttled = False
+        results: dict[str, DocumentResult] = {}
+        steps: list[tuple[str, Callable[[], bool]]] = [
+            ("hotlist", self._hotlist),
+            ("trustlist", lambda: self._signed("trustlist", TRUSTLIST_PATH)),
+            ("applist", lambda: self._signed("applist", APPLIST_PATH)),
+        ]
+        throttled = self._clock.now() < self._not_before
+        for name, step in steps:
+            if throttled:
+                version = self._version(name)
+                results[name] = DocumentResult(
+                    Outcome.UNAVAILABLE, version, _SKIPPED, SyncThrottledError.code
+                )
+                continue
+            results[name] = self._one(name, step)
+            throttled = self._round_throttled or results[name].code == SyncThrottledError.code
         return SyncReport(time=self._clock.now(), results=MappingProxyType(results))
+
+    def next_delay(self, interval: float) -> float:
+        """Seconds until the next round: ``interval``, or longer after a ``Retry-After``
+        (that long plus a jitter of up to as long again, at least a second)."""
+        wait = self._not_before - self._clock.now()
+        return max(interval, wait)
 
     def staleness(self, document: str) -> float | None:
         """Seconds since ``document`` was last confirmed current; None if never (article
@@ -361,17 +523,218 @@ class Downloader:
         last = self.last_success.get(document)
         return None if last is None else self._clock.now() - last
 
-    def _one(self, name: str, path: str, apply: Callable[[bytes], object]) -> DocumentResult:
+    # --- one document ---------------------------------------------------------------------
+
+    def _etag(self, name: str) -> str | None:
+        held = self._etags.get(name)
+        # Only an ETag for the version still in force: a list refused at start-up, or
+        # replaced since, must be fetched whole again.
+        if held is None or held[1] != self._version(name):
+            return None
+        return held[0]
+
+    def _remember(self, name: str, answer: DocumentAnswer[Any]) -> None:
+        before = self._etags.get(name)
+        if answer.etag:
+            self._etags[name] = (answer.etag, self._version(name))
+        else:
+            self._etags.pop(name, None)
+        if self._etags.get(name) != before:
+            self._save_etags()
+
+    # --- ETags on disk (the first round after a restart is 304s) ----------------------------
+
+    def _load_etags(self) -> None:
+        """Read ``etags.json``; one that does not read is ignored (its only cost: the
+        documents are downloaded once more), and so is any ETag of a version not in force -
+        :meth:`_etag` sends one only for the version it was given with."""
+        path = self.store.directory / ETAGS_FILE
         try:
-            raw = self._fetch(path)
-        except Exception as exc:  # the injected client raises errors of its own kinds
-            # Whatever the transport raises, the round goes on and the old document stays.
-            reason = exc.reason if isinstance(exc, OneCardError) else f"{type(exc).__name__}"
-            code = exc.code if isinstance(exc, OneCardError) else "fetch_failed"
-            log.warning("download of %s failed: %s", name, reason)
-            return DocumentResult(Outcome.UNAVAILABLE, self._version(name), reason, code)
+            with open(path, "rb") as file:
+                raw = file.read(_MAX_ETAGS_FILE + 1)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning("ETags not read: %s", exc.strerror or exc)
+            return
         try:
-            apply(raw)
+            if len(raw) > _MAX_ETAGS_FILE:
+                raise JsonError("too long")
+            body = parse_json(raw)
+        except JsonError as exc:
+            log.warning("ETags file ignored: %s", exc.reason)
+            return
+        if not isinstance(body, dict):
+            return
+        etags = body.get("etags")
+        for name, held in (etags.items() if isinstance(etags, dict) else ()):
+            if name in ("hotlist", "trustlist", "applist") and _is_held_etag(held):
+                self._etags[name] = (held[0], held[1])
+        partial = body.get("partial")
+        if _is_etag(partial) and (self.store.directory / PARTIAL_SNAPSHOT_FILE).exists():
+            self._partial_etag = partial
+
+    def _save_etags(self) -> None:
+        body = {
+            "etags": {name: [etag, version] for name, (etag, version) in self._etags.items()},
+            "partial": self._partial_etag,
+        }
+        try:
+            write_atomically(self.store.directory / ETAGS_FILE, canonical_json(body))
+        except OSError as exc:  # an ETag not kept costs one download after a restart
+            log.warning("ETags not saved: %s", exc.strerror or exc)
+
+    def _get(
+        self,
+        name: str,
+        path: str,
+        streams: Mapping[str, Any] | None,
+        resume: tuple[int, str] | None = None,
+    ) -> DocumentAnswer[Any]:
+        if self._client is not None:
+            if resume is None:
+                return self._client.get_document(path, self._etag(name), streams)
+            offset, etag = resume
+            return self._client.get_document(
+                path, self._etag(name), streams, range_from=offset, if_range=etag
+            )
+        assert self._fetch is not None
+        try:
+            return DocumentAnswer(200, self._fetch(path))
+        except SyncError:
+            raise
+        except Exception as exc:  # an injected fetch raises errors of its own kinds
+            raise _FetchFailed(exc) from exc
+
+    # --- the hotlist snapshot, resumed across rounds and restarts ------------------------------
+
+    @property
+    def _partial_path(self) -> Path:
+        return self.store.directory / PARTIAL_SNAPSHOT_FILE
+
+    def _resume_point(self) -> tuple[int, str] | None:
+        """``(bytes held, ETag)`` of a snapshot download cut earlier, if any."""
+        if self._partial_etag is None:
+            return None
+        try:
+            size = self._partial_path.stat().st_size
+        except OSError:
+            return None
+        return (size, self._partial_etag) if size else None
+
+    def _drop_partial(self) -> None:
+        self._partial_path.unlink(missing_ok=True)
+        if self._partial_etag is not None:
+            self._partial_etag = None
+            self._save_etags()
+
+    def _receive_snapshot(self, stream: BinaryIO) -> int:
+        """Apply a snapshot answer: a ``206`` continues the partial file, a ``200`` starts
+        it afresh. Every byte received is kept in the partial file, so a connection cut is
+        resumed from there; the whole is checked as any snapshot (the signed header, the
+        signed SHA-256 of the payload), and anything refused drops the partial file too."""
+        status = getattr(stream, "status", 200)
+        held: BinaryIO | None = None
+        try:
+            if status == 206:
+                offset = self._partial_path.stat().st_size
+                match = _CONTENT_RANGE.fullmatch(getattr(stream, "content_range", None) or "")
+                if match is None or int(match.group(1)) != offset:
+                    raise SyncAnswerError(
+                        f"a snapshot range {getattr(stream, 'content_range', None)!r} that "
+                        f"does not continue the {offset} bytes held"
+                    )
+                held = open(self._partial_path, "rb")  # noqa: SIM115 - closed below
+            else:
+                self._partial_path.unlink(missing_ok=True)
+                etag = getattr(stream, "etag", None)
+                self._partial_etag = etag if _is_etag(etag) else None
+                self._save_etags()  # before any byte: the partial file is this snapshot's
+            fd = os.open(self._partial_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)  # private whatever the umask, like every document file
+        except OSError as exc:
+            if held is not None:
+                held.close()
+            self._drop_partial()
+            reason = f"cannot keep the snapshot download: {exc.strerror or exc}"
+            raise HotlistError(reason) from exc
+        except SyncAnswerError:
+            self._drop_partial()
+            raise
+        try:
+            with os.fdopen(fd, "ab") as keep:
+                version = self.store.apply_hotlist_snapshot(_Resumed(held, stream, keep))
+        except SyncError:
+            raise  # cut mid-answer: what came is kept, the next round resumes from it
+        except BaseException:
+            self._drop_partial()  # refused: the next download starts from the first byte
+            raise
+        finally:
+            if held is not None:
+                held.close()
+        self._drop_partial()
+        return version
+
+    def _hotlist(self) -> bool:
+        """Returns whether anything was applied (False: 304, unchanged)."""
+        streams = {SNAPSHOT_CONTENT_TYPE: self._receive_snapshot}
+        applied = False
+        # At most twice: a snapshot (version S, within the kept deltas), then the delta
+        # from S to the latest in the same round.
+        for _ in range(2):
+            since = self.store.current_versions()["hotlist"]
+            path = f"{HOTLIST_PATH}?since={since}"
+            try:
+                answer = self._get("hotlist", path, streams, self._resume_point())
+            except SyncRejectedError as exc:
+                if exc.status != 416:
+                    raise
+                # The bytes held are not a beginning of the snapshot served now.
+                self._drop_partial()
+                answer = self._get("hotlist", path, streams)
+            except SyncThrottledError as exc:
+                if not applied:
+                    raise
+                # The snapshot is in force; the delta after it waits for the next round,
+                # and so does everything else.
+                self._throttled("hotlist", exc)
+                self._round_throttled = True
+                return applied
+            if answer.status == 304:
+                return applied
+            if answer.content_type != SNAPSHOT_CONTENT_TYPE:
+                self._drop_partial()  # the back office no longer sends a snapshot
+                self.store.apply_hotlist_delta(answer.body)
+                self._remember("hotlist", answer)
+                return True
+            self._remember("hotlist", answer)
+            applied = True
+        return applied
+
+    def _signed(self, name: str, path: str) -> bool:
+        answer = self._get(name, path, None)
+        if answer.status == 304:
+            return False
+        store = self.store
+        apply = store.apply_trust_list if name == "trustlist" else store.apply_application_list
+        try:
+            apply(answer.body)
+        except StaleDocumentError as exc:
+            if exc.identical:
+                self._remember(name, answer)
+            raise
+        self._remember(name, answer)
+        return True
+
+    def _one(self, name: str, step: Callable[[], bool]) -> DocumentResult:
+        try:
+            applied = step()
+        except SyncThrottledError as exc:
+            self._throttled(name, exc)
+            return DocumentResult(Outcome.UNAVAILABLE, self._version(name), exc.reason, exc.code)
+        except SyncError as exc:
+            log.warning("download of %s failed: %s", name, exc.reason)
+            return DocumentResult(Outcome.UNAVAILABLE, self._version(name), exc.reason, exc.code)
         except StaleDocumentError as exc:
             if exc.identical:
                 self.last_success[name] = self._clock.now()
@@ -379,6 +742,13 @@ class Downloader:
             return self._refused(name, exc)
         except OneCardError as exc:  # DocumentError, HotlistError, ... : the old one stays
             return self._refused(name, exc)
+        except _FetchFailed as failed:
+            # Whatever the transport raises, the round goes on and the old document stays.
+            error = failed.error
+            reason = error.reason if isinstance(error, OneCardError) else type(error).__name__
+            code = error.code if isinstance(error, OneCardError) else "fetch_failed"
+            log.warning("download of %s failed: %s", name, reason)
+            return DocumentResult(Outcome.UNAVAILABLE, self._version(name), reason, code)
         except Exception as exc:
             # A document nobody foresaw must not end the round - nor the link that runs it:
             # the apply failed before anything was swapped in, so the old one stays.
@@ -387,11 +757,34 @@ class Downloader:
                 Outcome.REFUSED, self._version(name), f"internal: {exc!r}", "internal_error"
             )
         self.last_success[name] = self._clock.now()
-        return DocumentResult(Outcome.APPLIED, self._version(name))
+        outcome = Outcome.APPLIED if applied else Outcome.UNCHANGED
+        return DocumentResult(outcome, self._version(name))
+
+    def _throttled(self, name: str, exc: SyncThrottledError) -> None:
+        log.warning("download of %s: back office busy: %s", name, exc.reason)
+        if exc.retry_after is not None:
+            # Honour it whole, plus a jitter so that a fleet refused together spreads out.
+            jitter = self._rng.uniform(0.0, max(1.0, exc.retry_after))
+            self._not_before = self._clock.now() + exc.retry_after + jitter
 
     def _refused(self, name: str, exc: OneCardError) -> DocumentResult:
+        self._etags.pop(name, None)
         log.warning("download refused", extra={"document": name, "reason": exc.reason})
         return DocumentResult(Outcome.REFUSED, self._version(name), exc.reason, exc.code)
 
     def _version(self, name: str) -> int:
         return self.store.current_versions()[name]
+
+
+def _is_etag(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= _MAX_ETAG and value.isprintable()
+
+
+def _is_held_etag(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and _is_etag(value[0])
+        and type(value[1]) is int
+        and value[1] >= 0
+    )

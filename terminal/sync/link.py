@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from terminal.errors import OneCardError
 from terminal.host.clock import Clock
+from terminal.sync.heartbeat import DEFAULT_HEARTBEAT_INTERVAL, HeartbeatSender
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ class BackOfficeLink:
         clock: Clock,
         interval: float,
         on_state: Callable[[bool, str], None] | None = None,
+        *,
+        heartbeat: Callable[[], Mapping[str, Any]] | None = None,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
     ) -> None:
         from terminal.sync.client import BackOfficeClient
         from terminal.sync.downloads import Downloader
@@ -61,24 +65,35 @@ class BackOfficeLink:
         self.client = BackOfficeClient(credentials, clock)
         self.uploader = Uploader(journal, credentials, clock, client=self.client)
         self.sender = EventSender(events, credentials, clock, client=self.client)
-        self.downloader = Downloader(store, self.client.fetch, clock)
+        self.downloader = Downloader(store, self.client, clock)
         self._wake_sender = wake_sender
         wake_sender.append(self.sender.notify)
         self._on_state = on_state
+        # The heartbeat (docs/fleet.md) rides the same signed connection: the status
+        # snapshot it samples is the runtime's, so only a runtime gives one.
+        self.heartbeat = (
+            HeartbeatSender(
+                credentials.terminal_id, heartbeat, self.client.post, clock, heartbeat_interval
+            )
+            if heartbeat is not None
+            else None
+        )
 
     def workers(self) -> list[tuple[str, Work]]:
-        """``(name, work)`` of the three workers, for a supervisor."""
+        """``(name, work)`` of the three workers (four with a heartbeat), for a supervisor."""
         return [
             ("backoffice-uploader", self._keep_running(self.uploader, self._report)),
             ("backoffice-events", self._keep_running(self.sender, None)),
             ("backoffice-documents", self.download),
+            *([("backoffice-heartbeat", self.heartbeat.run)] if self.heartbeat else []),
         ]
 
     def download(self, stop: threading.Event) -> None:
         """Download the documents every ``interval`` seconds until ``stop``."""
         while not stop.is_set():
             download_round(self.downloader)
-            stop.wait(self.interval)
+            # Longer than the interval only when the back office asked (Retry-After).
+            stop.wait(self.downloader.next_delay(self.interval))
 
     def close(self) -> None:
         """Stop both senders and drop the connection."""

@@ -5,7 +5,8 @@ A pass sends everything pending and raises a typed :class:`SyncError` (or anothe
 :class:`OneCardError`) on the first failure. The thread never dies of one: it logs it,
 waits a back-off delay - exponential with full jitter (:func:`backoff_delays`), starting
 again from the first delay after a success, or after a failing pass that still delivered
-something - and tries again; with nothing pending it waits for :meth:`notify` or the idle
+something - and tries again (after a ``Retry-After``, that long plus the draw:
+:func:`throttled_delay`); with nothing pending it waits for :meth:`notify` or the idle
 poll. Exactly-once at the back office is not this module's job: the back office ignores
 what it already holds, and a sender resends everything not acknowledged.
 """
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, TypedDict
 
-from terminal.errors import OneCardError, SyncError
+from terminal.errors import OneCardError, SyncError, SyncThrottledError
 from terminal.host.clock import Clock
 from terminal.sync.auth import TerminalCredentials
 from terminal.sync.client import DEFAULT_TIMEOUT, BackOfficeClient
@@ -66,6 +67,16 @@ def backoff_delays(
         yield rng.uniform(0.0, ceiling)
         if ceiling < cap:
             attempt += 1
+
+
+def throttled_delay(jittered: float, error: BaseException) -> float:
+    """The wait after a failure: the jittered back-off draw, on top of the ``Retry-After``
+    of a back office that said "not now" (:class:`SyncThrottledError`, already bounded by
+    the client; an unreadable one is None and ignored). Waiting the whole ``Retry-After``
+    honours it; the jitter on top keeps a fleet refused at the same moment from all coming
+    back at the same later moment."""
+    retry_after = error.retry_after if isinstance(error, SyncThrottledError) else None
+    return jittered if retry_after is None else retry_after + jittered
 
 
 # --- the background sender ----------------------------------------------------------------
@@ -240,7 +251,9 @@ class BackgroundSender:
                     delays = None  # some of it got through before the failure: a success
                 if delays is None:
                     delays = backoff_delays(self.base_backoff, self.max_backoff, self._rng)
-                self._back_off(next(delays))
+                # A Retry-After is honoured whole: new work does not cut that wait short.
+                throttled = isinstance(exc, SyncThrottledError) and exc.retry_after is not None
+                self._back_off(throttled_delay(next(delays), exc), cuttable=not throttled)
                 continue
             delays = None  # success: the next failure starts from the first delay
             with self._state:
@@ -267,11 +280,11 @@ class BackgroundSender:
             self._failures += 1
             self._last_error = error
 
-    def _back_off(self, delay: float) -> None:
+    def _back_off(self, delay: float, cuttable: bool = True) -> None:
         log.info("next %s attempt in %.1fs", self.what, delay)
         if self._backoff_sleep is not None:
             self._backoff_sleep(delay)
-        elif self.wake_cuts_backoff:
+        elif self.wake_cuts_backoff and cuttable:
             self._wake.wait(delay)  # stop() sets it too
         else:
             self._stop.wait(delay)  # back off even if new work arrives

@@ -75,7 +75,12 @@ from terminal.transit.records import (
     encode_bcd_time,
     is_empty_record,
 )
-from terminal.transit.results import PendingPurchase, PurchaseResult, PurchaseStatus
+from terminal.transit.results import (
+    PendingPurchase,
+    PurchaseResult,
+    PurchaseStatus,
+    TacInput,
+)
 from terminal.transit.secure_module import Mac1Answer, Mac1Request, Mac2Verdict, PsamPurchase
 from terminal.transit.session import (
     CardGone,
@@ -280,6 +285,15 @@ class PurchaseSession(EPurseSession[PurchaseResult]):
             app_serial=serial_hex,
             terminal_serial=mac1.terminal_serial,
             mac2_verified=verdict is Mac2Verdict.VALID,
+            tac_input=TacInput(
+                info.issuer_id,
+                info.app_serial,
+                kind,
+                self.terminal_number,
+                mac1.terminal_serial,
+                self.when,
+                init[10],
+            ),
         )
         if verdict is Mac2Verdict.INVALID:
             # The card says it debited, but not with the key our PSAM derives: not a genuine
@@ -380,7 +394,16 @@ class RecoverySession(EPurseSession[PurchaseResult]):
             mac2, tac = response.data[:4], response.data[4:]
             verdict = yield Mac2Step(mac2, p.terminal_serial)
             if verdict is Mac2Verdict.VALID:
-                return replace(done, tac=tac.hex().upper(), mac2_verified=True)
+                tac_input = TacInput(
+                    info.issuer_id,
+                    p.app_serial,
+                    p.transaction_type,
+                    p.terminal_number,
+                    p.terminal_serial,
+                    p.when,
+                    None,  # the prove does not say; the back office tries its masters
+                )
+                return replace(done, tac=tac.hex().upper(), mac2_verified=True, tac_input=tac_input)
         # No usable prove (9406, or a card that does not offer the command at all): the
         # purchase log still tells, and a pending purchase must never stay unsettleable.
         for number in range(1, MAX_LOG_RECORDS_ON_RECOVERY + 1):

@@ -33,6 +33,35 @@ class PendingPurchase:
 
 
 @dataclass(frozen=True)
+class TacInput:
+    """What a purchase's TAC covers besides the amount, and what diversifies the key it is
+    made with (docs/transit.md "Keys and MACs"): journaled with the TAC so that the back
+    office, which holds the issuer master, can check it (docs/clearing.md)."""
+
+    issuer_id: bytes  # file 0x15 bytes 0-7: first diversification
+    app_serial: bytes  # file 0x15 bytes 10-19; its low 8 bytes are the second
+    transaction_type: int
+    terminal_number: bytes
+    terminal_serial: int  # the PSAM transaction serial
+    when: dt.datetime  # the date and time DEBIT carried, to the second
+    algorithm_id: int | None  # INITIALIZE's algId; None when unknown (a recovered purchase)
+
+    def to_extra(self) -> dict[str, object]:
+        """The journal entry's ``extra`` fields of clearing (docs/clearing.md). Only the
+        serial's low 8 bytes go - what the key needs - never the whole application serial."""
+        extra: dict[str, object] = {
+            "issuer_id": self.issuer_id.hex().upper(),
+            "app_serial_low": self.app_serial[2:].hex().upper(),
+            "transaction_type": self.transaction_type,
+            "terminal_number": self.terminal_number.hex().upper(),
+            "purchase_time": self.when.strftime("%Y%m%d%H%M%S"),
+        }
+        if self.algorithm_id is not None:
+            extra["algorithm_id"] = self.algorithm_id
+        return extra
+
+
+@dataclass(frozen=True)
 class PurchaseResult:
     status: PurchaseStatus
     balance_before: int | None
@@ -46,3 +75,4 @@ class PurchaseResult:
     reason: str | None = None  # for REFUSED: mac1_refused, mac2_mismatch, blocked, expired
     mac2_verified: bool = False
     recovered: bool = False
+    tac_input: TacInput | None = None  # with a TAC: what the back office checks it over
