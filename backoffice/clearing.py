@@ -8,7 +8,15 @@ the terminal's purchase code - so that a mistake shared by the terminal and the 
 does not pass unseen (the cards of the tests are ``firmware_sim``'s, made from the spec too):
 
 * DPK = ``diversify(diversify(master, issuer id), application serial low 8 bytes)``;
-* TAC key = ``diversify(DPK, "TAC" 00 00 00 00 00)``, for 3DES folded left XOR right;
+* TAC key, by the issuer's scheme (:data:`TAC_SCHEMES`; which one real cards use is not
+  confirmed, so the issuer key file says it per algorithm):
+
+  - ``dpk-variant`` (no ``tac`` master in the file; the project's convention):
+    ``diversify(DPK, "TAC" 00 00 00 00 00)``;
+  - ``separate-master`` (a ``tac`` master MTK in the file; the PBOC / JT/T 978 shape):
+    DTK = ``diversify(diversify(MTK, issuer id), application serial low 8 bytes)``;
+
+  for 3DES either is folded left XOR right into a single-DES key;
 * TAC = the 4-byte MAC under the TAC key of ``amount(4) || type(1) || terminal number(6) ||
   PSAM serial(4) || date(4) || time(3)``.
 
@@ -56,6 +64,13 @@ card's purchase log, which holds no TAC. ``no_key``: no master for the card's al
 ``malformed``: the entry lacks what the check needs (a terminal older than clearing)."""
 
 TAC_VARIANT = b"TAC\x00\x00\x00\x00\x00"
+TAC_SCHEME_DPK_VARIANT = "dpk-variant"
+"""The TAC key is the purchase key DPK diversified by :data:`TAC_VARIANT` (the project's
+convention, docs/transit.md; unconfirmed)."""
+TAC_SCHEME_SEPARATE_MASTER = "separate-master"
+"""The TAC key is the card's DTK, diversified from the issuer's TAC master like the DPK from
+the purchase master (PBOC / JT/T 978 as generally described; unconfirmed)."""
+TAC_SCHEMES = (TAC_SCHEME_DPK_VARIANT, TAC_SCHEME_SEPARATE_MASTER)
 ALGORITHM_IDS = {0x00: SymmetricAlgorithm.DES3, 0x04: SymmetricAlgorithm.SM4}
 """INITIALIZE FOR PURCHASE's algId (PBOC): 00 3DES, 04 SM4."""
 PURCHASE_TYPES = frozenset({0x06, 0x09})
@@ -141,18 +156,41 @@ def purchase_of_entry(body: str) -> Purchase | None:
 # --- the check (pure) -----------------------------------------------------------------------
 
 
-def tac_key(master: bytes, issuer_id: bytes, serial_low: bytes, alg: SymmetricAlgorithm) -> bytes:
-    """The card's TAC key: its purchase key (two diversifications of the master), once more
-    diversified by "TAC"; 3DES folds the 16 bytes into a single-DES key."""
-    purchase_key = diversify(diversify(master, issuer_id, alg), serial_low, alg)
-    key = diversify(purchase_key, TAC_VARIANT, alg)
+def tac_key(
+    master: bytes,
+    issuer_id: bytes,
+    serial_low: bytes,
+    alg: SymmetricAlgorithm,
+    scheme: str = TAC_SCHEME_DPK_VARIANT,
+) -> bytes:
+    """The card's TAC key from ``master`` under ``scheme``: ``dpk-variant``, the purchase key
+    (two diversifications of the purchase master) once more diversified by "TAC";
+    ``separate-master``, the two diversifications of the TAC master themselves (the DTK).
+    3DES folds the 16 bytes into a single-DES key."""
+    card_key = diversify(diversify(master, issuer_id, alg), serial_low, alg)
+    if scheme == TAC_SCHEME_DPK_VARIANT:
+        key = diversify(card_key, TAC_VARIANT, alg)
+    elif scheme == TAC_SCHEME_SEPARATE_MASTER:
+        key = card_key
+    else:
+        raise ValueError(f"unknown TAC key scheme {scheme!r} (expected one of {TAC_SCHEMES})")
     if alg is SymmetricAlgorithm.SM4:
         return key
     return bytes(a ^ b for a, b in zip(key[:8], key[8:], strict=True))
 
 
-def expected_tac(p: Purchase, master: bytes, alg: SymmetricAlgorithm) -> bytes:
-    """The TAC the card makes for ``p`` if its key comes from ``master``."""
+def tac_master(keys: IssuerKeys, alg: SymmetricAlgorithm) -> tuple[bytes, str]:
+    """The master the TAC key of ``alg`` cards comes from, and the scheme: the file's ``tac``
+    master when it has one, else the purchase master (``alg`` must be in ``keys.masters``)."""
+    if alg in keys.tac_masters:
+        return keys.tac_masters[alg], TAC_SCHEME_SEPARATE_MASTER
+    return keys.masters[alg], TAC_SCHEME_DPK_VARIANT
+
+
+def expected_tac(
+    p: Purchase, master: bytes, alg: SymmetricAlgorithm, scheme: str = TAC_SCHEME_DPK_VARIANT
+) -> bytes:
+    """The TAC the card makes for ``p`` if its TAC key comes from ``master`` by ``scheme``."""
     assert p.issuer_id and p.app_serial_low and p.terminal_number and p.purchase_time
     assert p.transaction_type is not None and p.psam_serial is not None
     data = (
@@ -162,8 +200,8 @@ def expected_tac(p: Purchase, master: bytes, alg: SymmetricAlgorithm) -> bytes:
         + p.psam_serial.to_bytes(4, "big")
         + bytes.fromhex(p.purchase_time)  # YYYYMMDD hhmmss: the 7 BCD bytes DEBIT carried
     )
-    key = tac_key(master, bytes.fromhex(p.issuer_id), bytes.fromhex(p.app_serial_low), alg)
-    return sm_mac(alg, key, data)
+    issuer_id, serial_low = bytes.fromhex(p.issuer_id), bytes.fromhex(p.app_serial_low)
+    return sm_mac(alg, tac_key(master, issuer_id, serial_low, alg, scheme), data)
 
 
 def _malformed(p: Purchase) -> str | None:
@@ -199,13 +237,18 @@ def check_purchase(p: Purchase, keys: IssuerKeys) -> tuple[str, str]:
         candidates = [alg]
     else:
         candidates = sorted(keys.masters)
+    schemes = []
     try:
         for alg in candidates:
-            if hmac.compare_digest(expected_tac(p, keys.masters[alg], alg), bytes.fromhex(p.tac)):
-                return VALID, f"verifies under the {alg.name} master"
+            master, scheme = tac_master(keys, alg)
+            schemes.append(f"{alg.name} {scheme}")
+            if hmac.compare_digest(expected_tac(p, master, alg, scheme), bytes.fromhex(p.tac)):
+                return VALID, f"verifies under the {alg.name} master ({scheme})"
     except OneCardError as exc:  # a purchase time that is no BCD still makes bytes; belt
         return MALFORMED, exc.reason
-    return MISMATCH, "the TAC does not verify under the issuer master"
+    # The scheme is named: a whole day of mismatches under one scheme points at the key
+    # file's scheme (a missing or extra tac master), not at the cards.
+    return MISMATCH, f"the TAC does not verify under the issuer master ({', '.join(schemes)})"
 
 
 # --- the day's run --------------------------------------------------------------------------

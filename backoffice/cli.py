@@ -78,6 +78,16 @@ SERVE_LIMIT_OPTIONS = (
         "bytes a second a body must average after the grace; slower is dropped",
     ),
     (
+        "send_timeout",
+        _positive_number,
+        "seconds an answer may lag behind --min-send-rate (a client not reading it)",
+    ),
+    (
+        "min_send_rate",
+        _positive_number,
+        "bytes a second a client must take an answer at after the grace; slower is dropped",
+    ),
+    (
         "max_connections",
         _positive,
         "connections served at once; more are answered 503 with Retry-After",
@@ -160,7 +170,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument(
         "--metrics-dir",
         help="with --workers N: the directory the workers share their metrics in "
-        "(prometheus-client multiprocess mode; default a new temporary directory)",
+        "(prometheus-client multiprocess mode; its metric files are cleared at start; "
+        "default a new temporary directory, removed at shutdown)",
     )
     defaults = ServeLimits()
     for name, kind, text in SERVE_LIMIT_OPTIONS:
@@ -324,7 +335,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve_workers(args: argparse.Namespace, key: publish.PublicationKey) -> int:
     """``serve --workers N``: N uvicorn worker processes on one socket, one PostgreSQL."""
-    from backoffice.metrics import prepare_multiprocess
+    from backoffice.metrics import multiprocess_directory
     from backoffice.stack import bind_socket
     from backoffice.workers import WorkerSettings, run_workers
 
@@ -342,16 +353,18 @@ def _serve_workers(args: argparse.Namespace, key: publish.PublicationKey) -> int
         serve_limits(args),
         silent_after=args.silent_after,
     )
-    # Before any worker starts: they find the directory in the environment they inherit.
-    prepare_multiprocess(args.metrics_dir)
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
     sock = bind_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
     url = f"{'https' if tls else 'http'}://{host}:{port}"
-    _out({"serving": url, "key_id": key.key_id, "workers": args.workers})
-    sys.stdout.flush()
-    run_workers(settings, args.workers, sock, tls)
+    # Before any worker starts: they find the directory in the environment they inherit.
+    # A temporary one is removed when the workers have stopped.
+    with multiprocess_directory(args.metrics_dir) as metrics_dir:
+        _out({"serving": url, "key_id": key.key_id, "workers": args.workers,
+              "metrics_dir": metrics_dir})  # fmt: skip
+        sys.stdout.flush()
+        run_workers(settings, args.workers, sock, tls)
     return 0
 
 

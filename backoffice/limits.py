@@ -10,6 +10,10 @@ an ASGI stack can apply the same numbers with its own timers.
   ``body_grace`` seconds: a client trickling a byte a second is dropped after the grace,
   whatever length it announced, and a slow but honest link is not (see
   :meth:`ServeLimits.body_deadline`).
+* An answer the client does not take as fast as it is written must be taken at
+  ``min_send_rate`` bytes a second after a grace of ``send_timeout`` seconds (the same rule
+  as the body's, :meth:`ServeLimits.send_deadline`): a GPRS validator fetching a snapshot in
+  256 KiB ranges at 4 KB/s finishes, a client that stopped reading is dropped.
 * At most ``max_connections`` connections are served at once; a few more are answered
   ``503`` with ``Retry-After`` (:class:`ConnectionSlots`), and beyond those a connection is
   closed at once - nothing waits in a queue for ever.
@@ -43,7 +47,10 @@ class ServeLimits:
 
     The body rate defaults to what a GPRS-class link still carries (32 kbit/s), so a
     validator on a poor mobile link is not cut off; a bus of terminals on better links can
-    serve with a higher one.
+    serve with a higher one. The send rate defaults to a quarter of that (8 kbit/s): a
+    terminal reading an answer competes with its own uploads and retransmissions on the
+    same poor link, and a reader that is merely slow must never be cut off mid-snapshot -
+    what the rate has to catch is a reader that takes nothing at all.
     """
 
     idle_timeout: float = 5.0
@@ -51,6 +58,7 @@ class ServeLimits:
     body_grace: float = 10.0
     min_body_rate: float = 4096.0
     send_timeout: float = 30.0
+    min_send_rate: float = 1024.0
     linger: float = 2.0
     max_connections: int = 128
     body_memory: int = 64 * 1024 * 1024
@@ -64,7 +72,7 @@ class ServeLimits:
 
     def __post_init__(self) -> None:
         for name in ("idle_timeout", "header_timeout", "body_grace", "min_body_rate",
-                     "send_timeout", "terminal_rate", "ingest_rate"):  # fmt: skip
+                     "send_timeout", "min_send_rate", "terminal_rate", "ingest_rate"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
         if self.terminal_burst < 1:
@@ -85,6 +93,15 @@ class ServeLimits:
         minimum rate. The deadline moves on as bytes arrive, so the body as a whole must
         average the minimum rate - not merely send a byte now and then."""
         return self.body_grace + received / self.min_body_rate
+
+    def send_deadline(self, taken: int) -> float:
+        """Seconds from when an answer stopped being taken as fast as it was written (the
+        connection's send buffer went over its high-water mark) by which the client must
+        have taken more, given it took ``taken`` bytes since: ``send_timeout`` plus the
+        time ``taken`` bytes take at ``min_send_rate``. As with :meth:`body_deadline`, the
+        deadline moves on as the client reads, so it must average the rate - a reader
+        taking a byte now and then is dropped after the grace like one taking nothing."""
+        return self.send_timeout + taken / self.min_send_rate
 
     @property
     def max_refusing(self) -> int:

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +65,38 @@ def prepare_multiprocess(directory: str | None = None) -> str:
                 os.unlink(os.path.join(path, name))
     os.environ[MULTIPROC_ENV] = path
     return path
+
+
+@contextlib.contextmanager
+def multiprocess_directory(directory: str | None = None) -> Iterator[str]:
+    """:func:`prepare_multiprocess` for the time of a ``serve --workers N``; on the way out
+    the environment is restored and a temporary directory made here is removed with its
+    files - each start makes a new one, so keeping them would leave one per start in /tmp.
+    A ``directory`` given is kept (its operator chose it): the next start clears it."""
+    previous = os.environ.get(MULTIPROC_ENV)
+    path = prepare_multiprocess(directory)
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        if directory is None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Tell prometheus-client's multiprocess mode that worker ``pid`` has exited, as its
+    docs require of whoever supervises the workers: the live gauges' files of that process
+    are removed (a dead process has no live value). Counters and histograms stay: they are
+    totals since the start, the dead worker's counts included. Nothing without a directory."""
+    directory = multiprocess_dir()
+    if directory is None:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, directory)
 
 
 class BackOfficeMetrics:

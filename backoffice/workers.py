@@ -25,6 +25,7 @@ from backoffice.asgi import DEFAULT_THREADS, build_app
 from backoffice.errors import ServeConfigError
 from backoffice.fleet import DEFAULT_SILENT_AFTER
 from backoffice.limits import RateLimits, ServeLimits
+from backoffice.metrics import mark_worker_dead
 from backoffice.server import BackOffice
 from backoffice.stack import BackOfficeConfig
 
@@ -103,4 +104,34 @@ def run_workers(
             "served by one worker (--workers 1)"
         )
     config = BackOfficeConfig(WorkerApplication(settings), settings.limits, tls_files, workers)
-    Multiprocess(config, sockets=[sock]).run()
+    MetricsMultiprocess(config, sockets=[sock]).run()
+
+
+class MetricsMultiprocess(Multiprocess):
+    """uvicorn's supervisor, telling prometheus-client of every worker that exits
+    (:func:`backoffice.metrics.mark_worker_dead`): one that died and was replaced, one
+    replaced on a restart, and all of them at shutdown. It watches its ``processes`` list
+    around the supervisor's own steps rather than re-implementing them, so the supervisor's
+    logic (pings, restarts) stays uvicorn's."""
+
+    def _pids(self) -> set[int]:
+        return {pid for pid in (process.pid for process in self.processes) if pid is not None}
+
+    def _reap(self, before: set[int]) -> None:
+        for pid in sorted(before - self._pids()):
+            mark_worker_dead(pid)
+
+    def keep_subprocess_alive(self) -> None:
+        before = self._pids()
+        super().keep_subprocess_alive()
+        self._reap(before)
+
+    def restart_all(self) -> None:
+        before = self._pids()
+        super().restart_all()
+        self._reap(before)
+
+    def join_all(self) -> None:
+        super().join_all()
+        for pid in sorted(self._pids()):  # all have exited: joined
+            mark_worker_dead(pid)

@@ -59,14 +59,32 @@ REQUEST_TIMEOUT = 30.0
 # --- the server side (a subprocess) -----------------------------------------------------------
 
 
-def serve_main(kind: str, storage_url: str, key_file: str, max_connections: int) -> None:
+def raise_open_files(wanted: int) -> int:
+    """Raise this process's RLIMIT_NOFILE soft limit towards ``wanted`` (at most the hard
+    limit: raising that needs root); the soft limit now. A server holding N terminals
+    needs N sockets, and so does the bench's client process."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
+
+
+def serve_main(
+    kind: str, storage_url: str, key_file: str, max_connections: int, idle_timeout: float = 30
+) -> None:
     """``--serve``: one server process until SIGTERM; prints its URL."""
     import threading
 
     from backoffice.legacy_http import serve_legacy
     from backoffice.limits import ServeLimits
 
-    limits = ServeLimits(max_connections=max_connections, idle_timeout=30)
+    # Each held connection is a socket (and, for today's server, a thread): the cap and the
+    # open-file limit go together, as in a city's unit file (docs/deploy.md).
+    raise_open_files(max_connections + 256)
+    limits = ServeLimits(max_connections=max_connections, idle_timeout=idle_timeout)
     storage = open_storage(storage_url)
     office = BackOffice(storage, keys.load_publication_key(key_file))
     server = (
@@ -125,16 +143,23 @@ class Server:
             self.process.wait()
 
 
-def start_server(kind: str, storage: str, key_file: Path, max_connections: int, workers: int = 1):
+def start_server(
+    kind: str,
+    storage: str,
+    key_file: Path,
+    max_connections: int,
+    workers: int = 1,
+    idle_timeout: float = 30,
+) -> Server:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if workers > 1:
         command = [sys.executable, "-c", "from onecard.cli import main; main()", "backoffice",
                    "serve", "--storage", storage, "--publication-key", str(key_file),
-                   "--port", "0", "--workers", str(workers), "--idle-timeout", "30",
+                   "--port", "0", "--workers", str(workers), "--idle-timeout", str(idle_timeout),
                    "--max-connections", str(max_connections)]  # fmt: skip
     else:
         command = [sys.executable, __file__, "--serve", kind, storage, str(key_file),
-                   str(max_connections)]  # fmt: skip
+                   str(max_connections), str(idle_timeout)]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, env=env, start_new_session=True, cwd=ROOT
     )
@@ -173,7 +198,8 @@ class Terminal:
     acked: list[int]  # acked_up_to after each
 
 
-def _head(terminal: Terminal, method: str, path: str, body: bytes) -> bytes:
+def _head(terminal: Terminal, method: str, path: str, body: bytes, extra: str = "") -> bytes:
+    """A signed request head; ``extra``: more header lines, each ending in CRLF."""
     when = str(int(time.time()))
     digest = hashlib.sha256(body).hexdigest()
     message = f"{method}\n{path}\n{when}\n{digest}".encode()
@@ -181,25 +207,28 @@ def _head(terminal: Terminal, method: str, path: str, body: bytes) -> bytes:
     return (
         f"{method} {path} HTTP/1.1\r\nHost: bench\r\nX-Onecard-Terminal: {terminal.terminal_id}"
         f"\r\nX-Onecard-Time: {when}\r\nX-Onecard-Signature: {signature}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Content-Length: {len(body)}\r\n{extra}\r\n"
     ).encode()
 
 
-async def _exchange(reader, writer, head: bytes, body: bytes) -> tuple[int, bytes]:
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes, body: bytes
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One request on a kept-alive connection: status, headers (names lower-case), body."""
     writer.write(head + body)
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("closed")
     status = int(status_line.split()[1])
-    length = 0
+    headers: dict[bytes, bytes] = {}
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b""):
             break
         name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    return status, await reader.readexactly(length)
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get(b"content-length", b"0"))
+    return status, headers, await reader.readexactly(length)
 
 
 async def run_client(
@@ -223,8 +252,8 @@ async def run_client(
                 body, path = b"", polls[step % 2]
                 head = _head(terminal, "GET", path, body)
             start = time.perf_counter()
-            status, _ = await asyncio.wait_for(
-                _exchange(reader, writer, head, body), REQUEST_TIMEOUT
+            status, _, _ = await asyncio.wait_for(
+                exchange(reader, writer, head, body), REQUEST_TIMEOUT
             )
             tally.latencies.append(time.perf_counter() - start)
             if status != 200:
@@ -411,7 +440,7 @@ def pg_part(args: argparse.Namespace, key_file: Path, key, pg_url: str) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        serve_main(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        serve_main(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
@@ -420,10 +449,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help="batches prepared per terminal")
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.clients + 256)), hard))
+    raise_open_files(4 * args.clients + 256)
     key = generate_publication_key()
     with tempfile.TemporaryDirectory() as tmp:
         key_file = Path(tmp) / "publication.key"

@@ -72,6 +72,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         "--algorithm", choices=["sm2", "ecdsa-p256"], default="sm2", help="PKI algorithm"
     )
     p.add_argument("--today", help="issue as of this date (YYYY-MM-DD; default: today)")
+    p.add_argument(
+        "--tac-scheme",
+        choices=["dpk-variant", "separate-master"],
+        default="dpk-variant",
+        help="how the e-purses' TAC keys are made (unconfirmed, docs/transit.md): from the "
+        "purchase key DPK (default), or a DTK from a separate issuer TAC master, written "
+        "to issuer-keys.toml",
+    )
     p.set_defaults(func=cmd_sim_issue)
 
 
@@ -118,10 +126,13 @@ def cmd_sim_issue(args: argparse.Namespace) -> int:
 
     today = datetime.date.fromisoformat(args.today) if args.today else None
     algorithm = Algorithm.SM2 if args.algorithm == "sm2" else Algorithm.ECDSA_P256
-    manifest = issue_world(Path(args.out), today, algorithm)
+    manifest = issue_world(Path(args.out), today, algorithm, tac_scheme=args.tac_scheme)
     cards = manifest["cards"]
     assert isinstance(cards, dict)
-    print(f"issued into {args.out}: keys.toml, trust.json, {len(cards)} cards")
+    print(
+        f"issued into {args.out}: keys.toml, issuer-keys.toml ({args.tac_scheme}), "
+        f"trust.json, {len(cards)} cards"
+    )
     for name, card in cards.items():
         expected = card["expected"] or f"({card['purpose']})"
         print(f"  {name:<24} -> {expected:<22} {card['story']}")

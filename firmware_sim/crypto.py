@@ -219,12 +219,22 @@ def mac2(algorithm: int, sk: bytes, amount: int) -> bytes:
     return sm_mac(algorithm, sk, amount.to_bytes(4, "big"))
 
 
-def tac_key(algorithm: int, dpk: bytes) -> bytes:
-    """DPK diversified with ``"TAC" 00*5``; for 3DES folded into one DES key (left XOR right)."""
-    key = diversify(algorithm, dpk, tunion.TAC_DIVERSIFIER)
+def tac_key(algorithm: int, dpk: bytes, dtk: bytes | None = None) -> bytes:
+    """The key the TAC is made under: without ``dtk``, the DPK diversified with ``"TAC"
+    00*5`` (the project's convention); with it, the card's separate TAC key DTK itself. For
+    3DES either is folded into one DES key (left XOR right)."""
+    key = diversify(algorithm, dpk, tunion.TAC_DIVERSIFIER) if dtk is None else dtk
+    if len(key) != 16:
+        raise CryptoError(f"a TAC key is 16 bytes before folding, not {len(key)}")
     if _algorithm(algorithm) is SM4:
         return key
     return _xor(key[:8], key[8:])
+
+
+def tac_card_key(algorithm: int, tac_master: bytes, issuer_id: bytes, app_serial: bytes) -> bytes:
+    """The card's separate TAC key DTK: the issuer's TAC master diversified exactly as the
+    purchase master is for the DPK (issuer id, then the application serial's low 8 bytes)."""
+    return purchase_key(algorithm, tac_master, issuer_id, app_serial)
 
 
 def tac(
@@ -236,9 +246,12 @@ def tac(
     terminal_serial: int,
     date: bytes,
     time: bytes,
+    *,
+    dtk: bytes | None = None,
 ) -> bytes:
-    """TAC = MAC under the TAC key of amount(4) || type(1) || terminal number(6) ||
-    terminal serial(4) || date(4) || time(3)."""
+    """TAC = MAC under the TAC key (:func:`tac_key`: from ``dpk``, or the card's separate
+    ``dtk``) of amount(4) || type(1) || terminal number(6) || terminal serial(4) || date(4)
+    || time(3)."""
     data = (
         amount.to_bytes(4, "big")
         + bytes((transaction_type,))
@@ -247,4 +260,4 @@ def tac(
         + date
         + time
     )
-    return sm_mac(algorithm, tac_key(algorithm, dpk), data)
+    return sm_mac(algorithm, tac_key(algorithm, dpk, dtk), data)

@@ -5,6 +5,9 @@
     keys.toml           master keys (3DES and SM4, with the e-purse purchase masters) - the
                         software secure module's key file, and what a simulated PSAM is
                         personalised from
+    issuer-keys.toml    the back office's issuer key file (docs/clearing.md): the purchase
+                        masters and, with the ``separate-master`` TAC scheme, the TAC
+                        masters the e-purses' DTKs come from (mode 0600)
     trust.json          the trust store: a root, the Chongqing and Sichuan issuers, and a
                         revoked issuer (listed in revoked_issuers)
     pki/*.key           private keys of the root and issuers (mode 0600)
@@ -27,6 +30,7 @@ import dataclasses
 import datetime
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +47,7 @@ from firmware_sim.profile import (
 )
 from firmware_sim.spec.psam import SSC_KEY_NAMES
 from firmware_sim.spec.ssc import Generation
+from firmware_sim.spec.tunion import TAC_SCHEME_DPK_VARIANT, TAC_SCHEME_SEPARATE_MASTER, TAC_SCHEMES
 from terminal.crypto.signing import Algorithm, generate_private_key, private_key_bytes
 from terminal.host.secretfile import write_secret_file
 from terminal.pki.truststore import write_trust_store
@@ -148,14 +153,47 @@ def purchase_key(settings: TUnionSettings, keyset: KeySet | MasterKeys) -> bytes
     return crypto.purchase_key(settings.algorithm, master, info.issuer_id, info.app_serial)
 
 
-def personalise_tunion(profile: CardProfile, keyset: KeySet | MasterKeys) -> CardProfile:
-    """``profile`` with the purchase key of its e-purse (unchanged without ``[tunion]``)."""
+def personalise_tunion(
+    profile: CardProfile,
+    keyset: KeySet | MasterKeys,
+    tac_masters: Mapping[int, bytes] | None = None,
+) -> CardProfile:
+    """``profile`` with the purchase key of its e-purse (unchanged without ``[tunion]``)
+    and, given ``tac_masters`` (algorithm flag -> issuer TAC master: the ``separate-master``
+    scheme), its separate TAC key DTK."""
     if profile.tunion is None:
         return profile
+    tunion = profile.tunion
+    tac_key = None
+    if tac_masters is not None:
+        tac_master = tac_masters.get(tunion.algorithm)
+        if tac_master is None:
+            raise ValueError(f"no TAC master key of algorithm {tunion.algorithm}")
+        info = tunion.public_info
+        tac_key = crypto.tac_card_key(tunion.algorithm, tac_master, info.issuer_id, info.app_serial)
     settings = dataclasses.replace(
-        profile.tunion, purchase_key=purchase_key(profile.tunion, keyset)
+        tunion, purchase_key=purchase_key(tunion, keyset), tac_key=tac_key
     )
     return dataclasses.replace(profile, tunion=settings)
+
+
+_ISSUER_TABLES = {crypto.DES3: "des3", crypto.SM4: "sm4"}
+
+
+def format_issuer_keys(keyset: KeySet | MasterKeys, tac_masters: Mapping[int, bytes]) -> str:
+    """The back office's issuer key file (docs/clearing.md) for cards issued from
+    ``keyset``'s purchase masters and ``tac_masters``. Written from the documented format,
+    not with the back office's code: the simulator stays independent of it."""
+    masters = MasterKeys.coerce(keyset)
+    lines = ["# onecard issuer master keys (made by onecard sim issue): secret, mode 0600"]
+    for algorithm, table in _ISSUER_TABLES.items():
+        master = masters.purchase_master(algorithm)
+        if master is None:
+            continue
+        lines += [f"[{table}]", f'purchase = "{master.hex().upper()}"']
+        if algorithm in tac_masters:
+            lines.append(f'tac = "{tac_masters[algorithm].hex().upper()}"')
+    return "\n".join(lines) + "\n"
 
 
 def random_card_keys() -> CardKeys:
@@ -168,8 +206,14 @@ def issue_world(
     today: datetime.date | None = None,
     algorithm: Algorithm = Algorithm.SM2,
     terminal_number: str = "000000000001",
+    tac_scheme: str = TAC_SCHEME_DPK_VARIANT,
 ) -> dict[str, object]:
-    """Make the whole test world under ``out``; returns the manifest (also world.json)."""
+    """Make the whole test world under ``out``; returns the manifest (also world.json).
+    ``tac_scheme`` (:data:`TAC_SCHEMES`) is how every e-purse's TAC key is made:
+    ``separate-master`` makes an issuer TAC master per algorithm and gives each card its
+    DTK; the default keeps the project's convention (from the DPK)."""
+    if tac_scheme not in TAC_SCHEMES:
+        raise ValueError(f"unknown TAC key scheme {tac_scheme!r} (one of {TAC_SCHEMES})")
     today = today or datetime.date.today()
     for directory in (out, out / "pki", out / "cards"):
         directory.mkdir(parents=True, exist_ok=True)
@@ -179,6 +223,12 @@ def issue_world(
     # Purchase masters too: the same key file personalises the PSAM of a validator.
     keyset = generate_key_set(terminal_number, purchase=True)
     write_key_file(keyset, out / "keys.toml")
+    # The issuer's TAC masters, made here like every other secret: only with the separate
+    # scheme, so that a default world's cards keep the DPK-derived TAC key.
+    tac_masters: dict[int, bytes] | None = None
+    if tac_scheme == TAC_SCHEME_SEPARATE_MASTER:
+        tac_masters = {alg: secrets.token_bytes(16) for alg in _ISSUER_TABLES}
+    write_secret_file(out / "issuer-keys.toml", format_issuer_keys(keyset, tac_masters or {}))
 
     root_key, root_cert = make_root(algorithm, "onecard test root", *valid)
     sichuan_key, sichuan_cert = make_issuer(
@@ -220,7 +270,7 @@ def issue_world(
     cards: dict[str, dict[str, str | None]] = {}
     sichuan = (sichuan_key, sichuan_cert)
     for name, kind in CARD_KINDS.items():
-        profile = personalise_tunion(load_sample(kind.sample), keyset)
+        profile = personalise_tunion(load_sample(kind.sample), keyset, tac_masters)
         keys = card_keys(profile, keyset)
         third_generation = profile.generation is Generation.V3
         pki = pki_for(profile, sichuan) if third_generation else None
@@ -255,7 +305,7 @@ def issue_world(
         cards[name] = _entry(path, kind)
     for name, kind in TRANSIT_KINDS.items():
         profile = dataclasses.replace(
-            personalise_tunion(load_sample(kind.sample), keyset), name=name
+            personalise_tunion(load_sample(kind.sample), keyset, tac_masters), name=name
         )
         path = out / "cards" / f"{name}.toml"
         story = f"{kind.story} (made by onecard sim issue; holds card secrets)"
@@ -266,6 +316,8 @@ def issue_world(
         "made": today.isoformat(),
         "algorithm": PKI_NAMES[algorithm],
         "keys": str(out / "keys.toml"),
+        "issuer_keys": str(out / "issuer-keys.toml"),
+        "tac_scheme": tac_scheme,
         "trust_store": str(out / "trust.json"),
         "cards": cards,
     }

@@ -87,6 +87,9 @@ false), ``sfi_record_id``, ``select_p2_0c``, ``partial_df_name``, ``extended_len
     empty_log_records = 0      # all-zero 0x18 records after them (unused slots; 9000)
     purchase_key = "..."       # the card's purchase key DPK, 32 hex (written by
                                # onecard sim issue); without it INITIALIZE answers 9403
+    tac_key = "..."            # optional: the card's separate TAC key DTK, 32 hex (the
+                               # separate-master scheme, docs/transit.md); without it the
+                               # TAC key is the DPK diversified by "TAC" (dpk-variant)
 
 The tables the issuing tools (``onecard sim issue``) write for personalised cards hold card
 secrets, so such files are made at test or demo time, never committed::
@@ -270,6 +273,8 @@ class TUnionSettings:
     purchase_log: tuple[bytes, ...] = ()
     empty_log_records: int = 0
     purchase_key: bytes | None = None
+    tac_key: bytes | None = None
+    """The card's separate TAC key DTK (``separate-master``); None: ``dpk-variant``."""
 
     def __repr__(self) -> str:
         key = "<hidden>" if self.purchase_key else None
@@ -633,6 +638,8 @@ def _tunion(t: _Table) -> TUnionSettings:
         records.append(bytes.fromhex(str(record)))
     key = t.hex_bytes("purchase_key", 16) if "purchase_key" in t.table else None
     t.used.add("purchase_key")
+    tac_key = t.hex_bytes("tac_key", 16) if "tac_key" in t.table else None
+    t.used.add("tac_key")
     return TUnionSettings(
         algorithm=algorithm,
         balance=t.number("balance", 0, tunion.BALANCE_MASK),
@@ -645,6 +652,7 @@ def _tunion(t: _Table) -> TUnionSettings:
         purchase_log=tuple(records),
         empty_log_records=t.number("empty_log_records", 0, 64, 0),
         purchase_key=key,
+        tac_key=tac_key,
     )
 
 
@@ -792,6 +800,8 @@ def _tunion_table(settings: TUnionSettings) -> dict[str, object]:
     }
     if settings.purchase_key is not None:
         table["purchase_key"] = settings.purchase_key
+    if settings.tac_key is not None:
+        table["tac_key"] = settings.tac_key
     return table
 
 

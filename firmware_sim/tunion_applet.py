@@ -122,6 +122,10 @@ class TUnionApplet(Applet):
     diversified DPK, 16 bytes; None: INITIALIZE answers 9403) with ``algorithm`` (the card
     algorithm flag: 1 3DES, 3 SM4); ``public_info`` is file 0x15.
 
+    ``tac_key``: the card's separate TAC key DTK (16 bytes, the ``separate-master`` scheme);
+    None makes the TAC under the DPK diversified by "TAC" (``dpk-variant``, the project's
+    convention) - which real cards do is not confirmed (docs/transit.md).
+
     Options imitating real cards: ``balance_bit31`` (bit 31 of the answered balance set),
     ``fci_public_info`` (0x15 in the FCI), ``fci_label`` (the real FCI's tags),
     ``empty_log_records`` (all-zero records after ``purchase_log`` in 0x18).
@@ -142,9 +146,12 @@ class TUnionApplet(Applet):
         fci_public_info: bool = True,
         fci_label: bool = False,
         empty_log_records: int = 0,
+        tac_key: bytes | None = None,
     ) -> None:
         if purchase_key is not None and len(purchase_key) != 16:
             raise ValueError("the purchase key is 16 bytes")
+        if tac_key is not None and len(tac_key) != 16:
+            raise ValueError("the TAC key is 16 bytes")
         if int(algorithm) not in tunion.ALGORITHM_ID_OF_FLAG:
             raise ValueError(f"no e-purse with algorithm {algorithm!r} (1 3DES, 3 SM4)")
         if not 0 <= balance <= tunion.BALANCE_MASK:
@@ -160,6 +167,7 @@ class TUnionApplet(Applet):
         self.fci_label = fci_label
         self.mac1_tries = MAC1_TRIES
         self._key = None if purchase_key is None else bytes(purchase_key)
+        self._tac_key = None if tac_key is None else bytes(tac_key)
         log = list(purchase_log or []) + [tunion.EMPTY_LOG_RECORD] * empty_log_records
         self._log_capacity = max(LOG_CAPACITY, len(log))
         self._initial_log = log
@@ -332,6 +340,7 @@ class TUnionApplet(Applet):
             serial,
             date,
             time,
+            dtk=self._tac_key,
         )
         self._prove = _Prove(purchase.transaction_type, self.counter, mac2, tac)
         hook, self.after_debit = self.after_debit, None
@@ -368,15 +377,19 @@ def add_tunion(
     app_serial: bytes = DEFAULT_APP_SERIAL,
     public_info: PublicInfo | None = None,
     counter: int = 0,
+    tac_scheme: str = tunion.TAC_SCHEME_DPK_VARIANT,
+    tac_master: bytes | None = None,
     **options: object,
 ) -> TUnionApplet:
     """Install the e-purse on ``card`` (e.g. from :func:`firmware_sim.ssc_applet.build_card`).
 
     The card's DPK is ``purchase_key`` as given, or derived from the ``purchase`` master of
     ``algorithm`` in ``keyset`` (:class:`MasterKeys`, or a key set of the terminal's shape)
-    and file 0x15. ``options`` are the :class:`TUnionApplet` keyword options
-    (``balance_bit31``, ``fci_public_info``, ``fci_label``, ``purchase_log``,
-    ``empty_log_records``, ``overdraft``).
+    and file 0x15. ``tac_scheme`` says how its TAC key is made (:data:`tunion.TAC_SCHEMES`):
+    ``dpk-variant`` from the DPK, ``separate-master`` a DTK diversified from ``tac_master``
+    (or given as the ``tac_key`` option). ``options`` are the :class:`TUnionApplet` keyword
+    options (``balance_bit31``, ``fci_public_info``, ``fci_label``, ``purchase_log``,
+    ``empty_log_records``, ``overdraft``, ``tac_key``).
     """
     info = public_info or sample_public_info(app_serial)
     if purchase_key is None:
@@ -386,6 +399,17 @@ def add_tunion(
         if master is None:
             raise ValueError(f"the key set holds no purchase master key of algorithm {algorithm}")
         purchase_key = crypto.purchase_key(algorithm, master, info.issuer_id, info.app_serial)
+    if tac_scheme == tunion.TAC_SCHEME_SEPARATE_MASTER:
+        if options.get("tac_key") is None:
+            if tac_master is None:
+                raise ValueError("the separate-master TAC scheme needs the TAC master or key")
+            dtk = crypto.tac_card_key(algorithm, tac_master, info.issuer_id, info.app_serial)
+            options["tac_key"] = dtk
+    elif tac_scheme == tunion.TAC_SCHEME_DPK_VARIANT:
+        if tac_master is not None or options.get("tac_key") is not None:
+            raise ValueError("a TAC master or key is for the separate-master TAC scheme")
+    else:
+        raise ValueError(f"unknown TAC key scheme {tac_scheme!r} (one of {tunion.TAC_SCHEMES})")
     applet = TUnionApplet(
         balance,
         purchase_key,
@@ -411,5 +435,6 @@ def install_from_profile(card: CardOS, settings: TUnionSettings) -> TUnionApplet
         fci_public_info=settings.fci_public_info,
         fci_label=settings.fci_label,
         empty_log_records=settings.empty_log_records,
+        tac_key=settings.tac_key,
     )
     return card.install(applet)

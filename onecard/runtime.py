@@ -209,6 +209,7 @@ def build_runtime(
                 bo.sync_interval,
                 on_state=links.reporter("backoffice"),
                 heartbeat=status.snapshot,
+                heartbeat_interval=bo.heartbeat_seconds,
             )
             closers.append(link.close)
             background.extend(Worker(name, work) for name, work in link.workers())

@@ -86,6 +86,15 @@ FLAG_OF_ALGORITHM_ID = {ident: flag for flag, ident in ALGORITHM_ID_OF_FLAG.item
 
 TAC_DIVERSIFIER = b"TAC\x00\x00\x00\x00\x00"  # DPK diversified with this gives the TAC key
 
+# How the card's TAC key is made is not confirmed (docs/transit.md "Keys and MACs"): both
+# shapes are simulated, and the back office's issuer key file says which one to check.
+TAC_SCHEME_DPK_VARIANT = "dpk-variant"
+"""The TAC key is the DPK diversified with :data:`TAC_DIVERSIFIER` (the project's convention)."""
+TAC_SCHEME_SEPARATE_MASTER = "separate-master"
+"""The card holds a separate DTK, diversified from an issuer TAC master (MTK) like the DPK
+from the purchase master (PBOC / JT/T 978 as generally described)."""
+TAC_SCHEMES = (TAC_SCHEME_DPK_VARIANT, TAC_SCHEME_SEPARATE_MASTER)
+
 # --- BCD dates and times ------------------------------------------------------------------
 
 

@@ -93,6 +93,10 @@ class BackofficeSection:
     publication_algorithm: str = "sm2"
     sync_interval: float = 60.0
     """Seconds between document downloads."""
+    heartbeat_seconds: float = 60.0
+    """Seconds between heartbeats to the back office (docs/fleet.md). The fleet view calls a
+    terminal silent after ``--silent-after`` (default 600 s) without one: keep that a few
+    intervals above this."""
 
 
 @dataclass(frozen=True)
@@ -363,6 +367,9 @@ def parse_config(
         publication_key=s.text("publication_key"),
         publication_algorithm=s.choice("publication_algorithm", "sm2", ("sm2", "ecdsa-p256")),
         sync_interval=s.number("sync_interval", 60.0, 1.0, 86400.0),
+        # Below 5 s a fleet of terminals floods the back office with status; above an hour
+        # the fleet view cannot tell a dead terminal from a quiet one.
+        heartbeat_seconds=s.number("heartbeat_seconds", 60.0, 5.0, 3600.0),
     )
     s.finish()
     if not backoffice.journal:

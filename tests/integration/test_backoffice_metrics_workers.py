@@ -10,11 +10,16 @@ import http.client
 import json
 import os
 import signal
+import time
+from pathlib import Path
 
 import pytest
+from helpers.backoffice_workers import fresh_schema, serve_workers
 from prometheus_client.parser import text_string_to_metric_families
 from test_backoffice_workers import TERMINAL, Terminal, fleet  # noqa: F401 (the fixture)
 
+from backoffice import keys
+from backoffice.publish import generate_publication_key
 from backoffice.testing import make_entries
 from terminal.wire.journal import ZERO_HASH
 
@@ -70,3 +75,33 @@ def test_counts_of_a_killed_worker_stay_in_every_scrape(fleet) -> None:  # noqa:
     assert samples[("onecard_backoffice_terminals", (("state", "new"),))] == 1
     assert samples[("onecard_backoffice_terminals_silent", ())] == 0
     assert server.poll() is None
+
+
+def test_dead_workers_are_marked_and_the_temporary_directory_removed(tmp_path) -> None:
+    """Without --metrics-dir: the directory is made under TMPDIR, a worker killed is marked
+    dead (its live gauges' files go), and the directory is gone once serve has stopped."""
+    key_file = tmp_path / "publication.key"
+    keys.write_publication_key(generate_publication_key(), key_file)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with (
+        fresh_schema() as (_, _, url),
+        serve_workers(url, key_file, env={"TMPDIR": str(temp)}) as served,
+    ):
+        directory = Path(served.started["metrics_dir"])
+        assert directory.parent == temp and directory.is_dir()
+
+        worker, _ = scrape(served.port)
+        assert worker
+        live = directory / f"gauge_livesum_{worker}.db"  # what a live gauge would leave
+        live.write_bytes(b"")
+        os.kill(worker, signal.SIGKILL)
+        # The supervisor notices on its next check (every half second): a generous bound
+        # that only guards against a hang, not a measure of speed.
+        deadline = time.monotonic() + 60
+        while live.exists():
+            assert time.monotonic() < deadline, "the dead worker was never marked dead"
+            time.sleep(0.1)
+        assert scrape(served.port)[0] != worker  # its successor serves
+    assert served.process.returncode == 0
+    assert list(temp.iterdir()) == []  # the metrics directory went with the workers

@@ -11,15 +11,11 @@ import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from pathlib import Path
 
 import pytest
-from helpers.backoffice_storage import postgres_url
+from helpers.backoffice_workers import fresh_schema, serve_workers
 
 from backoffice import keys
 from backoffice.auth import new_secret
@@ -90,47 +86,17 @@ class Terminal:
 @pytest.fixture
 def fleet(tmp_path):
     """A fresh schema, T-WORKERS enrolled, and ``serve --workers 2`` running on it."""
-    base = postgres_url()
-    schema = f"bo_test_{uuid.uuid4().hex[:12]}"
-    url = f"{base}&schema={schema}" if "?" in base else f"{base}?schema={schema}"
     key_file = tmp_path / "publication.key"
     keys.write_publication_key(generate_publication_key(), key_file)
-    storage = PostgresStorage(base, schema=schema)
-    secret = new_secret()
-    storage.enrol(TERMINAL, secret, time.time())
-    server = subprocess.Popen(
-        [sys.executable, "-c", "from onecard.cli import main; main()", "backoffice", "serve",
-         "--storage", url, "--publication-key", str(key_file), "--port", "0",
-         "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(Path.cwd())},
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        lines = []
-        while not lines or lines[-1].strip() != "}":
-            line = server.stdout.readline().decode()
-            if not line:
-                pytest.fail(f"serve did not start: {server.stderr.read().decode()[-2000:]}")
-            lines.append(line)
-        port = int(json.loads("".join(lines))["serving"].rsplit(":", 1)[1])
-        yield storage, secret, port, server
-    finally:
-        server.send_signal(signal.SIGTERM)
+    with fresh_schema() as (base, schema, url):
+        storage = PostgresStorage(base, schema=schema)
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=30)
-        server.stdout.close()
-        server.stderr.close()
-        storage.close()
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            secret = new_secret()
+            storage.enrol(TERMINAL, secret, time.time())
+            with serve_workers(url, key_file) as served:
+                yield storage, secret, served.port, served.process
+        finally:
+            storage.close()
 
 
 def test_two_workers_one_killed_mid_batch_nothing_lost_nothing_doubled(fleet):

@@ -299,3 +299,115 @@ def test_clearing_run_writes_files_and_flags(masters, kind, tmp_path: Path, caps
         assert run_cli(argv) == 0
         capsys.readouterr()
         assert storage.tac_verdict_counts() == {VALID: 2, MISMATCH: 1}
+
+
+# --- TAC key schemes (unconfirmed: configurable per algorithm in the issuer key file) ------
+
+
+def separate_tac(tac_masters: IssuerKeys, alg: Alg, amount: int, psam_serial: int) -> str:
+    """The TAC a firmware_sim card holding a DTK from the issuer's TAC master makes."""
+    flag = CARD_ALG[alg]
+    dtk = card_crypto.tac_card_key(flag, tac_masters.tac_masters[alg], ISSUER_ID, SERIAL)
+    dpk = card_crypto.purchase_key(flag, tac_masters.masters[alg], ISSUER_ID, SERIAL)
+    date, time = bytes.fromhex(WHEN.strftime("%Y%m%d")), bytes.fromhex(WHEN.strftime("%H%M%S"))
+    tac = card_crypto.tac(
+        flag, dpk, amount, 0x09, TERMINAL_NUMBER, psam_serial, date, time, dtk=dtk
+    )
+    return tac.hex().upper()
+
+
+@pytest.mark.parametrize("alg", [Alg.DES3, Alg.SM4])
+def test_the_key_files_tac_scheme_decides_which_cards_verify(masters, alg) -> None:
+    with_tac = IssuerKeys(masters.masters, {a: secrets.token_bytes(16) for a in masters.masters})
+    convention = card_tac(masters, alg, 200, 7)  # DPK-derived TAC key
+    separate = separate_tac(with_tac, alg, 200, 7)  # DTK from the TAC master
+    assert convention != separate
+
+    def check(tac: str, keys: IssuerKeys) -> tuple[str, str]:
+        p = purchase_of_entry(entry_body("T1", 1, 200, extra_of(tac, alg), 0.0))
+        assert p is not None
+        return check_purchase(p, keys)
+
+    assert check(convention, masters)[0] == VALID
+    assert check(separate, with_tac) == (VALID, f"verifies under the {alg.name} master "
+                                                "(separate-master)")  # fmt: skip
+    # The wrong scheme in the key file: every card of the other scheme is flagged, and the
+    # reason names the scheme tried.
+    verdict, reason = check(separate, masters)
+    assert verdict == MISMATCH and f"{alg.name} dpk-variant" in reason
+    verdict, reason = check(convention, with_tac)
+    assert verdict == MISMATCH and f"{alg.name} separate-master" in reason
+    # The scheme is per algorithm: a TAC master for the other algorithm only changes nothing.
+    other = next(a for a in masters.masters if a is not alg)
+    partial = IssuerKeys(masters.masters, {other: with_tac.tac_masters[other]})
+    assert check(convention, partial)[0] == VALID
+    assert check(separate, partial)[0] == MISMATCH
+
+
+def test_issuer_key_file_takes_an_optional_tac_master(masters, tmp_path: Path) -> None:
+    with_tac = IssuerKeys(masters.masters, {Alg.SM4: secrets.token_bytes(16)})
+    path = tmp_path / "issuer.toml"
+    write_issuer_keys(with_tac, path)
+    assert load_issuer_keys(path) == with_tac
+    assert repr(with_tac) == "IssuerKeys(['DES3', 'SM4'], tac=['SM4'])"  # never a key
+    for text, words in [
+        ('[des3]\npurchase = "' + "00" * 16 + '"\ntac = "12"\n', "[des3] tac must be 32 hex"),
+        ('[des3]\ntac = "' + "00" * 16 + '"\n', "[des3] has no purchase key"),
+        ('[des3]\npurchase = "' + "00" * 16 + '"\ntacs = "x"\n', "unknown key 'tacs'"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load_issuer_keys(path)
+        assert words in caught.value.reason and "00" * 16 not in caught.value.reason
+
+
+@pytest.mark.parametrize("scheme", ["dpk-variant", "separate-master"])
+def test_cards_issued_with_each_scheme_clear_under_the_worlds_issuer_keys(
+    scheme, tmp_path: Path
+) -> None:
+    """firmware_sim issues a world under ``scheme``; its cards pay through the terminal's
+    purchase (a simulated PSAM); the journaled purchases verify under the issuer key file
+    the world wrote, and are flagged under the same masters with the other scheme."""
+    from drivers.inprocess import InProcessConnection
+    from firmware_sim.issuing import issue_world
+    from firmware_sim.profile import load_profile
+    from firmware_sim.psam_applet import build_psam
+    from firmware_sim.ssc_applet import build_card
+    from terminal.devices.reader import CardChannel
+    from terminal.secure import PsamSecureModule
+    from terminal.secure.keyfile import load_key_file
+    from terminal.transit import PurchaseStatus
+    from terminal.transit import purchase as pay
+
+    manifest = issue_world(tmp_path, DAY, tac_scheme=scheme)
+    assert manifest["tac_scheme"] == scheme
+    keys = load_issuer_keys(str(manifest["issuer_keys"]))
+    assert bool(keys.tac_masters) is (scheme == "separate-master")
+    # The same masters with the other scheme: a key file that got the scheme wrong.
+    wrong = (
+        IssuerKeys(keys.masters)
+        if keys.tac_masters
+        else IssuerKeys(keys.masters, {a: secrets.token_bytes(16) for a in keys.masters})
+    )
+    psam = PsamSecureModule(InProcessConnection(build_psam(load_key_file(tmp_path / "keys.toml"))))
+    cards = manifest["cards"]
+    assert isinstance(cards, dict)
+    algorithms = set()
+    for seq, name in enumerate(["tunion-plain", "genuine-sc-3.0-transit"], start=1):
+        profile = load_profile(cards[name]["file"])
+        assert profile.tunion is not None
+        assert (profile.tunion.tac_key is not None) is (scheme == "separate-master")
+        algorithms.add(profile.tunion.algorithm)
+        result = pay(CardChannel(InProcessConnection(build_card(profile, True))), psam, 120, WHEN)
+        assert result.status is PurchaseStatus.DONE and result.tac_input is not None
+        extra = {
+            **result.tac_input.to_extra(),
+            "tac": result.tac,
+            "psam_serial": result.terminal_serial,
+            "counter": result.counter,
+        }
+        p = purchase_of_entry(entry_body("T1", seq, 120, extra, 0.0))
+        assert p is not None
+        assert check_purchase(p, keys)[0] == VALID
+        assert check_purchase(p, wrong)[0] == MISMATCH
+    assert algorithms == {card_crypto.DES3, card_crypto.SM4}  # both ciphers covered

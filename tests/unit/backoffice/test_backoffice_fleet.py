@@ -333,3 +333,35 @@ def test_a_new_start_clears_only_metric_files(tmp_path: Path, monkeypatch) -> No
     assert metrics.prepare_multiprocess(str(tmp_path)) == str(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bo.sqlite", "keep.db"]
     assert metrics.multiprocess_dir() == str(tmp_path)
+
+
+def test_a_temporary_metrics_directory_is_removed_at_shutdown(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(metrics.tempfile, "tempdir", None)  # re-read TMPDIR
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "/elsewhere")
+    with metrics.multiprocess_directory() as directory:
+        assert Path(directory).parent == tmp_path and Path(directory).is_dir()
+        assert metrics.multiprocess_dir() == directory
+        (Path(directory) / "counter_77.db").write_bytes(b"")  # what a worker leaves
+    assert not Path(directory).exists()
+    assert metrics.multiprocess_dir() == "/elsewhere"  # the environment as it was
+
+
+def test_a_given_metrics_directory_is_kept_and_dead_workers_marked(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    given = tmp_path / "metrics"
+    given.mkdir()
+    (given / "counter_5.db").write_bytes(b"")  # a stale file of an earlier start
+    with metrics.multiprocess_directory(str(given)) as directory:
+        assert directory == str(given) and not (given / "counter_5.db").exists()
+        for name in ("gauge_livesum_41.db", "gauge_liveall_41.db", "gauge_livesum_42.db"):
+            (given / name).write_bytes(b"")
+        (given / "counter_41.db").write_bytes(b"")
+        metrics.mark_worker_dead(41)
+        # Only the dead worker's live gauges go; its counters stay in the totals.
+        assert sorted(p.name for p in given.iterdir()) == ["counter_41.db", "gauge_livesum_42.db"]
+    assert given.is_dir() and metrics.multiprocess_dir() is None
+    metrics.mark_worker_dead(42)  # no directory set: nothing to do, nothing removed
+    assert (given / "gauge_livesum_42.db").exists()

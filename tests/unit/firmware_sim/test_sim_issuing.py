@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import tomllib
 
 import pytest
 from helpers.card_exchange import tx
@@ -19,7 +20,7 @@ from firmware_sim.issuing import (
     issue_world,
 )
 from firmware_sim.keys import MasterKeys
-from firmware_sim.profile import load_profile, load_sample
+from firmware_sim.profile import format_profile, load_profile, load_sample, parse_profile
 from firmware_sim.spec.ssc import SSSE_NAME
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.tunion_applet import TUnionApplet
@@ -101,3 +102,59 @@ def test_epurse_purchase_keys_come_from_the_purchase_masters(world, name: str) -
 def test_card_keys_refuse_a_plain_tunion_profile() -> None:
     with pytest.raises(ValueError, match="no social security"):
         card_keys(load_sample("tunion-plain"), MasterKeys("000000000001", {}))
+
+
+def test_separate_tac_master_gives_each_epurse_its_dtk(tmp_path) -> None:
+    """The separate-master TAC scheme: issuer-keys.toml holds a TAC master per algorithm,
+    each e-purse's profile its DTK (diversified from it like the DPK), and the profile
+    round-trips it; the default world's e-purses hold none and its file no TAC master."""
+    default = issue_world(tmp_path / "default", datetime.date(2024, 1, 1))
+    assert default["tac_scheme"] == "dpk-variant"
+    assert "tac =" not in (tmp_path / "default" / "issuer-keys.toml").read_text()
+    plain = load_profile(default["cards"]["tunion-plain"]["file"])
+    assert plain.tunion is not None and plain.tunion.tac_key is None
+
+    out = tmp_path / "separate"
+    manifest = issue_world(out, datetime.date(2024, 1, 1), tac_scheme="separate-master")
+    assert oct((out / "issuer-keys.toml").stat().st_mode & 0o777) == "0o600"
+    tables = tomllib.loads((out / "issuer-keys.toml").read_text())
+    masters = MasterKeys.coerce(load_key_file(out / "keys.toml"))
+    for name in ("tunion-plain", "genuine-sc-3.0-transit"):
+        profile = load_profile(manifest["cards"][name]["file"])
+        settings = profile.tunion
+        assert settings is not None and settings.tac_key is not None
+        table = tables["des3" if settings.algorithm == crypto.DES3 else "sm4"]
+        assert bytes.fromhex(table["purchase"]) == masters.purchase_master(settings.algorithm)
+        info = settings.public_info
+        dtk = crypto.tac_card_key(
+            settings.algorithm, bytes.fromhex(table["tac"]), info.issuer_id, info.app_serial
+        )
+        assert settings.tac_key == dtk and settings.tac_key != settings.purchase_key
+        assert parse_profile(format_profile(profile), "x.toml").tunion == settings
+    with pytest.raises(ValueError, match="unknown TAC key scheme"):
+        issue_world(tmp_path / "bad", tac_scheme="dtk")
+
+
+def test_add_tunion_tac_scheme_options() -> None:
+    """``add_tunion``'s TAC scheme: the DTK from the TAC master with separate-master; a TAC
+    master with the default scheme, or separate-master without one, is refused."""
+    from firmware_sim.tunion_applet import add_tunion
+
+    keys = MasterKeys("000000000001", {(crypto.DES3, "purchase"): bytes(range(16))})
+    tac_master = bytes(range(16, 32))
+    profile = load_sample("chongqing-2.0")
+    applet = add_tunion(
+        build_card(profile), keys, tac_scheme="separate-master", tac_master=tac_master
+    )
+    info = applet.public_info
+    assert applet._tac_key == crypto.tac_card_key(
+        crypto.DES3, tac_master, info.issuer_id, info.app_serial
+    )
+    assert add_tunion(build_card(profile), keys)._tac_key is None
+    for kwargs, words in [
+        ({"tac_master": tac_master}, "for the separate-master TAC scheme"),
+        ({"tac_scheme": "separate-master"}, "needs the TAC master or key"),
+        ({"tac_scheme": "dtk"}, "unknown TAC key scheme"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            add_tunion(build_card(profile), keys, **kwargs)

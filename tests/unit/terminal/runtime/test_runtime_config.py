@@ -76,3 +76,22 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     bad.write_text("[terminal\n")
     with pytest.raises(ConfigError, match="not a TOML configuration"):
         load_config(bad)
+
+
+def test_heartbeat_seconds_default_bounds_and_examples() -> None:
+    assert parse_config(MINIMAL).backoffice.heartbeat_seconds == 60
+    journal = {"journal": "/var/lib/onecard/journal.db"}
+    table = {**MINIMAL, "backoffice": {**journal, "heartbeat_seconds": 15}}
+    assert parse_config(table).backoffice.heartbeat_seconds == 15
+    for edge in (5, 3600):
+        table = {**MINIMAL, "backoffice": {**journal, "heartbeat_seconds": edge}}
+        assert parse_config(table).backoffice.heartbeat_seconds == edge
+    for wrong in (4.9, 3601, 0):
+        table = {**MINIMAL, "backoffice": {**journal, "heartbeat_seconds": wrong}}
+        with pytest.raises(ConfigError) as caught:
+            parse_config(table)
+        assert "[backoffice] heartbeat_seconds must be 5..3600" in caught.value.reason
+    # The examples show the key, with its default.
+    for name in ("gate", "validator", "counter"):
+        assert "heartbeat_seconds = 60" in (EXAMPLES / f"{name}.toml").read_text()
+        assert load_config(EXAMPLES / f"{name}.toml").backoffice.heartbeat_seconds == 60
