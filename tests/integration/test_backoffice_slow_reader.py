@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from helpers.waiting import wait_for
 
 from backoffice.cli import add_commands, serve_limits
 from backoffice.limits import ServeLimits
@@ -87,15 +88,6 @@ def get(path: str) -> bytes:
     lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Length: 0"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def wait_for(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def read_head(sock: socket.socket) -> tuple[int, int, bytes]:
