@@ -10,7 +10,7 @@ import stat
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -62,7 +62,17 @@ class ScriptedPad:
         return self.pins.pop(0)
 
 
-def write_config(tmp: Path) -> Path:
+def write_config(
+    tmp: Path,
+    *,
+    terminal_id: str = TERMINAL_ID,
+    pins: Sequence[str] = (RIGHT_PIN,),
+    require_pin: bool = True,
+    counter: str = 'sscard_socket = "sscard.sock"',
+    more: str = "",
+) -> Path:
+    """The counter's ``terminal.toml`` in ``tmp`` (beside the :func:`world`'s files), for the
+    card reader in vpcd slot 0; ``counter`` adds lines to ``[counter]``, ``more`` sections."""
     names = wait_for_service()
     reader = reader_name(0, names)
     assert reader is not None, names
@@ -70,7 +80,7 @@ def write_config(tmp: Path) -> Path:
     path.write_text(
         f"""
 [terminal]
-id = "{TERMINAL_ID}"
+id = "{terminal_id}"
 profile = "counter"
 service = "{SERVICE}"
 
@@ -90,19 +100,26 @@ publication_key = "publication.pub"
 
 [counter]
 api_port = 0
-sscard_socket = "sscard.sock"
 pinpad = "script"
-pins = ["{RIGHT_PIN}"]
+pins = {json.dumps(list(pins))}
+require_pin = {"true" if require_pin else "false"}
+{counter}
 
 [status]
 port = -1
-"""
+{more}"""
     )
     return path
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> dict:
+    return make_world(tmp_path)
+
+
+def make_world(tmp_path: Path) -> dict:
+    """The files :func:`write_config` names: issued cards and keys, a token key, a signed
+    application list offering the service."""
     cards = issue_world(tmp_path / "world")
     documents = tmp_path / "documents"
     documents.mkdir()

@@ -15,34 +15,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from helpers.pcscd_service import wait_for_service
+from test_runtime_counter import RIGHT_PIN, WRONG_PIN, make_world, write_config
 
-from firmware_sim.issuing import issue_world
 from firmware_sim.profile import load_profile
 from firmware_sim.ssc_applet import build_card
-from firmware_sim.vpcd import reader_name
 from onecard.runtime import build_runtime
 from terminal import ldt33
 from terminal.counter import sscard_protocol as proto
-from terminal.crypto.signing import Algorithm, generate_private_key, public_key_bytes
 from terminal.outputs import RecordingOutputs
 from terminal.runtime.config import load_config
 from terminal.runtime.loop import TerminalRuntime
-from terminal.wire.document import sign_document
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICE = "hospital-registration"
-RIGHT_PIN = "123456"
-WRONG_PIN = "654321"
-APPLIST = {
-    "kind": "applist",
-    "version": 1,
-    "services": [
-        {"code": SERVICE, "name": "Registration", "scope": "national", "valid_from": "2020-01-01"}
-    ],
-}
 CALLER = r"""
 #include <dlfcn.h>
 #include <stdio.h>
@@ -119,64 +105,23 @@ class Library:
         return int(code), out.value
 
 
-def write_config(tmp: Path, reader: str, require_pin: bool, pins: list[str]) -> Path:
-    path = tmp / "terminal.toml"
-    path.write_text(
-        f"""
-[terminal]
-id = "COUNTER-0042"
-profile = "counter"
-service = "{SERVICE}"
-
-[readers]
-names = ["{reader}"]
-
-[security]
-keys = "world/keys.toml"
-trust_store = "world/trust.json"
-token_key = "token.key"
-
-[backoffice]
-journal = "journal.db"
-documents = "documents"
-replay_cache = "replay.db"
-publication_key = "publication.pub"
-
-[counter]
-api_port = 0
-pinpad = "script"
-pins = {pins!r}
-require_pin = {"true" if require_pin else "false"}
-sscard_socket = "run/sscard.sock"
-sscard_wait_seconds = 20
-
-[status]
-port = -1
-
-[screen]
-port = -1
-""".replace("'", '"')
-    )
-    return path
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> dict:
-    cards = issue_world(tmp_path / "world")
-    documents = tmp_path / "documents"
-    documents.mkdir()
-    publisher = generate_private_key(Algorithm.SM2)
-    (tmp_path / "publication.pub").write_text(public_key_bytes(publisher).hex() + "\n")
-    (tmp_path / "token.key").write_text(bytes(range(16)).hex() + "\n")
-    (documents / "applist.json").write_bytes(sign_document(APPLIST, publisher, Algorithm.SM2))
-    return {"tmp": tmp_path, "cards": cards}
+    return make_world(tmp_path)
 
 
 @contextmanager
 def counter_runtime(world: dict, require_pin: bool, pins: list[str]) -> Iterator[TerminalRuntime]:
-    reader = reader_name(0, wait_for_service())
-    assert reader is not None
-    config = load_config(write_config(world["tmp"], reader, require_pin, pins))
+    config = load_config(
+        write_config(
+            world["tmp"],
+            terminal_id="COUNTER-0042",
+            pins=pins,
+            require_pin=require_pin,
+            counter='sscard_socket = "run/sscard.sock"\nsscard_wait_seconds = 20',
+            more="\n[screen]\nport = -1\n",
+        )
+    )
     runtime = build_runtime(config, outputs=RecordingOutputs())
     with runtime.running("sscard-counter"):
         yield runtime
