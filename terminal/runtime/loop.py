@@ -124,6 +124,7 @@ class TerminalRuntime:
         self.screen_server: Any = None
         self._watcher: Any = None
         self._started = False
+        self._loop_thread: threading.Thread | None = None
         if self.supervisor is None:
             self.supervisor = Supervisor(self.clock)
         if self.status.links is None:
@@ -203,7 +204,7 @@ class TerminalRuntime:
         sources started first, then on leaving a stop requested, the thread joined for at
         most ``join_timeout`` seconds and everything closed."""
         self.start_sources()
-        thread = threading.Thread(target=self.run, name=name, daemon=True)
+        thread = self._loop_thread = threading.Thread(target=self.run, name=name, daemon=True)
         thread.start()
         try:
             yield self
@@ -213,6 +214,12 @@ class TerminalRuntime:
             self.shutdown()
             if thread.is_alive():
                 log.error("the runtime loop did not stop within %.0f s", join_timeout)
+
+    @property
+    def looping(self) -> bool:
+        """Whether the loop that :meth:`running` started is still running (after the block:
+        it did not stop within the join time-out)."""
+        return self._loop_thread is not None and self._loop_thread.is_alive()
 
     def run(self, once_for: float | None = None) -> int:
         """Run until stopped (or for ``once_for`` seconds); returns the exit status 0."""

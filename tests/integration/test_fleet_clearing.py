@@ -151,16 +151,9 @@ def onecard(*args: str, codes: tuple[int, ...] = (0,)) -> subprocess.CompletedPr
 @contextlib.contextmanager
 def validator(config: Path) -> Iterator:
     runtime = build_runtime(load_config(config), outputs=RecordingOutputs())
-    thread = threading.Thread(target=runtime.run, daemon=True)
-    try:
-        runtime.start_sources()
-        thread.start()
+    with runtime.running():
         yield runtime
-        runtime.request_stop()
-        thread.join(timeout=15)
-        assert not thread.is_alive()
-    finally:
-        runtime.shutdown()
+    assert not runtime.looping
 
 
 def tampered_records(journal_path: Path) -> list[TransactionRecord]:

@@ -54,6 +54,7 @@ def running(config: Path, outputs: RecordingOutputs, *extra: Worker) -> Iterator
     runtime.background.extend(extra)
     with runtime.running(join_timeout=WAIT):
         yield runtime
+    assert not runtime.looping
 
 
 def validator_with_psam(
