@@ -24,7 +24,7 @@ from backoffice import keys, publish
 from backoffice.auth import new_secret
 from backoffice.errors import PublicationError, ServeConfigError
 from backoffice.fleet import DEFAULT_SILENT_AFTER
-from backoffice.limits import RateLimits, ServeLimits
+from backoffice.limits import ServeLimits
 from backoffice.storage import open_storage
 from terminal.crypto import signing
 from terminal.host.clock import CST, SystemClock
@@ -314,15 +314,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         limits = serve_limits(args)
-        office = BackOffice(
-            storage,
-            key,
-            SystemClock(),
-            rate_limits=RateLimits(limits),
-            document_ttl=limits.document_ttl,
-            key_ttl=limits.key_ttl,
-            silent_after=args.silent_after,
-        )
+        office = BackOffice.serving(storage, key, limits, args.silent_after)
         server = office.serve(args.host, args.port, args.tls_cert, args.tls_key, limits)
         _out({"serving": server.url, "key_id": key.key_id})
         sys.stdout.flush()

@@ -214,6 +214,26 @@ class BackOffice:
             "/metrics": Route(("GET",), self._metrics, 0, signed=False),
         }
 
+    @classmethod
+    def serving(
+        cls,
+        storage: Storage,
+        publication_key: publish.PublicationKey,
+        limits: ServeLimits,
+        silent_after: float = fleet.DEFAULT_SILENT_AFTER,
+    ) -> BackOffice:
+        """The back office as ``onecard backoffice serve`` runs it (in one process or in
+        each worker): rate limits, document and key caches as ``limits`` sets them."""
+        return cls(
+            storage,
+            publication_key,
+            SystemClock(),
+            rate_limits=RateLimits(limits),
+            document_ttl=limits.document_ttl,
+            key_ttl=limits.key_ttl,
+            silent_after=silent_after,
+        )
+
     def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
         """Answer one request read whole. ``path`` is the request target as sent (with the
         query: it is what the signature covers). Never raises."""

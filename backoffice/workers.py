@@ -24,7 +24,7 @@ from uvicorn.supervisors import Multiprocess
 from backoffice.asgi import DEFAULT_THREADS, build_app
 from backoffice.errors import ServeConfigError
 from backoffice.fleet import DEFAULT_SILENT_AFTER
-from backoffice.limits import RateLimits, ServeLimits
+from backoffice.limits import ServeLimits
 from backoffice.metrics import mark_worker_dead
 from backoffice.server import BackOffice
 from backoffice.stack import BackOfficeConfig
@@ -59,21 +59,12 @@ class WorkerApplication:
     def _open(self) -> BackOffice:
         from backoffice import keys
         from backoffice.storage import open_storage
-        from terminal.host.clock import SystemClock
 
         key = keys.load_publication_key(self.settings.publication_key)
         storage = open_storage(self.settings.storage, pool_size=self.settings.pool_size)
         log.info("back office worker %d serving storage %s", os.getpid(), storage.dialect)
         limits = self.settings.limits
-        return BackOffice(
-            storage,
-            key,
-            SystemClock(),
-            rate_limits=RateLimits(limits),
-            document_ttl=limits.document_ttl,
-            key_ttl=limits.key_ttl,
-            silent_after=self.settings.silent_after,
-        )
+        return BackOffice.serving(storage, key, limits, self.settings.silent_after)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
