@@ -5,6 +5,7 @@ bounded and a garbage one ignored. Time is one FixedClock on both sides: nothing
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import http.server
 import random
@@ -13,6 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.hostile import DEADLINE, EXAMPLES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backoffice import publish
 from backoffice.limits import RateLimits, ServeLimits, TokenBucket, retry_after_seconds
@@ -302,3 +306,22 @@ def test_new_work_does_not_cut_a_retry_after_wait_of_the_event_sender(
         assert not cut  # notify() did not end it
         assert outbox.pending(10)  # nothing sent meanwhile
     client.close()
+
+
+@settings(max_examples=EXAMPLES, deadline=DEADLINE)
+@given(
+    text=st.one_of(
+        st.none(),
+        st.text(max_size=60),
+        st.integers(min_value=-(10**30), max_value=10**30).map(str),
+        st.datetimes(timezones=st.just(dt.UTC)).map(
+            lambda when: email.utils.format_datetime(when, usegmt=True)
+        ),
+    ),
+    now=st.floats(min_value=0, max_value=4e9),
+)
+def test_any_retry_after_is_a_bounded_wait_or_ignored(text: str | None, now: float) -> None:
+    """``Retry-After`` is outside text: a wait in [0, MAX_RETRY_AFTER] or None, nothing
+    else - a back office (or something posing as one) cannot park a terminal for ever."""
+    wait = parse_retry_after(text, now)
+    assert wait is None or 0.0 <= wait <= MAX_RETRY_AFTER

@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.hostile import DEADLINE, EXAMPLES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backoffice import publish
-from backoffice.documents import Rendered, etag_matches
+from backoffice.documents import Rendered, etag_matches, parse_byte_range
+from backoffice.errors import RangeNotSatisfiableError
 from backoffice.server import BackOffice
 from backoffice.storage import SqliteStorage
 from terminal.crypto import signing
@@ -393,3 +397,32 @@ def test_the_version_check_is_reused_for_its_ttl(tmp_path: Path) -> None:
     cache.invalidate()  # this process published: asked again at once
     assert cache.versions().hotlist == 2 and len(calls) == 3
     storage.close()
+
+
+_RANGE_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.builds(
+        lambda unit, first, last, sep: f"{unit}={first}{sep}{last}",
+        st.sampled_from(["bytes", "BYTES", " bytes ", "items", ""]),
+        st.sampled_from(["", "0", "7", "-1", "99999999999999999999", "٣", " 12 "]),
+        st.sampled_from(["", "0", "9", "1000", "-5", "99999999999999999999"]),
+        st.sampled_from(["-", "--", ",", "-0,1-", ""]),
+    ),
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=DEADLINE)
+@given(header=st.one_of(st.none(), _RANGE_TEXT), size=st.integers(min_value=1, max_value=1 << 40))
+def test_any_range_header_is_a_range_within_the_body_none_or_a_416(
+    header: str | None, size: int
+) -> None:
+    """A ``Range`` header is outside text: it gives a range inside the body, None (the
+    whole body is sent) or the family's 416 - never another exception."""
+    try:
+        got = parse_byte_range(header, size)
+    except RangeNotSatisfiableError as error:
+        assert error.size == size
+        return
+    if got is not None:
+        first, last = got
+        assert 0 <= first <= last < size
