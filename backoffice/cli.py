@@ -1,8 +1,9 @@
 """``onecard backoffice ...``: run the reference back office and act as its operator.
 
 ``init`` makes the key files, ``serve`` runs the HTTP(S) service, ``enrol``/``revoke``
-manage terminals, ``hotlist add|remove`` change the hotlist, ``publish-trustlist`` and
-``publish-applist`` sign and store a new document version, ``events`` lists the events
+manage terminals, ``hotlist add|remove`` change the hotlist, ``publish-trustlist``,
+``publish-applist``, ``publish-fares``, ``publish-reservations`` and ``publish-passes`` sign
+and store a new document version, ``events`` lists the events
 terminals sent (a holder's "call staff"...). Output is one JSON object on standard output
 (no secrets in it) - but ``events``, a table or JSON lines; errors are onecard errors,
 reported by the main CLI.
@@ -230,7 +231,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         storage_option(hp)
         hp.set_defaults(func=cmd_hotlist, added=action == "add")
 
-    for kind in (publish.KIND_TRUSTLIST, publish.KIND_APPLIST):
+    for kind in (publish.KIND_TRUSTLIST, publish.KIND_APPLIST, publish.KIND_FARES):
         p = bo_sub.add_parser(
             f"publish-{kind}",
             help=f"sign and store a new {kind} version from an unsigned JSON body",
@@ -239,6 +240,43 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
         storage_option(p)
         p.add_argument("--publication-key", required=True, help="publication key file")
         p.set_defaults(func=cmd_publish, kind=kind)
+
+    p = bo_sub.add_parser(
+        "publish-reservations",
+        help="sign and store a venue's time-slot reservations from a CSV of identity numbers",
+        description=(
+            "CSV rows identity_number,slot_id (a header row is skipped). Identity numbers are "
+            "turned into keyed tokens (--token-key) as they are read: none is stored, "
+            "published or printed. Slots from --slots FILE (a JSON list of {id, start, end}) "
+            "and/or --slot ID,START,END (ISO 8601 with offset)."
+        ),
+    )
+    p.add_argument("csv", help="CSV file: identity_number,slot_id")
+    p.add_argument("--venue", required=True, help="the venue's code (e.g. museum-1)")
+    p.add_argument("--token-key", required=True, help="the deployment's card-token key file")
+    p.add_argument("--slots", help="JSON file: a list of {id, start, end}")
+    p.add_argument(
+        "--slot", action="append", default=[], help="ID,START,END (repeatable)", metavar="SLOT"
+    )
+    storage_option(p)
+    p.add_argument("--publication-key", required=True, help="publication key file")
+    p.set_defaults(func=cmd_publish_reservations)
+
+    p = bo_sub.add_parser(
+        "publish-passes",
+        help="sign and store a scenic area's card passes from a CSV of card numbers",
+        description=(
+            "CSV rows card_number,kind,valid_from,valid_to,entries_per_day (a header row is "
+            "skipped). Card numbers are turned into card tokens (--token-key) as they are "
+            "read: none is stored, published or printed."
+        ),
+    )
+    p.add_argument("csv", help="CSV file: card_number,kind,valid_from,valid_to,entries_per_day")
+    p.add_argument("--area", required=True, help="the scenic area's code")
+    p.add_argument("--token-key", required=True, help="the deployment's card-token key file")
+    storage_option(p)
+    p.add_argument("--publication-key", required=True, help="publication key file")
+    p.set_defaults(func=cmd_publish_passes)
 
     p = bo_sub.add_parser(
         "events",
@@ -260,6 +298,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     from backoffice.cli_fleet import add_fleet_commands
 
     add_fleet_commands(bo_sub, storage_option)
+    from backoffice.cli_venue import add_venue_commands
+
+    add_venue_commands(bo_sub, storage_option)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -462,6 +503,61 @@ def cmd_publish(args: argparse.Namespace) -> int:
         storage.close()
     _out({"published": args.kind, "version": document["version"], "key_id": key.key_id})
     return 0
+
+
+def _read_text(path: str) -> str:
+    """An operator's CSV or JSON file as text (UTF-8, a byte-order mark dropped)."""
+    try:
+        return Path(path).read_bytes().decode("utf-8-sig")
+    except OSError as exc:
+        raise PublicationError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise PublicationError(f"{path}: not UTF-8 text") from None
+
+
+def _publish_built(kind: str, body: dict[str, Any], args: argparse.Namespace) -> int:
+    """Sign (after the terminal's parser accepted it) and store ``body`` as the next
+    version of ``kind``; print the version and counts - never an entry of the body."""
+    key = keys.load_publication_key(args.publication_key)
+    storage = open_storage(args.storage)
+    try:
+        document = storage.publish_document(
+            kind,
+            lambda version: publish.sign_document(
+                publish.prepare_document(kind, body, version), key
+            ),
+        )
+    finally:
+        storage.close()
+    counts = {k: len(v) for k, v in body.items() if isinstance(v, list)}
+    _out({"published": kind, "version": document["version"], "key_id": key.key_id, **counts})
+    return 0
+
+
+def cmd_publish_reservations(args: argparse.Namespace) -> int:
+    from terminal.wire.canonical import JsonError, parse_json_text
+
+    slots: list[Any] = []
+    if args.slots:
+        try:
+            loaded = parse_json_text(_read_text(args.slots))
+        except JsonError as exc:
+            raise PublicationError(f"{args.slots}: {exc.reason}") from None
+        if not isinstance(loaded, list):
+            raise PublicationError(f"{args.slots}: a JSON list of {{id, start, end}}")
+        slots.extend(loaded)
+    slots.extend(publish.parse_slot_option(text) for text in args.slot)
+    if not slots:
+        raise PublicationError("give the slots: --slots FILE and/or --slot ID,START,END")
+    token_key = keys.load_token_key(args.token_key)
+    body = publish.reservations_body(args.venue, slots, _read_text(args.csv), token_key)
+    return _publish_built(publish.KIND_RESERVATIONS, body, args)
+
+
+def cmd_publish_passes(args: argparse.Namespace) -> int:
+    token_key = keys.load_token_key(args.token_key)
+    body = publish.passes_body(args.area, _read_text(args.csv), token_key)
+    return _publish_built(publish.KIND_PASSES, body, args)
 
 
 def _event_time(text: str) -> float:

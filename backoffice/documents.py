@@ -7,7 +7,8 @@ at most one per ``ttl`` seconds per process) and, when the terminal's ``If-None-
 names the version in force, nothing else: no document read, no JSON, no signature. A
 version is rendered the first time a terminal asks for it and kept:
 
-* the trust list and the application list: the stored bytes (signed at publication);
+* the stored documents - trust list, application list, fare table, reservations, passes:
+  the stored bytes (signed at publication);
 * hotlist deltas: per ``(since, version)``, signed once however many terminals ask;
 * the hotlist snapshot (:mod:`terminal.hotlist_snapshot`) for a terminal that fell behind
   the kept deltas and says it takes one: built from a scan of the list, compressed and

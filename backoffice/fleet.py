@@ -115,6 +115,10 @@ def _state_of(
     return STATE_DEGRADED if troubled else STATE_OK
 
 
+EVERY_TERMINAL_DOCUMENTS = frozenset({"hotlist", "trustlist", "applist"})
+"""Documents every terminal downloads: a terminal that does not report one lags behind it."""
+
+
 def terminal_state(
     stored: StoredHeartbeat, published: Mapping[str, int], now: float, silent_after: float
 ) -> TerminalState:
@@ -134,9 +138,12 @@ def terminal_state(
             acked_up_to=stored.acked_up_to,
         )
     documents = dict(beat.get("documents") or {})
+    # Every terminal holds the hotlist, the trust list and the application list; the fare
+    # table, reservations and passes only the terminals that use them, which report them.
     lag = {
         name: max(0, version - int(documents.get(name, 0)))
         for name, version in sorted(published.items())
+        if name in EVERY_TERMINAL_DOCUMENTS or name in documents
     }
     links_down = tuple(sorted(n for n, s in (beat.get("links") or {}).items() if s == "down"))
     not_running = tuple(sorted(n for n, s in (beat.get("workers") or {}).items() if s != "running"))

@@ -166,10 +166,18 @@ def _fleet_and_clearing(cur: Any, month: dt.date) -> None:
         cur.execute(statement)
 
 
+def _venue_occupancy(cur: Any, month: dt.date) -> None:
+    from backoffice.venue import VENUE_SCHEMA
+
+    for statement in VENUE_SCHEMA.split(";"):
+        cur.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "base tables", _base),
     Migration(2, "journal entries partitioned by the month they arrived", _partition_entries),
     Migration(3, "terminal heartbeats and TAC verdicts (fleet, clearing)", _fleet_and_clearing),
+    Migration(4, "venue occupancy counters and maxima", _venue_occupancy),
 )
 """Append only: a released migration is never edited, a change is a new one."""
 

@@ -4,6 +4,13 @@ Pure: the publication key, signing a document, the hotlist delta between two ver
 (netted), and the operator's hotlist entries (a card number tokenised with the deployment's
 token key, or a raw token). Key files are read and written by :mod:`backoffice.keys`.
 
+The rail fare table, a venue's reservations and a scenic area's passes are checked with the
+terminal's own parser before they are signed (:func:`prepare_document`): the back office
+never publishes a document every terminal would refuse. Reservations and passes are built
+here from the operator's CSV rows (:func:`reservations_body`, :func:`passes_body`): an
+identity or card number is turned into its token as the row is read and goes no further -
+not into the document, the storage, an error message or a log.
+
 The document format - its signature over the canonical JSON of the object without
 ``signature``, the key id, the hotlist delta's fields - is the wire's
 (:mod:`terminal.wire.document`), the very code terminals verify with: a body that has no
@@ -13,25 +20,41 @@ canonical form (a NaN, say) is refused here, before anything is signed or stored
 from __future__ import annotations
 
 import copy
+import csv
+import datetime as dt
+import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from backoffice.errors import PublicationError
 from terminal.crypto import signing
+from terminal.errors import ConfigError
 from terminal.privacy.cardtoken import card_token, tunion_card_token
+from terminal.transit.fares import parse_fare_table
+from terminal.venue.passes import parse_passes
+from terminal.venue.reservations import TOKEN_BYTES, identity_token, parse_reservations
 from terminal.wire.document import (
     HOTLIST_ENTRY_HEX,
     KIND_APPLIST,
+    KIND_FARES,
     KIND_HOTLIST,
+    KIND_PASSES,
+    KIND_RESERVATIONS,
     KIND_TRUSTLIST,
     DocumentError,
     document_signature,
     key_id,
 )
 
-STORED_KINDS = frozenset({KIND_TRUSTLIST, KIND_APPLIST})
+STORED_KINDS = frozenset({KIND_TRUSTLIST, KIND_APPLIST, KIND_FARES, KIND_RESERVATIONS, KIND_PASSES})
+CHECKED_KINDS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
+    KIND_FARES: parse_fare_table,
+    KIND_RESERVATIONS: parse_reservations,
+    KIND_PASSES: parse_passes,
+}
+"""Kinds whose body is checked with the terminal's parser before it is signed."""
 
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _HEX32 = re.compile(r"[0-9a-fA-F]{32}")
@@ -84,7 +107,9 @@ def sign_document(document: Mapping[str, Any], key: PublicationKey) -> dict[str,
 def prepare_document(kind: str, body: object, version: int) -> dict[str, Any]:
     """The unsigned document for an operator's ``body`` (a JSON object): ``kind`` set (a
     ``kind`` already there must agree), ``version`` set (any given one is replaced: the
-    back office numbers its publications), no ``signature``."""
+    back office numbers its publications), no ``signature``. A fare table, reservations or
+    passes the terminal's parser refuses is refused here (:class:`PublicationError` with
+    the parser's reason)."""
     if kind not in STORED_KINDS:
         raise PublicationError(f"unknown document kind {kind!r}")
     if not isinstance(body, dict):
@@ -94,7 +119,113 @@ def prepare_document(kind: str, body: object, version: int) -> dict[str, Any]:
     doc = {k: v for k, v in body.items() if k != "signature"}
     doc["kind"] = kind
     doc["version"] = version
+    check = CHECKED_KINDS.get(kind)
+    if check is not None:
+        try:
+            check(doc)
+        except DocumentError as exc:
+            raise PublicationError(f"{kind} refused: {exc.reason}") from exc
     return doc
+
+
+# --- reservations and passes from the operator's CSV ----------------------------------------
+
+_IDENTITY = re.compile(r"[0-9A-Z]{6,32}")
+"""An identity number, upper-cased: the resident identity card's 18 characters, or another
+document's number."""
+
+
+def _csv_rows(text: str, columns: int, what: str) -> Iterable[tuple[int, list[str]]]:
+    """``(line, cells)`` of each row of ``text`` with ``columns`` cells; blank lines and
+    lines starting with ``#`` skipped, a header row (its first cell not starting with a
+    digit or letter we expect) is the caller's to skip. Errors name the line only."""
+    reader = csv.reader(io.StringIO(text))
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if not cells or not "".join(cells).strip() or cells[0].lstrip().startswith("#"):
+                continue
+            if len(cells) != columns:
+                raise PublicationError(f"{what} line {line}: {columns} columns, not {len(cells)}")
+            yield line, [c.strip() for c in cells]
+    except csv.Error as exc:
+        raise PublicationError(f"{what} line {reader.line_num}: {exc}") from None
+
+
+def parse_slot_option(text: str) -> dict[str, str]:
+    """A slot as ``ID,START,END`` (``--slot am,2026-12-06T09:00:00+08:00,...``)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3 or not all(parts):
+        raise PublicationError("a slot is ID,START,END (ISO 8601 times with their offset)")
+    return {"id": parts[0], "start": parts[1], "end": parts[2]}
+
+
+def reservations_body(
+    venue: str, slots: list[dict[str, Any]], csv_text: str, token_key: bytes
+) -> dict[str, Any]:
+    """The body of a ``reservations`` document from CSV rows ``identity_number,slot_id``
+    (one row a reservation; a holder with several slots has several rows). Each identity
+    number becomes its :func:`~terminal.venue.reservations.identity_token` as the row is
+    read; the number is in no error message. A header row ``identity_number,slot_id`` is
+    skipped. Holders are sorted by token (the order carries nothing of the CSV's)."""
+    try:
+        card_token(token_key, "")  # the key is checked once, not per row
+    except ConfigError as exc:
+        raise PublicationError(exc.reason) from None
+    known = {s.get("id") for s in slots if isinstance(s, dict)}
+    held: dict[str, list[str]] = {}
+    for line, (identity, slot_id) in _csv_rows(csv_text, 2, "reservations CSV"):
+        upper = identity.upper()
+        if not _IDENTITY.fullmatch(upper):
+            if line == 1 and not any(ch.isdigit() for ch in identity):
+                continue  # a header row
+            raise PublicationError(f"reservations CSV line {line}: not an identity number")
+        if slot_id not in known:
+            raise PublicationError(f"reservations CSV line {line}: slot {slot_id[:40]!r} unknown")
+        token = identity_token(token_key, upper).hex()
+        taken = held.setdefault(token, [])
+        if slot_id in taken:
+            raise PublicationError(
+                f"reservations CSV line {line}: the same holder and slot once more"
+            )
+        taken.append(slot_id)
+    return {
+        "venue": venue,
+        "slots": slots,
+        "holders": [[token, held[token]] for token in sorted(held)],
+    }
+
+
+def passes_body(area: str, csv_text: str, token_key: bytes) -> dict[str, Any]:
+    """The body of a ``passes`` document from CSV rows
+    ``card_number,kind,valid_from,valid_to,entries_per_day``. Each card number becomes the
+    first 8 bytes of its card token (what a gate computes for the card) as the row is read;
+    the number is in no error message. A header row is skipped; passes are sorted by
+    token."""
+    try:
+        card_token(token_key, "")
+    except ConfigError as exc:
+        raise PublicationError(exc.reason) from None
+    passes: dict[str, list[Any]] = {}
+    for line, (card, kind, start, end, per_day) in _csv_rows(csv_text, 5, "passes CSV"):
+        if not per_day.isascii() or not per_day.isdigit() or len(per_day) > 6:
+            if line == 1:
+                continue  # a header row
+            raise PublicationError(f"passes CSV line {line}: entries_per_day is not a number")
+        if not card:
+            raise PublicationError(f"passes CSV line {line}: no card number")
+        token = card_token(token_key, card)[:TOKEN_BYTES].hex()
+        if token in passes:
+            raise PublicationError(f"passes CSV line {line}: a second pass for the same card")
+        for name, value in (("valid_from", start), ("valid_to", end)):
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                raise PublicationError(
+                    f"passes CSV line {line}: {name} is not a date YYYY-MM-DD"
+                ) from None
+        passes[token] = [token, kind, start, end, int(per_day)]
+    return {"area": area, "passes": [passes[token] for token in sorted(passes)]}
 
 
 # --- hotlist --------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 * ``POST /v1/ingest`` - a terminal's journal entries;
 * ``POST /v1/events`` - a terminal's events (a holder's "call staff" request...);
 * ``GET /v1/hotlist?since=V``, ``GET /v1/trustlist``, ``GET /v1/applist`` - the signed
-  documents;
+  documents; ``GET /v1/fares``, ``/v1/reservations``, ``/v1/passes`` - those some
+  terminals use (the rail fare table, a venue's reservations, a scenic area's passes);
 * ``POST /v1/heartbeat`` - a terminal's heartbeat (docs/fleet.md);
 * ``GET /health`` - unauthenticated liveness; ``GET /metrics`` - Prometheus metrics.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -210,7 +212,14 @@ class BackOffice:
             "/v1/hotlist": document_route(self._hotlist),
             "/v1/trustlist": document_route(self._trustlist),
             "/v1/applist": document_route(self._applist),
+            # Fetched only by the terminals that use them (a rail gate, a venue's gates).
+            "/v1/fares": document_route(partial(self._stored_document, publish.KIND_FARES)),
+            "/v1/reservations": document_route(
+                partial(self._stored_document, publish.KIND_RESERVATIONS)
+            ),
+            "/v1/passes": document_route(partial(self._stored_document, publish.KIND_PASSES)),
             "/v1/heartbeat": Route(("POST",), self._heartbeat, MAX_HEARTBEAT_BYTES),
+            "/v1/occupancy": Route(("GET",), self._occupancy, 0),
             "/metrics": Route(("GET",), self._metrics, 0, signed=False),
         }
 
@@ -340,6 +349,19 @@ class BackOffice:
             received = fleet.receive_heartbeat(self.storage, terminal_id, body, now)
         return Response(200, {"received_at": received})
 
+    def _occupancy(self, terminal_id: str, query: str, body: bytes) -> Response:
+        """``GET /v1/occupancy?venue=ID``: the venue's count for the asking gate
+        (backoffice.venue, docs/venues.md)."""
+        from backoffice import venue
+
+        answer = venue.occupancy_answer(
+            self.storage,  # type: ignore[arg-type]
+            venue.parse_venue_query(query),
+            terminal_id,
+            self.clock.now(),
+        )
+        return Response(200, answer.to_json())
+
     def _metrics(self, terminal_id: str, query: str, body: bytes) -> Response:
         text = render(self.metrics, self.database_metrics)
         return Response(200, {}, headers={"Content-Type": METRICS_CONTENT_TYPE}, raw=text)
@@ -404,7 +426,9 @@ class BackOffice:
     # --- operator actions (the CLI's) -------------------------------------------------------
 
     def publish(self, kind: str, body: object) -> dict[str, Any]:
-        """Sign and store a new version of the trust list or application list."""
+        """Sign and store a new version of a stored document (trust list, application
+        list, fare table, reservations, passes); a fare table, reservations or passes the
+        terminal's parser refuses is refused (:func:`backoffice.publish.prepare_document`)."""
         document = self.storage.publish_document(
             kind,
             lambda version: publish.sign_document(

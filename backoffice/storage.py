@@ -53,6 +53,7 @@ from backoffice.publish import (
     HotlistSnapshot,
     can_delta,
 )
+from backoffice.venue import VENUE_SCHEMA, VenueStorage
 from terminal.host.clock import Clock, SystemClock
 from terminal.wire.canonical import canonical_json, parse_json_text
 from terminal.wire.events import TerminalEvent
@@ -266,9 +267,10 @@ _RUN_END = (
 )
 
 
-class _SqlStorage(FleetStorage):
+class _SqlStorage(FleetStorage, VenueStorage):
     """The SQL shared by both databases, written with ``?`` placeholders (heartbeats and
-    TAC verdicts: :class:`backoffice.fleet_storage.FleetStorage`)."""
+    TAC verdicts: :class:`backoffice.fleet_storage.FleetStorage`; venue occupancy:
+    :class:`backoffice.venue.VenueStorage`)."""
 
     for_update = ""
     dialect = "sql"
@@ -504,6 +506,10 @@ class _SqlStorage(FleetStorage):
                     ),
                     new,
                 )
+                # Venue gates' passages move the running occupancy in this transaction:
+                # stored and counted together, or neither (backoffice.venue).
+                fresh = {row[1] for row in new}
+                self.count_venue_events(cur, terminal_id, [e for e in events if e.id in fresh], now)
             cur.execute(
                 self._q("SELECT max(event_id) FROM terminal_events WHERE terminal_id = ?"),
                 (terminal_id,),
@@ -700,6 +706,7 @@ class SqliteStorage(_SqlStorage):
         # busy handler (which sleeps in steps and would cap throughput).
         self._write_lock = threading.Lock()
         ddl = _SCHEMA.format(blob="BLOB", entries_suffix=" WITHOUT ROWID") + ";" + FLEET_SCHEMA
+        ddl += ";" + VENUE_SCHEMA
         try:
             with self._tx() as cur:
                 for statement in ddl.split(";"):

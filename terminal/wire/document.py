@@ -1,7 +1,8 @@
 """Signed documents the back office publishes (docs/sync.md, "Published documents").
 
 A published document is one JSON object - the hotlist delta, the e-code trust list, the
-application list - with a ``kind``, a ``version`` and a ``signature``::
+application list, the rail fare table, a venue's reservations, a scenic area's passes -
+with a ``kind``, a ``version`` and a ``signature``::
 
     {"kind": "applist", "version": 7, ..., "signature":
         {"algorithm": "sm2", "key_id": "<16 hex>", "value": "<128 hex r||s>"}}
@@ -21,6 +22,7 @@ Pure: bytes in, a dict or a :class:`DocumentError` out. Nothing here touches a f
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +35,12 @@ from terminal.wire.canonical import JsonError, canonical_json, parse_json
 KIND_HOTLIST = "hotlist-delta"
 KIND_TRUSTLIST = "trustlist"
 KIND_APPLIST = "applist"
+KIND_FARES = "fares"
+"""The rail fare table and its stations (:mod:`terminal.transit.fares`)."""
+KIND_RESERVATIONS = "reservations"
+"""A venue's real-name time-slot reservations (:mod:`terminal.venue.reservations`)."""
+KIND_PASSES = "passes"
+"""A scenic area's annual passes bound to cards (:mod:`terminal.venue.passes`)."""
 HOTLIST_DELTA_FIELDS = frozenset({"kind", "version", "base", "added", "removed"})
 """``{"kind": "hotlist-delta", "version": W, "base": V, "added": [...], "removed": [...]}``."""
 HOTLIST_ENTRY_HEX = 16
@@ -54,6 +62,37 @@ class DocumentError(OneCardError):
     format. A refused document changes nothing: the previous one stays in force."""
 
     code = "bad_document"
+
+
+ENVELOPE_KEYS = frozenset({"kind", "version", SIGNATURE_FIELD})
+"""The keys a verified document's body may still carry besides its content."""
+
+
+def check_body_keys(
+    body: object,
+    kind: str,
+    keys: frozenset[str],
+    error: type[DocumentError],
+    what: str,
+) -> int:
+    """The version of a document body with exactly ``keys`` (besides :data:`ENVELOPE_KEYS`):
+    an object, nothing unknown, nothing missing, ``kind`` (if present) ``kind``, ``version``
+    (if present) a non-negative integer; else ``error`` naming what is wrong with ``what``.
+    The one envelope check of the documents parsed beside the application list."""
+    if not isinstance(body, Mapping):
+        raise error(f"{what} must be an object")
+    unknown = body.keys() - keys - ENVELOPE_KEYS
+    if unknown:
+        raise error(f"{what} has unknown keys {sorted(unknown)!r}")
+    missing = keys - body.keys()
+    if missing:
+        raise error(f"{what} lacks {sorted(missing)!r}")
+    if "kind" in body and body["kind"] != kind:
+        raise error(f"kind must be {kind!r}, not {body['kind']!r}")
+    version = body.get("version", 0)
+    if type(version) is not int or version < 0:
+        raise error(f"version must be a positive integer, not {version!r}")
+    return version
 
 
 class StaleDocumentError(DocumentError):
@@ -132,7 +171,21 @@ def verify_document(
     algorithm: Algorithm | str,
     kind: str,
 ) -> dict[str, Any]:
-    """Check a published document and return its body (the object without ``signature``).
+    """Check a published document and return its body (the object without ``signature``);
+    see :func:`verify_document_digest`."""
+    return verify_document_digest(raw, public_key, algorithm, kind)[0]
+
+
+def verify_document_digest(
+    raw: bytes,
+    public_key: bytes,
+    algorithm: Algorithm | str,
+    kind: str,
+) -> tuple[dict[str, Any], bytes]:
+    """Check a published document and return its body (the object without ``signature``)
+    and the SHA-256 of the body's canonical JSON - the bytes the signature covers, which
+    tell the very same document from another of the same version without writing a large
+    body out once more.
 
     Order: strict JSON object -> signed -> signed with ``algorithm`` -> by this key
     (``key_id``) -> signature verifies over the canonical body -> ``kind`` is ``kind`` ->
@@ -156,8 +209,9 @@ def verify_document(
         )
     body = {k: v for k, v in obj.items() if k != SIGNATURE_FIELD}
     # The body was read under the canonical rules, so it has a canonical form.
+    message = canonical_json(body)
     try:
-        good = signing.verify(alg, public_key, canonical_json(body), sig_value)
+        good = signing.verify(alg, public_key, message, sig_value)
     except (SignatureFormatError, CryptoError) as exc:
         raise ConfigError(f"publication key unusable: {exc.reason}") from exc
     if not good:
@@ -167,7 +221,7 @@ def verify_document(
     version = body.get("version")
     if type(version) is not int or version < 1:
         raise DocumentError(f"document version must be a positive integer, not {version!r}")
-    return body
+    return body, hashlib.sha256(message).digest()
 
 
 def document_signature(

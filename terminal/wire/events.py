@@ -21,7 +21,17 @@ from terminal.wire.journal import MACHINE_CODE
 from terminal.wire.personal import non_personal_copy
 from terminal.wire.requests import BatchError, batch_envelope
 
-EVENT_KINDS = frozenset({"call_staff", "call_acknowledged", "call_cancelled"})
+EVENT_KINDS = frozenset(
+    {
+        "call_staff",
+        "call_acknowledged",
+        "call_cancelled",
+        # A visitor through a venue's entry or exit gate (terminal.venue.occupancy; detail
+        # {"venue", "gate", "slot"?, "count"}: no card, no person).
+        "venue_entry",
+        "venue_exit",
+    }
+)
 MAX_EVENTS_PER_REQUEST = 1000
 """The back office takes at most this many events per request."""
 MAX_DETAIL_BYTES = 512

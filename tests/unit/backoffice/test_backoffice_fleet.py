@@ -289,6 +289,19 @@ def test_fleet_view_new_and_silent_thresholds() -> None:
     assert states[2].clock_offset == pytest.approx(599)
 
 
+def test_a_document_only_some_terminals_use_is_no_lag_for_the_others() -> None:
+    beat = good_heartbeat("C").to_json()
+    plain = StoredHeartbeat("C", False, NOW - 100, 5, NOW - 10, beat)
+    published = {"hotlist": 5, "fares": 3, "reservations": 2}
+    (state,) = fleet_view([plain], published, NOW, 600)
+    # The hotlist is every terminal's; the fare table and reservations only their users'.
+    assert set(state.document_lag) == {"hotlist"}
+    rail_beat = {**beat, "documents": {**beat.get("documents", {}), "fares": 1}}
+    rail = StoredHeartbeat("R", False, NOW - 100, 5, NOW - 10, rail_beat)
+    (state,) = fleet_view([rail], published, NOW, 600)
+    assert state.document_lag["fares"] == 2 and "reservations" not in state.document_lag
+
+
 def run_cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     add_commands(parser.add_subparsers(dest="command"))
