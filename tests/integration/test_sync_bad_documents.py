@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from helpers.backoffice_storage import KINDS, storage_for
 from helpers.journal_records import transaction_record
+from helpers.waiting import wait_for
 
 from backoffice.cli import format_credentials
 from backoffice.errors import PublicationError
@@ -276,22 +277,42 @@ def test_onecard_sync_reports_a_broken_document_and_keeps_polling(
                 stderr=subprocess.PIPE,
                 text=True,
             )
+            # The polling process's log, read as it comes: the fix is published only once it
+            # has refused the broken document (however slowly the process started).
+            lines: list[str] = []
+            refused = threading.Event()
+
+            def read_log() -> None:
+                assert polling.stderr is not None
+                for line in polling.stderr:
+                    lines.append(line)
+                    if "refused applist" in line:
+                        refused.set()
+
+            reader = threading.Thread(target=read_log, daemon=True)
+            reader.start()
             try:
                 applied = tmp_path / "documents" / "applist.json"
                 deadline = time.monotonic() + WAIT
                 # Refused at least once more (the process stays up), then a good one lands.
-                time.sleep(0.5)
+                assert refused.wait(WAIT), "".join(lines)
                 assert polling.poll() is None
                 fixed = {"services": [{**APPLIST["services"][0], "name": "Museum fixed"}]}
                 office.publish("applist", fixed)
-                while not applied.exists() and time.monotonic() < deadline:
-                    assert polling.poll() is None, polling.communicate()[1]
-                    time.sleep(0.05)
-                assert applied.exists()
-                assert b"Museum fixed" in applied.read_bytes()
+                assert wait_for(
+                    lambda: (
+                        (applied.exists()
+                        and b"Museum fixed" in applied.read_bytes())
+                        or polling.poll() is not None
+                    ),
+                    max(0.0, deadline - time.monotonic()),
+                ), "".join(lines)
+                assert polling.poll() is None, "".join(lines)
             finally:
                 polling.send_signal(signal.SIGTERM)
-                _, err = polling.communicate(timeout=WAIT)
+                polling.wait(timeout=WAIT)
+                reader.join(timeout=WAIT)
+            err = "".join(lines)
             assert polling.returncode == 0, err
             assert "refused applist" in err
             assert "Traceback" not in err
