@@ -106,6 +106,11 @@ class CountingPurchase:
         self.last_apdus = result.apdu_count
         return result
 
+    def ride(self, *args: Any, **kwargs: Any) -> Any:
+        plan, result = self._module.ride(*args, **kwargs)
+        self.last_apdus = result.apdu_count
+        return plan, result
+
     def recover(self, *args: Any, **kwargs: Any) -> Any:
         return self._module.recover(*args, **kwargs)
 

@@ -172,6 +172,7 @@ class CardOS:
         self.last_challenge: bytes | None = None
         self._rights: set[str] = set()
         self._pending: bytes | None = None  # data announced by 61xx, for GET RESPONSE
+        self._pending_sw: int = SW.NORMAL_PROCESSING  # the status word that ends it
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -263,8 +264,9 @@ class CardOS:
             self._pending = None
             return status(SW.NO_PRECISE_DIAGNOSIS).to_bytes()
 
-    def respond(self, cmd: Command, data: bytes) -> Response:
-        """The card's answer when ``cmd`` produced ``data`` (call once per command).
+    def respond(self, cmd: Command, data: bytes, sw: int = SW.NORMAL_PROCESSING) -> Response:
+        """The card's answer when ``cmd`` produced ``data`` (call once per command); ``sw``
+        is the status word the data ends with (a warning such as ``6283``).
 
         * T=0 and ``cmd`` carried command data (cases 3 and 4): the card cannot send data
           in the same exchange, so it answers ``61xx`` and keeps the data for GET RESPONSE.
@@ -275,18 +277,22 @@ class CardOS:
           as Le 256, as the T=0 P3 byte 00 it travels as.
         """
         if not data:
-            return status(SW.NORMAL_PROCESSING)
+            return status(sw)
         if self.protocol == "T=0" and cmd.data:
-            self._pending = data
+            # The warning, if any, ends the GET RESPONSE that fetches the data.
+            self._pending, self._pending_sw = data, sw
             return status(bytes_available(len(data)))
         if cmd.data and cmd.le in (None, SHORT_LE_MAX):
             want = min(len(data), SHORT_LE_MAX)
         else:
             want = cmd.le or SHORT_LE_MAX
-        response, self._pending = self._fit(data, want)
+        response, self._pending = self._fit(data, want, sw)
+        self._pending_sw = sw
         return response
 
-    def _fit(self, data: bytes, want: int) -> tuple[Response, bytes | None]:
+    def _fit(
+        self, data: bytes, want: int, sw: int = SW.NORMAL_PROCESSING
+    ) -> tuple[Response, bytes | None]:
         """Hand out ``data`` to a request for ``want`` bytes; returns (answer, data left).
 
         * More data than one short response holds and Le 256: 256 bytes and ``61xx``, the
@@ -299,7 +305,7 @@ class CardOS:
             rest = data[SHORT_LE_MAX:]
             return Response(data[:SHORT_LE_MAX], bytes_available(len(rest))), rest
         if want == n or (want > n and self.le_mode is LeMode.LENIENT):
-            return Response(data, SW.NORMAL_PROCESSING), None
+            return Response(data, sw), None
         return status(wrong_le(n)), None
 
     def _dispatch(self, cmd: Command) -> Response:
@@ -341,7 +347,7 @@ class CardOS:
             return status(SW.INCORRECT_P1_P2)
         if pending is None:
             return status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)
-        response, rest = self._fit(pending, cmd.le or SHORT_LE_MAX)
+        response, rest = self._fit(pending, cmd.le or SHORT_LE_MAX, self._pending_sw)
         self._pending = pending if response.sw >> 8 == 0x6C else rest
         return response
 
@@ -352,7 +358,8 @@ class CardOS:
         03 parent DF (no data), 04 DF name. P2 00 answers the FCI of a DF (nothing for an
         EF); P2 02 (P1 04 only) selects the next DF with that name; P2 0C, on cards that
         take it, answers nothing. Not found: ``6A82``; a blocked DF or a file in one:
-        ``9303``; either way the current file is unchanged.
+        ``9303``; either way the current file is unchanged. An invalidated DF (an e-purse
+        after APPLICATION BLOCK) is selected and answers its FCI with ``6283``.
         """
         no_answer = self.select_p2_0c and cmd.p2 == iso7816.SELECT_NO_RESPONSE_DATA
         next_occurrence = cmd.p2 == SelectOccurrence.NEXT
@@ -368,9 +375,11 @@ class CardOS:
         if is_blocked(found):
             return status(SW.APPLICATION_LOCKED)
         target = self.fs.make_current(found)
+        invalidated = isinstance(target, DedicatedFile) and target.invalidated
+        sw = SW.SELECTED_FILE_INVALIDATED if invalidated else SW.NORMAL_PROCESSING
         if no_answer or not isinstance(target, DedicatedFile):
-            return status(SW.NORMAL_PROCESSING)
-        return self.respond(cmd, target.fci)
+            return status(sw)
+        return self.respond(cmd, target.fci, sw)
 
     def _find(self, cmd: Command, next_occurrence: bool) -> File | Response | None:
         """The file a SELECT names (None: not found), or the status word of a malformed one."""

@@ -18,7 +18,9 @@ in ``tests/unit/test_sim_crypto.py`` hold the two to the same published vectors.
   block).
 * Purchase (T-Union): DPK = master diversified by issuer id then application serial low 8;
   SK = session key of random(4) || counter(2) || terminal serial low 2; MAC1, MAC2 and TAC
-  as docs/transit.md defines them.
+  as docs/transit.md defines them. The maintenance key DAMK is made like the DPK from the
+  maintenance master; APPLICATION BLOCK's MAC is the same MAC with an initial value (the
+  card's challenge || zeros).
 
 Algorithms are the card's algorithm flag: 1 (3DES) or 3 (SM4); anything else, and any key
 or data of the wrong size, raises :class:`terminal.errors.CryptoError`.
@@ -98,42 +100,66 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
-def cbc_mac(algorithm: int, key: bytes, data: bytes, *, pad: bool = True) -> bytes:
+def cbc_mac(
+    algorithm: int, key: bytes, data: bytes, *, pad: bool = True, iv: bytes | None = None
+) -> bytes:
     """The last block of CBC encryption with a zero IV (MAC algorithm 1), data padded with
-    method 2 first (``pad`` False: ``data`` is whole blocks already, padding method 1)."""
+    method 2 first (``pad`` False: ``data`` is whole blocks already, padding method 1).
+    ``iv``: an initial value of one block instead of zeros."""
     block = block_size(algorithm)
     padded = pad_method_2(data, block) if pad else bytes(data)
     if not padded or len(padded) % block:
         raise CryptoError(f"unpadded MAC input must be whole {block}-byte blocks")
-    chain = bytes(block)
+    chain = bytes(block) if iv is None else bytes(iv)
+    if len(chain) != block:
+        raise CryptoError(f"an initial value is one {block}-byte block, not {len(chain)} bytes")
     for i in range(0, len(padded), block):
         chain = encrypt(algorithm, key, _xor(chain, padded[i : i + block]))
     return chain
 
 
-def retail_mac(key: bytes, data: bytes, *, pad: bool = True) -> bytes:
+def retail_mac(key: bytes, data: bytes, *, pad: bool = True, iv: bytes | None = None) -> bytes:
     """ISO/IEC 9797-1 MAC algorithm 3 (ANSI X9.19) with K1 || K2: single-DES CBC under K1,
     the last block decrypted under K2 and encrypted under K1. 8 bytes."""
     if len(key) != 16:
         raise CryptoError(f"a retail MAC key is 16 bytes, not {len(key)}")
     k1, k2 = key[:8], key[8:]
-    chain = cbc_mac(DES3, k1, data, pad=pad)
+    chain = cbc_mac(DES3, k1, data, pad=pad, iv=iv)
     return encrypt(DES3, k1, decrypt(DES3, k2, chain))
 
 
-def sm_mac(algorithm: int, key: bytes, data: bytes) -> bytes:
-    """The 4-byte MAC of the card's secure messaging and of the e-purse (MAC1, MAC2, TAC)."""
+def sm_mac(
+    algorithm: int, key: bytes, data: bytes, *, iv: bytes | None = None, pad: bool = True
+) -> bytes:
+    """The 4-byte MAC of the card's secure messaging and of the e-purse (MAC1, MAC2, TAC).
+
+    ``iv`` (one block: 8 bytes 3DES, 16 SM4) replaces the zero initial value; ``pad`` False
+    takes ``data`` as whole blocks already padded (what a PSAM's CIPHER DATA gets)."""
     if _algorithm(algorithm) is SM4:
-        final = cbc_mac(SM4, key, data)
+        final = cbc_mac(SM4, key, data, pad=pad, iv=iv)
         folded = bytes(4)
         for i in range(0, 16, 4):
             folded = _xor(folded, final[i : i + 4])
         return folded
     if len(key) == 8:
-        return cbc_mac(DES3, key, data)[:MAC_LENGTH]
+        return cbc_mac(DES3, key, data, pad=pad, iv=iv)[:MAC_LENGTH]
     if len(key) == 16:
-        return retail_mac(key, data)[:MAC_LENGTH]
+        return retail_mac(key, data, pad=pad, iv=iv)[:MAC_LENGTH]
     raise CryptoError(f"a 3DES MAC key is 8 or 16 bytes, not {len(key)}")
+
+
+def mac_initial_value(algorithm: int, value: bytes) -> bytes:
+    """An initial value of the MAC block size: ``value`` (a 4-byte challenge, or 8 bytes)
+    right-padded with zeros to 8 bytes, then to 16 for SM4 (``value || 00..``)."""
+    if len(value) > 8:
+        raise CryptoError(f"a MAC initial value holds at most 8 bytes, not {len(value)}")
+    return bytes(value) + bytes(block_size(algorithm) - len(value))
+
+
+def application_block_mac(algorithm: int, damk: bytes, challenge: bytes, header: bytes) -> bytes:
+    """The MAC of APPLICATION BLOCK (``84 1E 00 P2 04``): the command header padded with
+    ISO 9797-1 method 2, initial value = the card's challenge || zeros, under the DAMK."""
+    return sm_mac(algorithm, damk, header, iv=mac_initial_value(algorithm, challenge))
 
 
 # --- keys -----------------------------------------------------------------------------------
@@ -229,6 +255,13 @@ def tac_key(algorithm: int, dpk: bytes, dtk: bytes | None = None) -> bytes:
     if _algorithm(algorithm) is SM4:
         return key
     return _xor(key[:8], key[8:])
+
+
+def maintenance_key(algorithm: int, master: bytes, issuer_id: bytes, app_serial: bytes) -> bytes:
+    """The card's application maintenance key DAMK: the maintenance master (MAMK)
+    diversified as the purchase master is (issuer id, then the application serial's low 8
+    bytes)."""
+    return purchase_key(algorithm, master, issuer_id, app_serial)
 
 
 def tac_card_key(algorithm: int, tac_master: bytes, issuer_id: bytes, app_serial: bytes) -> bytes:

@@ -78,6 +78,8 @@ class DedicatedFile:
 
     ``blocked``: the application of this DF is blocked for good; the card OS refuses to
     select it or anything in it (``9303``), however the file is named.
+    ``invalidated``: the application is blocked but still selectable (an e-purse after
+    APPLICATION BLOCK): SELECT answers its FCI with ``6283`` (selected file invalidated).
     """
 
     fid: int
@@ -86,6 +88,7 @@ class DedicatedFile:
     children: list[File] = field(default_factory=list, repr=False)
     parent: DedicatedFile | None = field(default=None, repr=False)
     blocked: bool = False
+    invalidated: bool = False
 
     def __post_init__(self) -> None:
         _check_fid(self.fid)

@@ -2,9 +2,9 @@
 
 ``issue_world(out)`` writes, into ``out``:
 
-    keys.toml           master keys (3DES and SM4, with the e-purse purchase masters) - the
-                        software secure module's key file, and what a simulated PSAM is
-                        personalised from
+    keys.toml           master keys (3DES and SM4, with the e-purse purchase and maintenance
+                        masters) - the software secure module's key file, and what a
+                        simulated PSAM is personalised from
     issuer-keys.toml    the back office's issuer key file (docs/clearing.md): the purchase
                         masters and, with the ``separate-master`` TAC scheme, the TAC
                         masters the e-purses' DTKs come from (mode 0600)
@@ -153,14 +153,24 @@ def purchase_key(settings: TUnionSettings, keyset: KeySet | MasterKeys) -> bytes
     return crypto.purchase_key(settings.algorithm, master, info.issuer_id, info.app_serial)
 
 
+def maintenance_key(settings: TUnionSettings, keyset: KeySet | MasterKeys) -> bytes | None:
+    """The card's application maintenance key DAMK from the key set's ``maintenance``
+    master (None when the key set has none: the card then refuses APPLICATION BLOCK)."""
+    master = MasterKeys.coerce(keyset).maintenance_master(settings.algorithm)
+    if master is None:
+        return None
+    info = settings.public_info
+    return crypto.maintenance_key(settings.algorithm, master, info.issuer_id, info.app_serial)
+
+
 def personalise_tunion(
     profile: CardProfile,
     keyset: KeySet | MasterKeys,
     tac_masters: Mapping[int, bytes] | None = None,
 ) -> CardProfile:
-    """``profile`` with the purchase key of its e-purse (unchanged without ``[tunion]``)
-    and, given ``tac_masters`` (algorithm flag -> issuer TAC master: the ``separate-master``
-    scheme), its separate TAC key DTK."""
+    """``profile`` with the purchase key and the maintenance key of its e-purse
+    (unchanged without ``[tunion]``) and, given ``tac_masters`` (algorithm flag -> issuer
+    TAC master: the ``separate-master`` scheme), its separate TAC key DTK."""
     if profile.tunion is None:
         return profile
     tunion = profile.tunion
@@ -172,7 +182,10 @@ def personalise_tunion(
         info = tunion.public_info
         tac_key = crypto.tac_card_key(tunion.algorithm, tac_master, info.issuer_id, info.app_serial)
     settings = dataclasses.replace(
-        tunion, purchase_key=purchase_key(tunion, keyset), tac_key=tac_key
+        tunion,
+        purchase_key=purchase_key(tunion, keyset),
+        tac_key=tac_key,
+        maintenance_key=maintenance_key(tunion, keyset),
     )
     return dataclasses.replace(profile, tunion=settings)
 

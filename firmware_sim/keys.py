@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from firmware_sim.spec.psam import PURCHASE_KEY_NAME, SSC_KEY_NAMES
+from firmware_sim.spec.psam import MAINTENANCE_KEY_NAME, PURCHASE_KEY_NAME, SSC_KEY_NAMES
 from firmware_sim.spec.ssc import Algorithm
 
-KEY_NAMES = frozenset({*SSC_KEY_NAMES.values(), PURCHASE_KEY_NAME})
+KEY_NAMES = frozenset({*SSC_KEY_NAMES.values(), PURCHASE_KEY_NAME, MAINTENANCE_KEY_NAME})
 KEY_LENGTH = 16
 
 
@@ -25,7 +25,8 @@ class MasterKeys:
     """The 12-digit terminal number and the 16-byte master keys, by (algorithm, name).
 
     Algorithms are the card algorithm flags (1 3DES, 3 SM4); names ``irk``, ``rkssse``,
-    ``ukssse`` and ``purchase``. ``repr`` names the keys, never their values.
+    ``ukssse``, ``purchase`` and ``maintenance`` (the e-purse application maintenance
+    master, MAMK). ``repr`` names the keys, never their values.
     """
 
     terminal_number: str
@@ -77,6 +78,10 @@ class MasterKeys:
     def purchase_master(self, algorithm: int) -> bytes | None:
         """The e-purse purchase master key of ``algorithm``, or None."""
         return self.key(algorithm, PURCHASE_KEY_NAME)
+
+    def maintenance_master(self, algorithm: int) -> bytes | None:
+        """The e-purse application maintenance master (MAMK) of ``algorithm``, or None."""
+        return self.key(algorithm, MAINTENANCE_KEY_NAME)
 
     def has_purchase_keys(self) -> bool:
         return any(name == PURCHASE_KEY_NAME for _, name in self.keys)

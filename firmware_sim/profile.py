@@ -90,6 +90,13 @@ false), ``sfi_record_id``, ``select_p2_0c``, ``partial_df_name``, ``extended_len
     tac_key = "..."            # optional: the card's separate TAC key DTK, 32 hex (the
                                # separate-master scheme, docs/transit.md); without it the
                                # TAC key is the DPK diversified by "TAC" (dpk-variant)
+    maintenance_key = "..."    # optional: the card's application maintenance key DAMK,
+                               # 32 hex (written by onecard sim issue); without it
+                               # APPLICATION BLOCK (84 1E) answers 6A88
+    rail_record = true         # file 0x1A (rail composite records) present; default true
+    rail_record_id = 2         # identifier (byte 1) of its one fresh record; default 2
+    rail_record_hex = "..."    # optional: the record's 128 bytes, hex, as another operator
+                               # (or a fault) left it; its byte 1 is its identifier
 
 The tables the issuing tools (``onecard sim issue``) write for personalised cards hold card
 secrets, so such files are made at test or demo time, never committed::
@@ -275,8 +282,15 @@ class TUnionSettings:
     purchase_key: bytes | None = None
     tac_key: bytes | None = None
     """The card's separate TAC key DTK (``separate-master``); None: ``dpk-variant``."""
+    maintenance_key: bytes | None = None
+    """The card's application maintenance key DAMK (APPLICATION BLOCK's MAC)."""
+    rail_record: bool = True
+    """File 0x1A present (one record)."""
+    rail_record_id: int = tunion.DEFAULT_RAIL_RECORD_ID
+    rail_record_data: bytes | None = None
+    """The 0x1A record's 128 bytes as personalised; None: a fresh one with the id."""
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # keys hidden (purchase, TAC, maintenance)
         key = "<hidden>" if self.purchase_key else None
         return (
             f"TUnionSettings(serial={self.public_info.app_serial.hex()}, "
@@ -640,6 +654,16 @@ def _tunion(t: _Table) -> TUnionSettings:
     t.used.add("purchase_key")
     tac_key = t.hex_bytes("tac_key", 16) if "tac_key" in t.table else None
     t.used.add("tac_key")
+    maintenance_key = t.hex_bytes("maintenance_key", 16) if "maintenance_key" in t.table else None
+    t.used.add("maintenance_key")
+    rail_record = t.flag("rail_record", True)
+    rail_record_id = t.number("rail_record_id", 0, 0xFF, tunion.DEFAULT_RAIL_RECORD_ID)
+    rail_size = tunion.RAIL_RECORDS.length
+    rail_data = None
+    if "rail_record_hex" in t.table:
+        t.check("rail_record_hex", rail_record, "a record for a card without file 0x1A")
+        rail_data = t.hex_bytes("rail_record_hex", rail_size)
+    t.used.add("rail_record_hex")
     return TUnionSettings(
         algorithm=algorithm,
         balance=t.number("balance", 0, tunion.BALANCE_MASK),
@@ -653,6 +677,10 @@ def _tunion(t: _Table) -> TUnionSettings:
         empty_log_records=t.number("empty_log_records", 0, 64, 0),
         purchase_key=key,
         tac_key=tac_key,
+        maintenance_key=maintenance_key,
+        rail_record=rail_record,
+        rail_record_id=rail_record_id,
+        rail_record_data=rail_data,
     )
 
 
@@ -797,11 +825,17 @@ def _tunion_table(settings: TUnionSettings) -> dict[str, object]:
         "fci_label": settings.fci_label,
         "purchase_log": list(settings.purchase_log),
         "empty_log_records": settings.empty_log_records,
+        "rail_record": settings.rail_record,
+        "rail_record_id": settings.rail_record_id,
     }
+    if settings.rail_record_data is not None:
+        table["rail_record_hex"] = settings.rail_record_data
     if settings.purchase_key is not None:
         table["purchase_key"] = settings.purchase_key
     if settings.tac_key is not None:
         table["tac_key"] = settings.tac_key
+    if settings.maintenance_key is not None:
+        table["maintenance_key"] = settings.maintenance_key
     return table
 
 

@@ -20,7 +20,19 @@ docs/transit.md):
                                          ``6700`` Lc not 18.
 ``80 FA 00 00 08 X 08``                  CIPHER DATA: leftmost 8 bytes of ``E_SK(X || 00..)``.
                                          ``6985`` no session key delivered, ``6A86`` P1-P2 not
-                                         00 00, ``6700`` Lc not 8; Le held to 8 (``6C08``).
+                                         00 00 (nor 05 00), ``6700`` Lc not 8; Le held to 8
+                                         (``6C08``).
+``80 1A 45 <kv> 10 serial8 issuer8``     INIT SAM FOR DESCRYPT: the maintenance master of key
+                                         version ``kv`` (02 3DES, 03 SM4) diversified by the
+                                         issuer id, then the application serial's low 8 bytes
+                                         (= the card's DAMK), kept in RAM. ``9000``, no data.
+                                         ``6A88`` unknown key version or no such master,
+                                         ``6A86`` P1 not 45, ``6700`` Lc not 10.
+``80 FA 05 00 Lc IV(8) data``            CIPHER DATA, MAC with initial value: the 4-byte MAC of
+                                         ``data`` (whole 8-byte blocks, padded by the terminal)
+                                         under the DESCRYPT key, CBC from IV; SM4 extends IV and
+                                         data with zeros to 16-byte blocks. ``6985`` no key set
+                                         up, ``6700`` Lc not 8 + a multiple of 8 (at least 16).
 ``80 70 00 00 24 <data> 08``            MAC1: purchase key from the ``purchase`` master
                                          (algorithm from the algId byte, diversified by issuer id
                                          then application serial), serial + 1, session key, MAC1;
@@ -37,7 +49,8 @@ them. Outside the ADF the applet answers nothing and the OS refuses the propriet
 (``6E00``), as a PSAM does before its application is selected.
 
 The session key lives in RAM: power-on (:meth:`PsamApplet.reset`) and every DELIVERY SESSION
-KEY, successful or not, drop it. The purchase sessions are RAM too; the purchase transaction
+KEY, successful or not, drop it; the DESCRYPT key likewise (power-on, every INIT SAM FOR
+DESCRYPT). The purchase sessions are RAM too; the purchase transaction
 serial is EEPROM (it survives power-off, as a real PSAM's).
 """
 
@@ -87,6 +100,7 @@ class PsamApplet(Applet):
     def __init__(self, keys: object, serial: int = 0) -> None:
         self.keys = MasterKeys.coerce(keys)
         self._session: tuple[int, bytes] | None = None
+        self._descrypt: tuple[int, bytes] | None = None  # INIT SAM FOR DESCRYPT: (alg, key)
         self.serial = serial
         """The purchase transaction serial (EEPROM), incremented before each MAC1."""
         self._purchases: OrderedDict[int, _MacSession] = OrderedDict()
@@ -96,6 +110,7 @@ class PsamApplet(Applet):
             psam.Command.CIPHER_DATA.value: self._cipher_data,
             psam.Command.MAC1.value: self._mac1,
             psam.Command.MAC2.value: self._mac2,
+            psam.Command.INIT_SAM_FOR_DESCRYPT.value: self._init_descrypt,
         }
         """(CLA, INS) -> handler, consulted while the ADF is selected."""
 
@@ -113,6 +128,7 @@ class PsamApplet(Applet):
 
     def reset(self) -> None:
         self._session = None
+        self._descrypt = None
         self._purchases.clear()
         self._current = None
 
@@ -152,7 +168,25 @@ class PsamApplet(Applet):
         self._session = (alg, crypto.session_key(alg, card_key, process_factor))
         return status(SW.NORMAL_PROCESSING)
 
+    def _init_descrypt(self, card: CardOS, cmd: Command) -> Response:
+        """``80 1A 45 <key version> 10 <serial low 8 || issuer id 8>``."""
+        self._descrypt = None  # a failed set-up leaves no key of the previous card
+        if cmd.p1 != psam.DESCRYPT_USAGE_MAINTENANCE:
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) != psam.DESCRYPT_DATA_LENGTH:
+            return status(SW.WRONG_LENGTH)
+        alg = psam.MAINTENANCE_KEY_VERSIONS.get(cmd.p2)
+        master = None if alg is None else self.keys.maintenance_master(alg)
+        if alg is None or master is None:
+            return status(SW.REFERENCED_DATA_NOT_FOUND)  # 6A88
+        serial_low8, issuer_id = cmd.data[:8], cmd.data[8:]
+        key = crypto.diversify(alg, crypto.diversify(alg, master, issuer_id), serial_low8)
+        self._descrypt = (alg, key)
+        return status(SW.NORMAL_PROCESSING)
+
     def _cipher_data(self, card: CardOS, cmd: Command) -> Response:
+        if (cmd.p1, cmd.p2) == (psam.CIPHER_P1_MAC_WITH_IV, 0x00):
+            return self._mac_with_iv(card, cmd)
         if cmd.p1 or cmd.p2:
             return status(SW.INCORRECT_P1_P2)
         if len(cmd.data) != psam.CIPHER_DATA_LENGTH:
@@ -161,6 +195,21 @@ class PsamApplet(Applet):
             return status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)  # 6985
         alg, key = self._session
         return card.respond(cmd, crypto.cryptogram(alg, key, cmd.data))
+
+    def _mac_with_iv(self, card: CardOS, cmd: Command) -> Response:
+        """``80 FA 05 00 Lc IV(8) data``: MAC of ``data`` (whole 8-byte blocks) from IV."""
+        iv_length = psam.CIPHER_IV_LENGTH
+        blocks = len(cmd.data) - iv_length
+        if blocks <= 0 or blocks % 8:
+            return status(SW.WRONG_LENGTH)
+        if self._descrypt is None:
+            return status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)  # 6985
+        alg, key = self._descrypt
+        iv, data = cmd.data[:iv_length], cmd.data[iv_length:]
+        block = crypto.block_size(alg)
+        data += bytes(-len(data) % block)  # SM4: the 8-byte padded data extended with zeros
+        mac = crypto.sm_mac(alg, key, data, iv=crypto.mac_initial_value(alg, iv), pad=False)
+        return card.respond(cmd, mac)
 
     def _mac1(self, card: CardOS, cmd: Command) -> Response:
         # A failed MAC1 must not leave the previous card's session checkable as current.

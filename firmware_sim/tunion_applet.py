@@ -7,6 +7,9 @@ File tree, under the MF (docs/transit.md "Files")::
          ├─ EF15  public information, transparent, SFI 15, 30 bytes, free read
          ├─ EF17  management information, transparent, SFI 17, 60 bytes, free read
          ├─ EF18  purchase log, cyclic, SFI 18, 23-byte records (record 1 = newest)
+         ├─ EF1A  rail composite records, variable length, SFI 1A, 128-byte records named
+         │        by their identifier (byte 1); one by default, none with ``rail_record``
+         │        off
          └─ EF1E  transit process (trip) records, cyclic, SFI 1E, 48-byte records
 
 The FCI: ``6F .. 84 08 <AID> A5 .. 9F0C 1E <0x15>`` (this simulator's first shape), or the
@@ -27,17 +30,33 @@ are the card OS's):
                                         ``9403`` unknown key index
                                         (or no purchase key), ``9303`` locked after
                                         :data:`MAC1_TRIES` wrong MAC1s.
-``80 DC <id> F0 30 <record>``           UPDATE CAPP DATA CACHE (after a P1 03 INITIALIZE): stage
-                                        the 0x1E record, written on a successful DEBIT.
+``80 DC <id> D0 80 <128 bytes>``        UPDATE CAPP DATA CACHE of 0x1A (after a P1 03
+                                        INITIALIZE, else ``6985``): stage the record whose
+                                        identifier is P1 = byte 1 (``6A83`` no such record,
+                                        ``6A80`` byte 1 is not P1, ``6700`` Lc not 80).
+``80 DC 00 F0 30 <48 bytes>``           UPDATE CAPP DATA CACHE of 0x1E: stage a trip record
+                                        (P1 not 00 ``6A86``, Lc not 30 ``6700``). One staged
+                                        record per file, a second replaces it; other P2 ``6A86``.
 ``80 54 01 00 0F ser date time MAC1``   DEBIT FOR PURCHASE: MAC1 checked under the session key
                                         (``9302`` wrong, one try less, nothing debited); then
-                                        debit, counter + 1, log, staged trip record; TAC(4) MAC2(4).
+                                        debit, counter + 1, log and the staged records, all at
+                                        once; TAC(4) MAC2(4).
 ``80 5A 00 <type> 02 <cnt+1> 08``       GET TRANSACTION PROVE: MAC2(4) TAC(4) of the last
                                         transaction when type and counter match, else ``9406``.
+``00 84 00 00 04``                      GET CHALLENGE, 4 bytes (other lengths: the card OS's).
+``84 1E 00 00|01 04 MAC(4)``            APPLICATION BLOCK, temporary (00) or permanent (01):
+                                        MAC of ``84 1E 00 P2 04`` (ISO 9797-1 padding 2) with
+                                        initial value challenge || 00.. under the DAMK. Then,
+                                        for good: SELECT answers the FCI with ``6283``, GET
+                                        BALANCE and INITIALIZE ``9303``; reads still work.
+                                        ``6984`` no challenge (each serves one command),
+                                        ``6988`` wrong MAC, ``6A86`` P1 not 00 / P2 not 00-01,
+                                        ``6700`` Lc not 4, ``6A88`` no maintenance key.
 ======================================  ===========================================================
 
-The balance, counter, logs and MAC1 try counter are EEPROM: they survive power-off (they are
-attributes of the applet; :meth:`TUnionApplet.reset` drops only the purchase in progress).
+The balance, counter, logs, records, block state and MAC1 try counter are EEPROM: they
+survive power-off (they are attributes of the applet and its files;
+:meth:`TUnionApplet.reset` drops only the purchase in progress).
 
 :attr:`TUnionApplet.after_debit`, when set, is called once right after a DEBIT is committed and
 before its answer leaves: tests set it to ``bridge.remove`` to model a card pulled out of the
@@ -49,7 +68,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from firmware_sim import crypto
 from firmware_sim.apdu import Command, Response, status
@@ -64,6 +83,7 @@ from firmware_sim.spec.tunion import (
     MANAGEMENT_INFO,
     PUBLIC_INFO,
     PURCHASE_LOG,
+    RAIL_RECORDS,
     TRIP_CAPACITY,
     TRIP_RECORDS,
     TUNION_ADF_FID,
@@ -104,7 +124,8 @@ class _Purchase:
     transaction_type: int
     terminal_number: bytes
     random: bytes
-    staged: bytes | None = None  # the trip record from UPDATE CAPP DATA CACHE
+    staged: dict[int, bytes] = field(default_factory=dict)
+    """SFI -> the record UPDATE CAPP DATA CACHE staged for that file (one per file)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +150,12 @@ class TUnionApplet(Applet):
     Options imitating real cards: ``balance_bit31`` (bit 31 of the answered balance set),
     ``fci_public_info`` (0x15 in the FCI), ``fci_label`` (the real FCI's tags),
     ``empty_log_records`` (all-zero records after ``purchase_log`` in 0x18).
+
+    File 0x1A: ``rail_record`` False leaves it out; otherwise it holds one record,
+    ``rail_record_data`` (128 bytes as another operator wrote them, or corrupt ones: its
+    byte 1 is its identifier) or a fresh one with ``rail_record_id``.
+    ``maintenance_key``: the card's DAMK (16 bytes) APPLICATION BLOCK's MAC is made under;
+    None: the card refuses the command (``6A88``).
     """
 
     def __init__(
@@ -147,11 +174,22 @@ class TUnionApplet(Applet):
         fci_label: bool = False,
         empty_log_records: int = 0,
         tac_key: bytes | None = None,
+        maintenance_key: bytes | None = None,
+        rail_record: bool = True,
+        rail_record_id: int = tunion.DEFAULT_RAIL_RECORD_ID,
+        rail_record_data: bytes | None = None,
     ) -> None:
         if purchase_key is not None and len(purchase_key) != 16:
             raise ValueError("the purchase key is 16 bytes")
         if tac_key is not None and len(tac_key) != 16:
             raise ValueError("the TAC key is 16 bytes")
+        if maintenance_key is not None and len(maintenance_key) != 16:
+            raise ValueError("the maintenance key is 16 bytes")
+        if rail_record_data is not None:
+            if not rail_record:
+                raise ValueError("rail record data for a card without file 0x1A")
+            if len(rail_record_data) != RAIL_RECORDS.length:
+                raise ValueError(f"a 0x1A record is {RAIL_RECORDS.length} bytes")
         if int(algorithm) not in tunion.ALGORITHM_ID_OF_FLAG:
             raise ValueError(f"no e-purse with algorithm {algorithm!r} (1 3DES, 3 SM4)")
         if not 0 <= balance <= tunion.BALANCE_MASK:
@@ -172,10 +210,19 @@ class TUnionApplet(Applet):
         self._log_capacity = max(LOG_CAPACITY, len(log))
         self._initial_log = log
         self._initial_trips = list(trip_records or [])
+        self._initial_rail: list[bytes] | None = None
+        if rail_record:
+            data = rail_record_data or tunion.fresh_rail_record(rail_record_id)
+            self._initial_rail = [bytes(data)]
+        self._maintenance_key = None if maintenance_key is None else bytes(maintenance_key)
+        self.blocked: int | None = None
+        """None, or how APPLICATION BLOCK blocked the application (EEPROM):
+        :data:`tunion.BLOCK_TEMPORARY` or :data:`tunion.BLOCK_PERMANENT`."""
         self._purchase: _Purchase | None = None
         self._prove: _Prove | None = None
         self.log_ef: RecordEF | None = None
         self.trip_ef: RecordEF | None = None
+        self.rail_ef: RecordEF | None = None
         self.after_debit: Callable[[], None] | None = None
         """Called once after the next committed DEBIT, before its answer (tests: tearing)."""
         self.handlers: dict[int, Callable[[CardOS, Command], Response]] = {
@@ -203,6 +250,10 @@ class TUnionApplet(Applet):
         self.log_ef = adf.add(
             RecordEF(PURCHASE_LOG.fid, sfi=PURCHASE_LOG.sfi, records=self._initial_log)
         )
+        if self._initial_rail is not None:
+            self.rail_ef = adf.add(
+                RecordEF(RAIL_RECORDS.fid, sfi=RAIL_RECORDS.sfi, records=self._initial_rail)
+            )
         self.trip_ef = adf.add(
             RecordEF(TRIP_RECORDS.fid, sfi=TRIP_RECORDS.sfi, records=self._initial_trips)
         )
@@ -213,7 +264,15 @@ class TUnionApplet(Applet):
         self._purchase = None
 
     def process(self, card: CardOS, cmd: Command) -> Response | None:
-        if cmd.cla != iso7816.CLA_PROPRIETARY or not self.is_selected(card):
+        if not self.is_selected(card):
+            return None
+        if cmd.cla == iso7816.CLA_INTERINDUSTRY and cmd.ins == iso7816.Ins.GET_CHALLENGE:
+            return self._get_challenge(card, cmd)
+        if cmd.cla == tunion.CLA_SECURE_MESSAGING and cmd.ins == tunion.INS_APPLICATION_BLOCK:
+            # The one secure-messaging command; any other in class 84 stays the OS's 6E00.
+            self._purchase = None
+            return self._application_block(card, cmd)
+        if cmd.cla != iso7816.CLA_PROPRIETARY:
             return None
         handler = self.handlers.get(cmd.ins)
         if handler is None:
@@ -236,6 +295,8 @@ class TUnionApplet(Applet):
             return status(SW.INCORRECT_P1_P2)
         if cmd.data:
             return status(SW.WRONG_LENGTH)
+        if self.blocked is not None:
+            return status(SW.APPLICATION_LOCKED)
         return card.respond(cmd, self._answered_balance())
 
     def _initialize(self, card: CardOS, cmd: Command) -> Response:
@@ -244,12 +305,14 @@ class TUnionApplet(Applet):
             return status(SW.INCORRECT_P1_P2)
         if len(cmd.data) != tunion.INITIALIZE_DATA_LENGTH:
             return status(SW.WRONG_LENGTH)
-        if self.mac1_tries == 0:
+        if self.mac1_tries == 0 or self.blocked is not None:
             return status(SW.APPLICATION_LOCKED)
         if cmd.data[0] != tunion.KEY_INDEX or self._key is None:
             return status(SW.KEY_INDEX_NOT_SUPPORTED)
         amount = int.from_bytes(cmd.data[1:5], "big")
-        if amount == 0:
+        if amount == 0 and cmd.p1 != tunion.P1_COMPOSITE:
+            # A composite purchase of 0 is how a metro entry writes its record (the real
+            # BOM code sends amount 0 with P1 03); a plain purchase of nothing is not one.
             return status(SW.INCORRECT_DATA)
         if amount > self.balance:
             # docs/transit.md: 9401 when amount > balance. The overdraft limit is reported
@@ -268,19 +331,38 @@ class TUnionApplet(Applet):
         return card.respond(cmd, answer)
 
     def _update_cache(self, card: CardOS, cmd: Command) -> Response:
-        """``80 DC <record id> F0 30 <48 bytes>``: stage the trip record of a composite
-        purchase (P2 = SFI 1E << 3, identifier mode)."""
+        """Stage a record of a composite purchase (P2 = SFI << 3), written by DEBIT:
+        ``80 DC <record id> D0 80 <128 bytes>`` the 0x1A record with that identifier (byte
+        1), ``80 DC 00 F0 30 <48 bytes>`` a 0x1E trip record. A second one for the same
+        file replaces the first."""
         purchase = self._purchase
         if purchase is None or purchase.transaction_type != tunion.TYPE_COMPOSITE:
             return status(SW.CONDITIONS_OF_USE_NOT_SATISFIED)
-        if cmd.p2 != TRIP_RECORDS.sfi << 3:
+        ref = tunion.CACHE_FILES.get(cmd.p2)
+        if ref is None:
             return status(SW.INCORRECT_P1_P2)
-        if len(cmd.data) != TRIP_RECORDS.length:
+        if ref is TRIP_RECORDS and cmd.p1 != tunion.CACHE_P1_CYCLIC:
+            return status(SW.INCORRECT_P1_P2)  # a cyclic file has no record identifiers
+        if ref is RAIL_RECORDS and self.rail_ef is None:
+            return status(SW.FILE_NOT_FOUND)
+        if len(cmd.data) != ref.length:
             return status(SW.WRONG_LENGTH)
-        if cmd.data[0] != cmd.p1:
-            return status(SW.INCORRECT_DATA)  # P1 names the record by its identifier, byte 0
-        purchase.staged = bytes(cmd.data)
+        if ref is RAIL_RECORDS:
+            if self._rail_index(cmd.p1) is None:
+                return status(SW.RECORD_NOT_FOUND)
+            if cmd.data[tunion.RAIL_RECORD_ID_OFFSET] != cmd.p1:
+                return status(SW.INCORRECT_DATA)  # P1 names the record: byte 1 must agree
+        purchase.staged[ref.sfi] = bytes(cmd.data)
         return status(SW.NORMAL_PROCESSING)
+
+    def _rail_index(self, record_id: int) -> int | None:
+        """The index in 0x1A of the record with identifier ``record_id`` (byte 1)."""
+        if self.rail_ef is None:
+            return None
+        for index, record in enumerate(self.rail_ef.records):
+            if len(record) > tunion.RAIL_RECORD_ID_OFFSET and record[1] == record_id:
+                return index
+        return None
 
     def _debit(self, card: CardOS, cmd: Command) -> Response:
         """``80 54 01 00 0F serial(4) date(4) time(3) MAC1(4) [08]``."""
@@ -328,8 +410,14 @@ class TUnionApplet(Applet):
         self.counter = (self.counter + 1) & 0xFFFF
         assert self.log_ef is not None and self.trip_ef is not None
         _append_cyclic(self.log_ef, log, self._log_capacity)
-        if purchase.staged is not None:
-            _append_cyclic(self.trip_ef, purchase.staged, TRIP_CAPACITY)
+        rail = purchase.staged.get(RAIL_RECORDS.sfi)
+        if rail is not None:
+            index = self._rail_index(rail[tunion.RAIL_RECORD_ID_OFFSET])
+            assert self.rail_ef is not None and index is not None, "checked when staged"
+            self.rail_ef.records[index] = rail
+        trip = purchase.staged.get(TRIP_RECORDS.sfi)
+        if trip is not None:
+            _append_cyclic(self.trip_ef, trip, TRIP_CAPACITY)
         mac2 = crypto.mac2(alg, sk, purchase.amount)
         tac = crypto.tac(
             alg,
@@ -347,6 +435,39 @@ class TUnionApplet(Applet):
         if hook is not None:
             hook()
         return card.respond(cmd, tac + mac2)
+
+    def _get_challenge(self, card: CardOS, cmd: Command) -> Response | None:
+        """``00 84 00 00 04``: 4 random bytes for APPLICATION BLOCK (PBOC); other lengths
+        are the card OS's (its ``challenge_lengths``)."""
+        if cmd.p1 or cmd.p2 or cmd.data or cmd.le != tunion.EPURSE_CHALLENGE_LENGTH:
+            return None
+        card.last_challenge = secrets.token_bytes(tunion.EPURSE_CHALLENGE_LENGTH)
+        return Response(card.last_challenge, SW.NORMAL_PROCESSING)
+
+    def _application_block(self, card: CardOS, cmd: Command) -> Response:
+        """``84 1E 00 <00|01> 04 MAC(4)``: block the application, temporarily (P2 00) or
+        for good (01). The MAC covers the header ``84 1E 00 P2 04`` padded with ISO 9797-1
+        method 2, initial value the last challenge || zeros, under the DAMK."""
+        if cmd.p1 != 0x00 or cmd.p2 not in (tunion.BLOCK_TEMPORARY, tunion.BLOCK_PERMANENT):
+            return status(SW.INCORRECT_P1_P2)
+        if len(cmd.data) != tunion.BLOCK_MAC_LENGTH:
+            return status(SW.WRONG_LENGTH)
+        challenge = card.take_challenge()  # one command per challenge, right or wrong
+        if challenge is None:
+            return status(SW.REFERENCED_DATA_INVALIDATED)
+        if self._maintenance_key is None:
+            return status(SW.REFERENCED_DATA_NOT_FOUND)
+        header = bytes((cmd.cla, cmd.ins, cmd.p1, cmd.p2, len(cmd.data)))
+        expected = crypto.application_block_mac(
+            self.algorithm, self._maintenance_key, challenge, header
+        )
+        if not hmac.compare_digest(expected, cmd.data):
+            return status(SW.SECURE_MESSAGING_DATA_INCORRECT)
+        if self.blocked != tunion.BLOCK_PERMANENT:  # a permanent block stays permanent
+            self.blocked = cmd.p2
+        assert self.root is not None
+        self.root.invalidated = True
+        return status(SW.NORMAL_PROCESSING)
 
     def _prove_command(self, card: CardOS, cmd: Command) -> Response:
         """``80 5A 00 <06|09> 02 <counter + 1> [08]``."""
@@ -379,6 +500,7 @@ def add_tunion(
     counter: int = 0,
     tac_scheme: str = tunion.TAC_SCHEME_DPK_VARIANT,
     tac_master: bytes | None = None,
+    rail_record_id: int = tunion.DEFAULT_RAIL_RECORD_ID,
     **options: object,
 ) -> TUnionApplet:
     """Install the e-purse on ``card`` (e.g. from :func:`firmware_sim.ssc_applet.build_card`).
@@ -389,9 +511,19 @@ def add_tunion(
     ``dpk-variant`` from the DPK, ``separate-master`` a DTK diversified from ``tac_master``
     (or given as the ``tac_key`` option). ``options`` are the :class:`TUnionApplet` keyword
     options (``balance_bit31``, ``fci_public_info``, ``fci_label``, ``purchase_log``,
-    ``empty_log_records``, ``overdraft``, ``tac_key``).
+    ``empty_log_records``, ``overdraft``, ``tac_key``, ``maintenance_key``,
+    ``rail_record``, ``rail_record_data``). The maintenance key DAMK is the
+    ``maintenance_key`` option, or derived from the key set's ``maintenance`` master when it
+    has one (none: the card refuses APPLICATION BLOCK). ``rail_record_id`` is the
+    identifier of the fresh 0x1A record.
     """
     info = public_info or sample_public_info(app_serial)
+    if options.get("maintenance_key") is None and keyset is not None:
+        mamk = MasterKeys.coerce(keyset).maintenance_master(algorithm)
+        if mamk is not None:
+            options["maintenance_key"] = crypto.maintenance_key(
+                algorithm, mamk, info.issuer_id, info.app_serial
+            )
     if purchase_key is None:
         if keyset is None:
             raise ValueError("give the PSAM key set or the card's purchase key")
@@ -416,6 +548,7 @@ def add_tunion(
         algorithm,
         info,
         counter=counter,
+        rail_record_id=rail_record_id,
         **options,  # type: ignore[arg-type]
     )
     return card.install(applet)
@@ -436,5 +569,9 @@ def install_from_profile(card: CardOS, settings: TUnionSettings) -> TUnionApplet
         fci_label=settings.fci_label,
         empty_log_records=settings.empty_log_records,
         tac_key=settings.tac_key,
+        maintenance_key=settings.maintenance_key,
+        rail_record=settings.rail_record,
+        rail_record_id=settings.rail_record_id,
+        rail_record_data=settings.rail_record_data,
     )
     return card.install(applet)

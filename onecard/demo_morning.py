@@ -67,6 +67,25 @@ APPLIST = {
             "valid_from": "2025-01-01",
         },
         {
+            "code": "metro",
+            "name": "Rail transit",
+            "scope": "national",
+            "fare": 0,
+            "cards": ["ssc", "tunion"],
+            "valid_from": "2025-01-01",
+        },
+        {
+            "code": "bus-transfer",
+            "name": "City buses (transfer from the metro)",
+            "scope": "national",
+            "fare": 200,
+            "category_fares": {"2": 100, "4": 0},
+            "cards": ["ssc", "tunion"],
+            "transfers": [{"after": ["rail"], "within_minutes": 90, "discount_fen": 100}],
+            "rides_per_day": {"4": 4},
+            "valid_from": "2025-01-01",
+        },
+        {
             "code": "hospital-registration",
             "name": "Hospital registration",
             "scope": "national",
@@ -80,6 +99,41 @@ TERMINALS = {
     "GATE-01": ("gate", "museum-entry", 0),
     "BUS-01": ("validator", "bus-fare", 1),
     "DESK-01": ("counter", "hospital-registration", 3),
+    "RAIL-IN": ("rail", "metro", 0),
+    "RAIL-OUT": ("rail", "metro", 3),
+    "BUS-02": ("validator", "bus-transfer", 1),
+    "INSPECT-01": ("inspector", "bus-transfer", 0),
+}
+FARES = {
+    "network": "rail",
+    "stations": [
+        {"code": "0101", "name": "Xiaoshizi", "line": "01"},
+        {"code": "0105", "name": "Lianglukou", "line": "01"},
+        {"code": "0203", "name": "Yangjiaping", "line": "02"},
+    ],
+    "pricing": "distance",
+    "distances": [["0101", "0105", 7.0], ["0101", "0203", 14.0], ["0105", "0203", 9.0]],
+    "bands": [[6, 200], [11, 300], [17, 400], [None, 500]],
+    "categories": {"adult": 100, "student": 50, "elderly": 0},
+    "max_minutes": 240,
+    "overtime_fen": 400,
+    "same_station_minutes": 20,
+    "same_station_fen": 200,
+    "reentry_minutes": 10,
+}
+FIELD_TRANSIT = """
+[transit]
+identify = "purse"
+journey_record = true
+card_types = { "04" = "4" }
+city_code = "6900"
+low_balance_fen = 1500
+"""
+RAIL_SECTIONS = {
+    "RAIL-IN": FIELD_TRANSIT + '[rail]\nstation = "0101"\nrole = "entry"\n',
+    "RAIL-OUT": FIELD_TRANSIT + '[rail]\nstation = "0105"\nrole = "exit"\n',
+    "BUS-02": FIELD_TRANSIT,
+    "INSPECT-01": FIELD_TRANSIT + '[inspector]\nmode = "bus"\nminutes = 60\n',
 }
 PSAM_SLOT = 2
 
@@ -201,6 +255,7 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
         rows: list[Row] = []
         try:
             office.publish("applist", APPLIST)
+            office.publish("fares", FARES)
             trust = parse_json(Path(ecode["trust_list"]).read_bytes())
             office.publish(
                 "trustlist",
@@ -229,18 +284,22 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
                 )
                 creds.chmod(0o600)
                 (tmp / f"{terminal_id}-documents").mkdir()
+                scans = profile in ("gate", "validator") and terminal_id != "BUS-02"
                 (tmp / f"{terminal_id}.terminal.toml").write_text(
                     config_text(
                         terminal_id, profile, service, slots[slot], slots[PSAM_SLOT],
-                        scanner.port if profile != "counter" else "", world_dir(world), keys_file,
+                        scanner.port if scans else "", world_dir(world), keys_file,
                         tmp,
-                    )
+                    ) + RAIL_SECTIONS.get(terminal_id, "")
                 )  # fmt: skip
                 # The terminal's first sync: the lists it needs before its first passenger.
                 credentials = load_credentials(creds)
                 store = open_document_store(credentials, tmp / f"{terminal_id}-documents")
                 client = BackOfficeClient(credentials, SystemClock())
-                Downloader(store, client.fetch, SystemClock()).run_once()
+                wanted = ("hotlist", "trustlist", "applist") + (
+                    ("fares",) if profile == "rail" else ()
+                )
+                Downloader(store, client.fetch, SystemClock(), documents=wanted).run_once()
                 client.close()
 
             psam = VpcdBridge(build_psam(keyset), slot=PSAM_SLOT)
@@ -251,11 +310,12 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
                 rows += gate_morning(tmp, slots, world, ecode, scanner, hotlisted, expired, shots)
                 rows += bus_morning(tmp, slots, world, ecode, scanner, keyset, cq, poor, torn)
                 rows += counter_morning(tmp, slots, world, shots)
+                rows += rail_morning(tmp, slots, keyset, cq, shots)
             finally:
                 psam.remove()
                 scanner.close()
 
-            out("A morning at a museum gate, on a bus and at a hospital counter:\n")
+            out("A morning at a museum gate, on a bus, at a hospital counter and on the metro:\n")
             header = (
                 f"{'place':<9} {'credential':<34} {'decision':<8} {'reason':<30} "
                 f"{'fare':>6} {'APDUs':>5} {'ms':>6}"
@@ -480,6 +540,54 @@ def counter_morning(tmp, slots, world, shots) -> list[Row]:
         card = build_card(load_profile(cards["genuine-cq-2.0"]["file"]))
         rows.append(row("hospital", "2.0 card, wrong PIN", present(runtime, 3, reader, card, 2)))
         shots.take(runtime, "counter-2-wrong-pin")
+    return rows
+
+
+def rail_morning(tmp, slots, keyset, cq, shots) -> list[Row]:
+    """A rail journey: entry, exit with the distance fare, a bus with the transfer discount,
+    an elderly card named aloud, an exit without entry, an inspector's check."""
+    from firmware_sim.profile import sample_public_info
+
+    rows = []
+
+    def with_purse(profile: CardProfile, balance: int, serial: str, card_type: int = 0x01):
+        card = build_card(profile, contactless=True)
+        info = dataclasses.replace(sample_public_info(bytes.fromhex(serial)), card_type=card_type)
+        return card, add_tunion(card, keyset, balance=balance, public_info=info)
+
+    rider_profile, elder_profile, dodger_profile = (
+        variant(cq, keyset, 7101),
+        variant(cq, keyset, 7102),
+        variant(cq, keyset, 7103),
+    )
+    rider, _ = with_purse(rider_profile, 1500, "50000000000000000201")
+    elder, _ = with_purse(elder_profile, 5000, "50000000000000000202", card_type=0x04)
+    dodger, _ = with_purse(dodger_profile, 5000, "50000000000000000203")
+    with (
+        running(tmp / "RAIL-IN.terminal.toml") as entry,
+        running(tmp / "RAIL-OUT.terminal.toml") as exit_,
+        running(tmp / "BUS-02.terminal.toml") as bus,
+        shots.watching(bus),
+    ):
+        rows.append(row("metro", "entry at Xiaoshizi", present(entry, 0, slots[0], rider, 1)))
+        rows.append(
+            row("metro", "exit at Lianglukou (7 km)", present(exit_, 3, slots[3], rider, 1))
+        )
+        rows.append(
+            row("bus", "bus after the metro (transfer)", present(bus, 1, slots[1], rider, 1))
+        )
+        shots.take(bus, "bus-1-transfer-low-balance")
+        outcome = present(bus, 1, slots[1], elder, 2)
+        said = bus.screen.state.spoken("zh") if bus.screen is not None else ""
+        named = "named aloud" if said.startswith("老年卡") else "not named"
+        rows.append(row("bus", f"elderly card ({named})", outcome))
+        shots.take(bus, "bus-2-elderly-named")
+        rows.append(row("metro", "exit without entry", present(exit_, 3, slots[3], dodger, 2)))
+    with running(tmp / "INSPECT-01.terminal.toml") as inspector:
+        rows.append(
+            row("inspect", "rider who paid the bus", present(inspector, 0, slots[0], rider, 1))
+        )
+        rows.append(row("inspect", "card with no ride", present(inspector, 0, slots[0], dodger, 2)))
     return rows
 
 

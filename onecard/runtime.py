@@ -30,6 +30,8 @@ from terminal.runtime.profiles import (
     JOURNAL_SLACK,
     CounterProfile,
     GateProfile,
+    InspectorProfile,
+    RailGateProfile,
     ValidatorProfile,
     charge_in_journal,
 )
@@ -192,7 +194,14 @@ def build_runtime(
 
         desks: list[Any] = []
         profile = build_profile(
-            config, clock, backend, closers, psam=psam, journal=journal, sscard=desks
+            config,
+            clock,
+            backend,
+            closers,
+            psam=psam,
+            journal=journal,
+            sscard=desks,
+            documents=store,
         )
         if screen is not None and hasattr(profile, "before_pin"):
             profile.before_pin = lambda: screen.presenting("pin")
@@ -210,6 +219,7 @@ def build_runtime(
                 on_state=links.reporter("backoffice"),
                 heartbeat=status.snapshot,
                 heartbeat_interval=bo.heartbeat_seconds,
+                documents=_documents_for(config.profile),
             )
             closers.append(link.close)
             background.extend(Worker(name, work) for name, work in link.workers())
@@ -339,7 +349,7 @@ def _open_screen(
 
     settings = ScreenSettings(
         profile=config.profile,
-        contactless=config.profile in ("gate", "validator"),
+        contactless=config.profile in ("gate", "validator", "rail", "inspector"),
         contact=config.profile == "counter",
         code=bool(config.scanner.serial or config.scanner.camera),
         defaults=Prefs(lang=sc.lang, large=sc.large_print, voice=sc.voice),
@@ -407,6 +417,65 @@ def open_psam(backend: Any, reader: str, clock: Clock, links: Links | None = Non
     return psam
 
 
+def _documents_for(profile: str) -> tuple[str, ...]:
+    """The documents a terminal of ``profile`` downloads: every terminal the hotlist, the
+    trust list and the application list; a rail gate its fare table too."""
+    from terminal.sync.downloads import DEFAULT_DOCUMENTS
+
+    return (*DEFAULT_DOCUMENTS, "fares") if profile == "rail" else DEFAULT_DOCUMENTS
+
+
+def _ride_profile(
+    config: Any, clock: Clock, psam: Any, pending: Any, journaled: Any, documents: Any
+) -> Any:
+    """A bus validator or a rail gate: the same payment path, another site
+    (docs/transit.md "Rides")."""
+    from terminal.transit.journey_record import Station
+    from terminal.transit.ride import RideSite
+
+    transit = config.transit
+    service_code = config.terminal.service
+
+    def service() -> Any:
+        applist = documents.application_list if documents is not None else None
+        return applist.get(service_code) if applist is not None else None
+
+    def fares() -> Any:
+        return getattr(documents, "fare_table", None) if documents is not None else None
+
+    common = {
+        "city_code": bytes.fromhex(transit.city_code),
+        "operator": bytes.fromhex(transit.operator),
+        "record_id": transit.journey_record_id,
+    }
+    if config.profile == "rail":
+        station = Station.parse(config.rail.station)
+        site = RideSite(
+            mode="rail", role=config.rail.role, station=station, line=station.line, **common
+        )
+        repeat = config.rail.repeat_seconds
+        cls: Any = RailGateProfile
+    else:
+        site = RideSite(mode="bus", journey_record=transit.journey_record, **common)
+        repeat = config.validator.repeat_seconds
+        cls = ValidatorProfile
+    return cls(
+        clock,
+        repeat,
+        psam,
+        pending=pending,
+        journaled=journaled,
+        site=site,
+        service=service,
+        reads_ssc=transit.identify == "card",
+        card_types=transit.card_types,
+        low_balance_fen=transit.low_balance_fen,
+        fares=fares,
+        block_hotlisted=transit.block_hotlisted,
+        block_key_version=transit.block_key_version,
+    )
+
+
 def build_profile(
     config: Any,
     clock: Clock,
@@ -416,6 +485,7 @@ def build_profile(
     psam: Any = None,
     journal: Any = None,
     sscard: list[Any] | None = None,
+    documents: Any = None,
 ) -> Any:
     """The profile ``config`` (a :class:`~terminal.runtime.config.RuntimeConfig`) names,
     with its devices opened (the validator's PSAM: ``psam`` if given); what must be closed
@@ -429,9 +499,9 @@ def build_profile(
         gate = GateProfile(clock, config.gate.passback_minutes)
         _restore_window(gate, journal)
         return gate
-    if profile == "validator":
+    if profile in ("validator", "rail"):
         if not config.readers.psam:
-            raise ConfigError("validator profile needs [readers] psam (the purchase PSAM)")
+            raise ConfigError(f"{profile} profile needs [readers] psam (the purchase PSAM)")
         from terminal.transit.pending import PendingPurchases
 
         if psam is None:
@@ -448,11 +518,17 @@ def build_profile(
                 since = purchase.when.timestamp() - JOURNAL_SLACK
                 return charge_in_journal(journal.since(since), purchase)
 
-        validator = ValidatorProfile(
-            clock, config.validator.repeat_seconds, psam, pending=pending, journaled=journaled
-        )
+        validator = _ride_profile(config, clock, psam, pending, journaled, documents)
         _restore_window(validator, journal)
         return validator
+    if profile == "inspector":
+        from terminal.transit.inspection import InspectionRules
+
+        section = config.inspector
+        rules = InspectionRules(section.mode, section.minutes, section.line, section.terminals)
+        return InspectorProfile(
+            clock, rules, config.transit.journey_record_id, config.transit.card_types
+        )
     if profile == "counter":
         from terminal.devices.pinpad import ConsolePinPad
 

@@ -51,6 +51,13 @@ class HolderMessage:
     render the message in another language."""
     holder: str | None = None
     """The holder's masked name (``张*``), set only by profiles that may show it (counter)."""
+    concession: str | None = None
+    """The card's category at a validator or rail gate (``elderly``...): shown and spoken
+    first (:data:`CONCESSION_NAMES`), with its own tone, so staff can check the rider."""
+    notice: str | None = None
+    """An extra prompt's code (:data:`NOTICES`), e.g. ``low_balance``."""
+    shortfall: int | None = None
+    """Fen missing for the fare, when refused for balance."""
 
 
 class Outputs(Protocol):
@@ -144,6 +151,27 @@ MESSAGES: dict[str, _Text] = {
     "insufficient_balance": _text(
         ("余额不足", "Insufficient balance"), ("请充值后再试", "Please top up and try again")
     ),
+    "rail_entry": _text(("请进站", "Please enter"), ("", "")),
+    "rail_reentry": _text(("请进站", "Please enter"), ("同站再次进站，免费", "Re-entry: free")),
+    "exit_without_entry": _text(
+        ("无进站记录", "No entry recorded"), ("请到服务窗口补票", "Please see the station staff")
+    ),
+    "already_inside": _text(
+        ("上次未出站", "Last trip not closed"), ("请到服务窗口处理", "Please see the station staff")
+    ),
+    "ride_limit": _text(
+        ("今日乘车次数已用完", "Today's rides are used up"), ("请购票乘车", "Please buy a ticket")
+    ),
+    "unknown_station": _text(("票价无法计算", "Fare cannot be computed"), _ASK_STAFF),
+    "no_fare_table": _text(("终端暂停服务", "Terminal out of service"), _ASK_STAFF),
+    "no_journey_record": _text(("此卡不能乘地铁", "Card not valid for the metro"), _SERVICE_DESK),
+    "bad_journey_record": _text(("卡内记录异常", "Card record unreadable"), _SERVICE_DESK),
+    "inspection_paid": _text(("已付费", "Paid"), ("", "")),
+    "inspection_unpaid": _text(("未查到付费记录", "No paid ride found"), ("请补票", "Fare due")),
+    "not_inspectable": _text(("请刷实体卡", "Please tap the card"), ("", "")),
+    "no_transit_application": _text(
+        ("不是交通卡", "Not a transit card"), ("请使用交通联合卡", "Please use a T-Union card")
+    ),
     "torn_purchase_recovered": _text(
         ("上次扣费已完成", "Previous payment completed"),
         ("未重复扣费，请通行", "You were not charged twice - please pass"),
@@ -187,6 +215,19 @@ MESSAGES: dict[str, _Text] = {
     "internal_error": _text(("终端故障", "Terminal fault"), _ASK_STAFF),
 }
 """Holder texts by reason code: the policy's reasons, then the runtime's own."""
+
+CONCESSION_NAMES: dict[str, tuple[str, str]] = {
+    "4": ("老年卡", "Senior card"),
+    "2": ("学生卡", "Student card"),
+    "1": ("儿童卡", "Child card"),
+}
+"""Card categories (EF05 tag 02 codes, as the journal keeps them) a validator names aloud
+(article 21: the rider must be the card's holder); an adult card (3) is not named."""
+
+NOTICES: dict[str, tuple[str, str]] = {
+    "low_balance": ("余额不足，请及时充值", "Low balance: please top up soon"),
+    "transfer_discount": ("换乘优惠", "Transfer discount"),
+}
 
 _FALLBACK: dict[Outcome, _Text] = {
     Outcome.ACCEPTED: MESSAGES["ok"],

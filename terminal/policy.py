@@ -34,7 +34,16 @@ _LIST_KEYS = frozenset({"kind", "version", "services"})
 _LIST_KEYS_SIGNED = _LIST_KEYS | {"signature"}
 _SERVICE_REQUIRED = frozenset({"code", "name", "scope", "valid_from"})
 _SERVICE_OPTIONAL = frozenset(
-    {"fare", "category_fares", "categories", "valid_to", "credentials", "cards"}
+    {
+        "fare",
+        "category_fares",
+        "categories",
+        "valid_to",
+        "credentials",
+        "cards",
+        "transfers",
+        "rides_per_day",
+    }
 )
 DEFAULT_CARDS = frozenset({CardKind.SSC})
 """Card kinds of a service whose entry has no ``cards``: the social security card only, so
@@ -76,6 +85,27 @@ _SCOPE_TEXT = {
 }
 
 
+TRANSFER_MODES = frozenset({"bus", "rail"})
+
+
+@dataclass(frozen=True)
+class TransferRule:
+    """A transfer discount: a ride of this service within ``within_minutes`` of a paid ride
+    by one of ``after`` (``bus``, ``rail``) costs ``discount_fen`` less (never below 0).
+    The card's journey record holds the last paid ride, so the rule works offline and
+    across operators."""
+
+    after: frozenset[str]
+    within_minutes: float
+    discount_fen: int
+
+    def discount(self, last_mode: str, minutes_since: float) -> int:
+        """The discount for a ride ``minutes_since`` after a paid ride by ``last_mode``."""
+        if last_mode in self.after and 0 <= minutes_since <= self.within_minutes:
+            return self.discount_fen
+        return 0
+
+
 @dataclass(frozen=True)
 class ServiceItem:
     """One entry of the application list: a service that accepts the card."""
@@ -96,6 +126,12 @@ class ServiceItem:
     cards: frozenset[CardKind] = DEFAULT_CARDS
     """Card kinds taken: ``ssc`` (the social security application was read; e-codes too),
     ``tunion`` (a card known only by its T-Union e-purse). Default: ``ssc`` only."""
+    transfers: tuple[TransferRule, ...] = ()
+    """Transfer discounts on this service's fare (docs/policy.md "Transfers"): the first
+    rule that matches the card's last paid ride applies."""
+    rides_per_day: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    """Paid rides a card of a category may take in a day (counted on the card's journey
+    record, so across operators); a category not listed has no limit."""
 
     def in_force(self, today: dt.date) -> bool:
         return self.valid_from <= today and (self.valid_to is None or today <= self.valid_to)
@@ -334,6 +370,17 @@ def parse_service(entry: object, index: int = 0) -> ServiceItem:
         categories = frozenset(listed)
     credentials = _kinds(entry, "credentials", CredentialKind, frozenset(CredentialKind), where)
     cards = _kinds(entry, "cards", CardKind, DEFAULT_CARDS, where)
+    transfers = _transfers(entry.get("transfers", []), where)
+    raw_limits = entry.get("rides_per_day", {})
+    if not isinstance(raw_limits, dict):
+        raise ApplicationListError(f"{where}: rides_per_day must be an object")
+    limits: dict[str, int] = {}
+    for category, value in raw_limits.items():
+        if category not in _CATEGORY_SET:
+            raise ApplicationListError(f"{where}: rides_per_day has unknown category {category!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
+            raise ApplicationListError(f"{where}: rides_per_day[{category!r}] must be 0-1000")
+        limits[category] = value
     return ServiceItem(
         code=code,
         name=name,
@@ -345,7 +392,31 @@ def parse_service(entry: object, index: int = 0) -> ServiceItem:
         categories=categories,
         credentials=credentials,
         cards=cards,
+        transfers=transfers,
+        rides_per_day=MappingProxyType(limits),
     )
+
+
+def _transfers(value: object, where: str) -> tuple[TransferRule, ...]:
+    """``[{"after": ["bus", "rail"], "within_minutes": 90, "discount_fen": 100}, ...]``."""
+    if not isinstance(value, list) or len(value) > 16:
+        raise ApplicationListError(f"{where}: transfers must be a list of at most 16 rules")
+    rules = []
+    for n, rule in enumerate(value):
+        at = f"{where}: transfers[{n}]"
+        if not isinstance(rule, dict) or rule.keys() != {"after", "within_minutes", "discount_fen"}:
+            raise ApplicationListError(f"{at} must be {{after, within_minutes, discount_fen}}")
+        after = _string_list(rule["after"], f"{at}.after")
+        if not after or not set(after) <= TRANSFER_MODES:
+            raise ApplicationListError(f"{at}.after must list modes among bus, rail")
+        minutes = rule["within_minutes"]
+        if isinstance(minutes, bool) or not isinstance(minutes, int | float):
+            raise ApplicationListError(f"{at}.within_minutes must be a number")
+        if not 0 < minutes <= 1440:
+            raise ApplicationListError(f"{at}.within_minutes must be in (0, 1440]")
+        discount = _fen(rule["discount_fen"], f"{at}.discount_fen")
+        rules.append(TransferRule(frozenset(after), float(minutes), discount))
+    return tuple(rules)
 
 
 def parse_application_list(body: Mapping[str, Any]) -> ApplicationList:

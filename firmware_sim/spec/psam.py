@@ -25,6 +25,7 @@ class Command(enum.Enum):
     CIPHER_DATA = (0x80, 0xFA)  # 加密数据
     MAC1 = (0x80, 0x70)  # 消费交易初始化: MAC1
     MAC2 = (0x80, 0x72)  # 验证 MAC2
+    INIT_SAM_FOR_DESCRYPT = (0x80, 0x1A)  # 通用 DES 计算初始化
 
 
 class KeyUsage(enum.IntEnum):
@@ -43,6 +44,19 @@ SSC_KEY_NAMES: dict[KeyUsage, str] = {
 """The social security master keys by usage, named as the key file and a card profile's
 ``[keys]`` table name them (in that order: IRK, RKSSSE, UKSSSE)."""
 PURCHASE_KEY_NAME = "purchase"  # the e-purse purchase master key
+MAINTENANCE_KEY_NAME = "maintenance"  # the e-purse application maintenance master (MAMK)
+
+# INIT SAM FOR DESCRYPT `80 1A 45 <key version> 10 <serial low 8 || issuer id 8>`: the
+# maintenance master of the key version, diversified by issuer id then serial (= the card's
+# DAMK). Key versions 02 3DES, 03 SM4: this project's convention (unconfirmed).
+DESCRYPT_USAGE_MAINTENANCE = 0x45
+MAINTENANCE_KEY_VERSIONS = {0x02: 1, 0x03: 3}  # key version -> card algorithm flag
+DESCRYPT_DATA_LENGTH = 0x10
+# CIPHER DATA P1: 00 the cryptogram under the delivered session key; 05 a MAC with an
+# initial value under the key INIT SAM FOR DESCRYPT set up: `80 FA 05 00 Lc IV(8) data`.
+CIPHER_P1_CRYPTOGRAM = 0x00
+CIPHER_P1_MAC_WITH_IV = 0x05
+CIPHER_IV_LENGTH = 8
 
 DELIVERY_DATA_LENGTH = 0x18  # D1(8) D2(8) P(8)
 CIPHER_DATA_LENGTH = 0x08

@@ -15,6 +15,7 @@ class SW(enum.IntEnum):
 
     NORMAL_PROCESSING = 0x9000  # 正常处理
     END_OF_FILE_REACHED = 0x6282  # 读到的数据少于 Le: end of file before Le bytes
+    SELECTED_FILE_INVALIDATED = 0x6283  # 选择的文件无效 (a blocked e-purse, FCI still answered)
     WRONG_LENGTH = 0x6700  # 长度错误 (Lc or Le wrong)
     COMMAND_INCOMPATIBLE_WITH_FILE_STRUCTURE = 0x6981  # 命令与文件结构不相容
     SECURITY_STATUS_NOT_SATISFIED = 0x6982  # 不满足安全状态
@@ -22,6 +23,7 @@ class SW(enum.IntEnum):
     REFERENCED_DATA_INVALIDATED = 0x6984  # 引用数据无效 (no challenge to use)
     CONDITIONS_OF_USE_NOT_SATISFIED = 0x6985  # 使用条件不满足
     COMMAND_NOT_ALLOWED_NO_CURRENT_EF = 0x6986  # 不满足命令执行条件 (no current EF)
+    SECURE_MESSAGING_DATA_INCORRECT = 0x6988  # 安全报文数据项不正确 (MAC wrong)
     INCORRECT_DATA = 0x6A80  # 数据域参数不正确
     FUNCTION_NOT_SUPPORTED = 0x6A81  # 功能不支持
     FILE_NOT_FOUND = 0x6A82  # 文件或应用未找到

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import zlib
 from dataclasses import dataclass
 
 TUNION_AID = bytes.fromhex("A000000632010105")
@@ -41,8 +42,83 @@ PUBLIC_INFO = EFRef("0x15", 0x0015, 0x15, 30)  # 公共应用基本信息, trans
 MANAGEMENT_INFO = EFRef("0x17", 0x0017, 0x17, 60)  # 管理信息, transparent
 PURCHASE_LOG = EFRef("0x18", 0x0018, 0x18, 23)  # 交易明细, cyclic, record 1 newest
 TRIP_RECORDS = EFRef("0x1E", 0x001E, 0x1E, 48)  # 公共交通过程信息, cyclic
+RAIL_RECORDS = EFRef("0x1A", 0x001A, 0x1A, 128)  # 公共交通过程信息变长记录文件, variable length
 LOG_CAPACITY = 10  # records a cyclic file keeps
 TRIP_CAPACITY = 10
+
+# File 0x1E, 48-byte cyclic trip records (the real layout, as a Shanghai metro BOM's JT/T 978
+# code writes them). The card does not interpret them: it checks the length only.
+TRIP_RECORD_FIELDS: dict[str, slice] = {
+    "transaction_type": slice(0, 1),
+    "terminal_number": slice(1, 9),
+    "industry_code": slice(9, 10),  # 01 rail, 02 bus (unconfirmed)
+    "line": slice(10, 12),
+    "station": slice(12, 14),
+    "operator_code": slice(14, 16),
+    "rfu_16": slice(16, 17),
+    "amount": slice(17, 21),
+    "balance_after": slice(21, 25),
+    "date_time": slice(25, 32),  # BCD YYYYMMDDhhmmss
+    "city_code": slice(32, 34),
+    "acquirer": slice(34, 42),
+    "rfu_42": slice(42, 48),
+}
+
+# File 0x1A, the composite application record of rail transit: 128-byte records, each named
+# by its record identifier (byte 1). The card reads the header only; the terminal owns the
+# rest (in/out status, entry and exit data, CRC-32 over bytes 6..123 in bytes 124-127).
+RAIL_RECORD_FIELDS: dict[str, slice] = {
+    "composite_flag": slice(0, 1),
+    "record_id": slice(1, 2),
+    "record_length": slice(2, 4),
+    "interconnection_flag": slice(4, 5),
+    "application_lock_flag": slice(5, 6),
+    "transaction_serial": slice(6, 14),  # BCD
+    "transaction_status": slice(14, 15),  # 01 entry, 02 exit, 03/04 updates
+    "entry_city": slice(15, 17),
+    "exit_city": slice(17, 19),
+    "entry_operator": slice(19, 27),
+    "exit_operator": slice(27, 35),
+    "entry_station": slice(35, 43),
+    "exit_station": slice(43, 51),
+    "entry_device": slice(51, 59),
+    "exit_device": slice(59, 67),
+    "entry_time": slice(67, 74),  # BCD YYYYMMDDhhmmss
+    "exit_time": slice(74, 81),
+    "max_consume_amount": slice(81, 85),
+    "entry_line": slice(85, 86),
+    "exit_line": slice(86, 87),
+    "entry_amount": slice(87, 91),
+    "entry_balance": slice(91, 95),
+    "actual_amount": slice(95, 99),
+    "last_transaction_time": slice(99, 106),
+    "last_rail_terminal": slice(106, 110),
+    "cumulative_amount": slice(110, 113),
+    "cumulative_count": slice(113, 115),
+    "transfer_info": slice(115, 120),  # industry(1) MMDDhhmm(4 BCD)
+    "entry_transaction_flag": slice(120, 121),
+    "exit_transaction_flag": slice(121, 122),
+    "in_out_status": slice(122, 123),  # 55 inside, 66 exited
+    "rfu_123": slice(123, 124),
+    "crc32": slice(124, 128),  # big-endian CRC-32 (zlib) of bytes 6..123
+}
+RAIL_RECORD_ID_OFFSET = 1
+RAIL_CRC_COVERS = slice(6, 124)
+RAIL_COMPOSITE_FLAG = 0x01  # byte 0 of a record this simulator personalises
+DEFAULT_RAIL_RECORD_ID = 0x02
+"""The identifier of the personalised rail record (the real value is not confirmed)."""
+
+# UPDATE CAPP DATA CACHE (80 DC P1 P2 Lc record): P2 = SFI << 3 names the file.
+CACHE_FILES = {RAIL_RECORDS.sfi << 3: RAIL_RECORDS, TRIP_RECORDS.sfi << 3: TRIP_RECORDS}
+CACHE_P1_CYCLIC = 0x00  # P1 for the cyclic 0x1E (P1 names the record id only in 0x1A)
+
+# APPLICATION BLOCK (应用锁定): 84 1E 00 P2 04 MAC(4), secure messaging.
+CLA_SECURE_MESSAGING = 0x84
+INS_APPLICATION_BLOCK = 0x1E
+BLOCK_TEMPORARY = 0x00
+BLOCK_PERMANENT = 0x01
+BLOCK_MAC_LENGTH = 4
+EPURSE_CHALLENGE_LENGTH = 4  # GET CHALLENGE 00 84 00 00 04 on the e-purse
 
 
 class Ins(enum.IntEnum):
@@ -180,6 +256,19 @@ class PublicInfo:
             + bcd_date(self.expiry_date)
             + bytes((self.card_type, self.rfu))
         )
+
+
+def rail_crc(record: bytes) -> bytes:
+    """The CRC-32 (zlib's) of bytes 6..123 of a 0x1A record, big-endian: bytes 124-127."""
+    return zlib.crc32(record[RAIL_CRC_COVERS]).to_bytes(4, "big")
+
+
+def fresh_rail_record(record_id: int, composite_flag: int = RAIL_COMPOSITE_FLAG) -> bytes:
+    """A never-used 0x1A record: flag, identifier, length 0080, then zeros (128 bytes)."""
+    if not 0 <= record_id <= 0xFF:
+        raise ValueError(f"a rail record identifier is one byte, not {record_id!r}")
+    header = bytes((composite_flag, record_id)) + RAIL_RECORDS.length.to_bytes(2, "big")
+    return header + bytes(RAIL_RECORDS.length - len(header))
 
 
 APP_TYPE_EPURSE = 0x02

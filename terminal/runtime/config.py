@@ -21,7 +21,7 @@ from typing import Any
 from terminal.errors import ConfigError
 from terminal.host.operatorfile import load_operator_toml
 
-PROFILES = ("gate", "validator", "counter")
+PROFILES = ("gate", "validator", "counter", "rail", "inspector")
 _TERMINAL_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _SERVICE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
@@ -110,6 +110,56 @@ class ValidatorSection:
 
 
 @dataclass(frozen=True)
+class TransitSection:
+    """``[transit]``: how validators and rail gates take cards (docs/transit.md "Rides")."""
+
+    identify: str = "card"
+    """``card`` (the default, as before): the social security side is read and verified
+    first (its category and card number); ``purse``: a card is known by its e-purse alone,
+    its category from the 0x15 card type - the field setting, 5 APDUs a bus tap with the
+    journey record (docs/transit.md "Rides")."""
+    card_types: Mapping[int, str] = field(default_factory=dict)
+    """0x15 card type (byte 28, hex key) -> category code (``"04" = "4"``: elderly)."""
+    journey_record: bool = False
+    """Read and write the 0x1A journey record on a bus (transfers, daily limits, the transfer
+    information a rail exit reads); off, a bus tap writes the 0x1E trip record only."""
+    journey_record_id: int = 0x02
+    city_code: str = "0000"
+    """The network's city code (4 hex digits) written into the records."""
+    operator: str = "0000000000000000"
+    """The operator's id (16 hex digits) written into the records."""
+    low_balance_fen: int = 500
+    """Below this balance after a ride the holder is told to top up; 0: never."""
+    block_hotlisted: bool = False
+    """Block the e-purse of a hotlisted card (APPLICATION BLOCK with the PSAM's MAC)."""
+    block_key_version: int = 0x02
+    """The PSAM's maintenance master (INIT SAM FOR DESCRYPT P2): 02 3DES, 03 SM4 (unconfirmed
+    convention)."""
+
+
+@dataclass(frozen=True)
+class InspectorSection:
+    """``[inspector]``: what a handheld check counts as paid (docs/transit.md "Inspection")."""
+
+    mode: str = "bus"
+    minutes: float = 90.0
+    line: int = 0
+    """The line checked (0: any)."""
+    terminals: tuple[str, ...] = ()
+    """The vehicle's validators (12-digit terminal numbers); empty: any."""
+
+
+@dataclass(frozen=True)
+class RailSection:
+    """``[rail]``: a rail gate's station and side."""
+
+    station: str = ""
+    """The station code, 4 hex digits (line, station) as the fare table lists it."""
+    role: str = "entry"
+    repeat_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class CounterSection:
     api_port: int = 8765
     token_file: str = ""
@@ -184,6 +234,9 @@ class RuntimeConfig:
     backoffice: BackofficeSection = field(default_factory=BackofficeSection)
     gate: GateSection = field(default_factory=GateSection)
     validator: ValidatorSection = field(default_factory=ValidatorSection)
+    transit: TransitSection = field(default_factory=TransitSection)
+    rail: RailSection = field(default_factory=RailSection)
+    inspector: InspectorSection = field(default_factory=InspectorSection)
     counter: CounterSection = field(default_factory=CounterSection)
     outputs: OutputsSection = field(default_factory=OutputsSection)
     status: StatusSection = field(default_factory=StatusSection)
@@ -300,6 +353,9 @@ def parse_config(
         "backoffice",
         "gate",
         "validator",
+        "transit",
+        "rail",
+        "inspector",
         "counter",
         "outputs",
         "status",
@@ -389,6 +445,59 @@ def parse_config(
     )
     s.finish()
 
+    s = section("transit")
+    card_types: dict[int, str] = {}
+    raw_types = s.get("card_types", dict, {})
+    for key, value in raw_types.items():
+        if not re.fullmatch(r"[0-9A-Fa-f]{2}", str(key)) or value not in ("1", "2", "3", "4"):
+            raise ConfigError(
+                f"{s.where('card_types')}: keys are 2 hex digits, values category codes 1-4"
+            )
+        card_types[int(key, 16)] = value
+    city_code = s.text("city_code", "0000")
+    operator = s.text("operator", "0" * 16)
+    if not re.fullmatch(r"[0-9A-Fa-f]{4}", city_code):
+        raise ConfigError(f"{s.where('city_code')} must be 4 hex digits")
+    if not re.fullmatch(r"[0-9A-Fa-f]{16}", operator):
+        raise ConfigError(f"{s.where('operator')} must be 16 hex digits")
+    transit = TransitSection(
+        identify=s.choice("identify", "card", ("purse", "card")),
+        card_types=card_types,
+        journey_record=bool(s.get("journey_record", bool, False)),
+        journey_record_id=s.integer("journey_record_id", 0x02, 0, 255),
+        city_code=city_code.upper(),
+        operator=operator.upper(),
+        low_balance_fen=s.integer("low_balance_fen", 500, 0, 10**7),
+        block_hotlisted=bool(s.get("block_hotlisted", bool, False)),
+        block_key_version=s.integer("block_key_version", 0x02, 0, 255),
+    )
+    s.finish()
+
+    s = section("rail")
+    station = s.text("station")
+    if station and not re.fullmatch(r"[0-9A-Fa-f]{4}", station):
+        raise ConfigError(f"{s.where('station')} must be 4 hex digits (line, station)")
+    rail = RailSection(
+        station=station.upper(),
+        role=s.choice("role", "entry", ("entry", "exit")),
+        repeat_seconds=s.number("repeat_seconds", 10.0, 0.0, 3600.0),
+    )
+    s.finish()
+    s = section("inspector")
+    terminals = s.strings("terminals")
+    for number in terminals:
+        if not re.fullmatch(r"[0-9]{12}", number):
+            raise ConfigError(f"{s.where('terminals')}: terminal numbers are 12 digits")
+    inspector = InspectorSection(
+        mode=s.choice("mode", "bus", ("bus", "rail")),
+        minutes=s.number("minutes", 90.0, 1.0, 1440.0),
+        line=s.integer("line", 0, 0, 0xFFFF),
+        terminals=terminals,
+    )
+    s.finish()
+    if profile == "rail" and not rail.station:
+        raise ConfigError(f"{source}: the rail profile needs [rail] station")
+
     s = section("counter")
     counter = CounterSection(
         api_port=s.integer("api_port", 8765, 0, 65535),
@@ -465,6 +574,9 @@ def parse_config(
         backoffice=backoffice,
         gate=gate,
         validator=validator,
+        transit=transit,
+        rail=rail,
+        inspector=inspector,
         counter=counter,
         outputs=outputs,
         status=status,

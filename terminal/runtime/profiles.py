@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from terminal.credential import CredentialKind
+from terminal.errors import OneCardError, ReaderError
 from terminal.host.clock import CST, Clock
 from terminal.policy import Decision
 from terminal.runtime.recent import RecentTokens
@@ -36,6 +37,7 @@ from terminal.runtime.transaction import Action, Presented
 from terminal.transit.pending import PendingPurchases
 from terminal.transit.purchase import purchase, recover
 from terminal.transit.results import PendingPurchase, PurchaseStatus
+from terminal.transit.ride import RideSite, RideTerms, ride
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ PAY_LATER = "pay_later"
 RECOVERED = "torn_purchase_recovered"
 MAC2_MISMATCH = "mac2_mismatch"
 CHARGED_REASONS = frozenset({"ok", RECOVERED, MAC2_MISMATCH})
+RIDE_REFUSALS = frozenset({"bad_journey_record", "no_journey_record"})
+HOTLISTED = "hotlisted"
 """Validator outcomes whose journal entry records money the card gave."""
 JOURNAL_SLACK = 300.0
 """Seconds before a pending purchase's time from which the journal is searched for its
@@ -89,9 +93,11 @@ class GateProfile:
 
 
 class TransitPurchases:
-    """The validator's purchase and its recovery: :func:`terminal.transit.purchase.purchase`
-    and :func:`~terminal.transit.purchase.recover`."""
+    """The validator's ride (a purchase decided from the card's journey record) and the
+    recovery of a torn one: :func:`terminal.transit.ride.ride` and
+    :func:`terminal.transit.purchase.recover`."""
 
+    ride = staticmethod(ride)
     purchase = staticmethod(purchase)
     recover = staticmethod(recover)
 
@@ -112,7 +118,31 @@ class ValidatorProfile:
         purchases: Any = None,
         pending: PendingPurchases | None = None,
         journaled: Callable[[PendingPurchase], bool] | None = None,
+        *,
+        site: RideSite | None = None,
+        service: Callable[[], Any] | None = None,
+        reads_ssc: bool = True,
+        card_types: Mapping[int, str] | None = None,
+        low_balance_fen: int = 0,
+        fares: Callable[[], Any] | None = None,
+        block_hotlisted: bool = False,
+        block_key_version: int = 0x02,
     ) -> None:
+        self.site = site or RideSite()
+        """Where the terminal is and what it writes (docs/transit.md "Rides")."""
+        self._service = service or (lambda: None)
+        """The application list's entry of this terminal's service (transfers, limits)."""
+        self.reads_ssc = reads_ssc
+        """False: cards are known by their e-purse alone (the fewest APDUs per tap)."""
+        self.card_types = dict(card_types or {})
+        """0x15 card type -> category, for cards known by their e-purse."""
+        self.low_balance_fen = low_balance_fen
+        """Below this balance after a ride the holder is told to top up; 0: never."""
+        self._fares = fares or (lambda: None)
+        """The rail fare table in force (:class:`terminal.transit.fares.FareTable`)."""
+        self.block_hotlisted = block_hotlisted
+        """Block the e-purse of a hotlisted card (APPLICATION BLOCK), as real validators do."""
+        self.block_key_version = block_key_version
         self._purchase = purchases if purchases is not None else TransitPurchases()
         """What runs the purchase and its recovery (tests hand in a wrapper that counts)."""
         self._psam = psam
@@ -204,22 +234,66 @@ class ValidatorProfile:
                     extra=extra,
                 )
         if not decision.accepted:
+            if decision.reason == HOTLISTED and self.block_hotlisted and selected is not None:
+                return self._block(presented, decision, selected)
             return _from_decision(decision)
-        fare = decision.fare or 0
-        if fare == 0:
-            # A free ride (e.g. elderly): there is nothing to debit, and a zero-amount
-            # INITIALIZE is refused by the card anyway.
+        if selected is None and not decision.fare and self.site.mode == "bus":
+            # A free ride on a card without an e-purse (read from its social security side):
+            # nothing to debit and nothing to write.
             return _from_decision(decision, amount=0)
+        return self._ride(presented, decision, token, selected)
+
+    def _block(self, presented: Presented, decision: Decision, selected: Any) -> Action:
+        """Refuse the hotlisted card and block its e-purse (docs/transit.md "Blocking a
+        hotlisted e-purse"); the journal records whether the card took the block."""
+        from terminal.transit.block import block_purse
+
+        assert presented.channel is not None
+        extra: dict[str, object]
+        try:
+            result = block_purse(presented.channel, self._psam, selected, self.block_key_version)
+            extra = {"purse_blocked": result.blocked}
+            if not result.blocked:
+                extra["block_refused"] = result.reason
+        except ReaderError:
+            raise
+        except OneCardError as error:  # the PSAM has no maintenance key, or is down
+            log.error("could not block a hotlisted e-purse: %s", error.reason)
+            extra = {"purse_blocked": False, "block_refused": error.code}
+        return _from_decision(decision, extra=extra)
+
+    def _terms(self, presented: Presented, decision: Decision) -> RideTerms:
+        assert presented.credential is not None
+        item = self._service()
+        return RideTerms(
+            fare=decision.fare or 0,
+            category=presented.credential.category,
+            transfers=getattr(item, "transfers", ()),
+            rides_per_day=getattr(item, "rides_per_day", {}),
+            fares=self._fares(),
+        )
+
+    def _ride(
+        self, presented: Presented, decision: Decision, token: bytes, selected: Any
+    ) -> Action:
+        """The ride: read the journey record, plan, pay (docs/transit.md "Rides")."""
+        assert presented.channel is not None and presented.credential is not None
         when = dt.datetime.fromtimestamp(self._clock.now(), CST)
-        result = self._purchase.purchase(
+        plan, result = self._purchase.ride(
             presented.channel,
             self._psam,
-            fare,
+            self.site,
+            self._terms(presented, decision),
             when,
             before_debit=lambda record: self._pending.put(token, record, self._clock.now()),
             public_info=selected,
         )
-        extra: dict[str, object] = {"counter": result.counter}
+        category = presented.credential.category
+        extra: dict[str, object] = plan.facts() if plan is not None else {}
+        if self.site.mode == "rail" and self.site.station is not None:
+            extra["station"] = self.site.station.code
+        if result.counter is not None:
+            extra["counter"] = result.counter
         if result.terminal_serial is not None:
             # With the counter it names this purchase: how a pending record left by a crash
             # after the journal append is known to be journaled (charge_in_journal).
@@ -228,17 +302,28 @@ class ValidatorProfile:
             extra["tac"] = result.tac
             if result.tac_input is not None:
                 extra.update(result.tac_input.to_extra())  # for clearing's TAC check
+        amount = plan.amount if plan is not None else 0
         if result.status is PurchaseStatus.DONE:
             # False when the PSAM had lost the session: the TAC is for the back office to check.
             extra["mac2_verified"] = result.mac2_verified
+            notice = None
+            balance = result.balance_after
+            if balance is not None and self.low_balance_fen > 0 and balance < self.low_balance_fen:
+                notice = "low_balance"
+            elif plan is not None and plan.discount:
+                notice = "transfer_discount"
             return Action(
                 True,
                 "ok",
-                decision.detail,
-                amount=fare,
-                fare=fare,
-                balance=result.balance_after,
+                plan.detail if plan is not None else decision.detail,
+                amount=amount,
+                fare=amount,
+                balance=balance,
                 extra=extra,
+                open_gate=self.site.mode == "rail",
+                concession=category,
+                notice=notice,
+                ride=plan.reason if plan is not None else None,
             )
         if result.status is PurchaseStatus.TORN:
             # The pending record written before DEBIT stays: the next tap settles it. What the
@@ -257,19 +342,30 @@ class ValidatorProfile:
                 False,
                 MAC2_MISMATCH,
                 "the card's payment proof does not verify",
-                amount=fare,
+                amount=amount,
                 extra=extra,
             )
         # No charge happened (refused before or by DEBIT): nothing to settle later.
         self._pending.remove(token)
         if result.status is PurchaseStatus.INSUFFICIENT_BALANCE:
+            balance = result.balance_before
+            if balance is not None and amount > balance:
+                extra["shortfall"] = amount - balance
             return Action(
                 False,
                 "insufficient_balance",
                 "balance too low",
-                balance=result.balance_before,
+                fare=amount,
+                balance=balance,
                 extra=extra,
+                concession=category,
+                shortfall=extra.get("shortfall"),  # type: ignore[arg-type]
             )
+        if result.status is PurchaseStatus.REFUSED and plan is not None and not plan.charge:
+            return Action(False, plan.reason, plan.detail, extra=extra, concession=category)
+        reason = result.reason or ""
+        if reason in RIDE_REFUSALS:
+            return Action(False, reason, "the card's journey record cannot be used", extra=extra)
         return Action(False, "purchase_refused", "the card refused the payment", extra=extra)
 
     def committed(self, presented: Presented, action: Action) -> None:
@@ -284,6 +380,63 @@ class ValidatorProfile:
         if action.reason in CHARGED_REASONS:
             # The journal now holds the charge: the pending record has done its job.
             self._pending.remove(self._key(presented))
+
+
+class RailGateProfile(ValidatorProfile):
+    """Rail entry and exit gates: the validator's payment path with a rail site - the entry
+    writes the journey record (0 fen), the exit debits the fare table's fare and closes it;
+    the gate opens only once the journal holds the entry (docs/transit.md "Rides")."""
+
+    name = "rail"
+
+
+class InspectorProfile:
+    """The inspector's handheld: a tap shows whether the card paid on this vehicle or line
+    within the last minutes, from the card's records alone; nothing is debited or written
+    (docs/transit.md "Inspection"). The check is journaled (paid or not), by the card's
+    e-purse token."""
+
+    name = "inspector"
+    read_holder = False
+    pays_by_purse = True
+    reads_ssc = False
+
+    def __init__(
+        self,
+        clock: Clock,
+        rules: Any,
+        record_id: int,
+        card_types: Mapping[int, str] | None = None,
+    ) -> None:
+        self._clock = clock
+        self.rules = rules
+        self.record_id = record_id
+        self.card_types = dict(card_types or {})
+
+    def admit(self, presented: Presented, decision: Decision) -> Decision:
+        return decision
+
+    def act(self, presented: Presented, decision: Decision) -> Action:
+        from terminal.transit.inspection import PAID, inspect_card
+
+        if presented.kind is CredentialKind.CODE or presented.channel is None:
+            return Action(False, "not_inspectable", "only cards carry their rides")
+        if not decision.accepted:
+            return _from_decision(decision)  # hotlisted, another region's card...
+        now = dt.datetime.fromtimestamp(self._clock.now(), CST)
+        result = inspect_card(
+            presented.channel, self.rules, now, self.record_id, public_info=presented.purse
+        )
+        return Action(
+            result.reason == PAID,
+            result.reason,
+            result.detail,
+            extra=result.facts(),
+            concession=presented.credential.category if presented.credential else None,
+        )
+
+    def committed(self, presented: Presented, action: Action) -> None:
+        return None
 
 
 def charge_in_journal(entries: Iterable[Any], pending: PendingPurchase) -> bool:

@@ -142,6 +142,15 @@ class Action:
     """An effect the holder may use (the counter hand-off): run after the append only."""
     holder: str | None = None
     """The holder's masked name for the screen (counter only; never journaled)."""
+    concession: str | None = None
+    """The card's category where a rider's fare depends on it (validators, rail gates): the
+    screen names it aloud (老年卡) so staff can check the rider (article 21)."""
+    notice: str | None = None
+    """An extra prompt for the holder, e.g. ``low_balance``."""
+    shortfall: int | None = None
+    """Fen missing for the fare (a refusal for balance)."""
+    ride: str | None = None
+    """What the ride was (``entry``, ``reentry``, ``ok``): the holder's message for it."""
 
 
 class Profile(Protocol):
@@ -323,6 +332,8 @@ even where the e-purse pays. Every other verdict that is not ``genuine`` (``unve
 ``unknown_issuer``, ``certificate_expired``, ``unsupported_algorithm``, ``card_error``)
 only says this terminal could not authenticate that side."""
 PURSE_VERDICT = "epurse"
+RIDE_MESSAGES = {"entry": "rail_entry", "reentry": "rail_reentry"}
+"""Holder messages of accepted rides that are not "fare paid" (a rail entry pays nothing)."""
 """The verdict journaled for a card known only by its e-purse: nothing was checked before
 the decision; the purchase's MAC2, checked by the PSAM, is the proof (``mac2_verified``)."""
 
@@ -460,6 +471,8 @@ class TransactionSteps:
             with timer.step(TransactionStep.READ):
                 connection = ctx.reader_backend.connect(card.reader)
                 channel = CardChannel(connection)
+            if pays_by_purse and not getattr(self.profile, "reads_ssc", True):
+                return self._run_purse_card(card, connection, channel, timer)
             with timer.step(TransactionStep.VERIFY):
                 historical = historical_bytes(connection.atr)
                 verification = verify_card(
@@ -538,6 +551,43 @@ class TransactionSteps:
                     connection.close()
                 except OneCardError:
                     log.debug("closing a card connection failed", exc_info=True)
+
+    def _run_purse_card(
+        self,
+        card: CardPresented,
+        connection: CardConnection,
+        channel: CardChannel,
+        timer: _Timer,
+    ) -> TransactionOutcome:
+        """A card known by its e-purse alone (a profile with ``reads_ssc`` False): one SELECT
+        (and READ BINARY 0x15 when the FCI lacks it), the category from the 0x15 card type,
+        and the purchase's MAC1/MAC2/TAC as the proof - what real validators do, so a tap
+        costs the e-purse's APDUs only (docs/runtime.md "Cards at a validator")."""
+        from terminal.transit.identity import purse_credential
+
+        with timer.step(TransactionStep.READ):
+            purse = self._read_purse(channel)
+        if purse is None:
+            return self._tell_only(
+                "card",
+                REFUSE,
+                "no_transit_application",
+                "no e-purse on the card",
+                timer,
+                channel.apdu_count,
+            )
+        card_types = getattr(self.profile, "card_types", None)
+        credential = purse_credential(purse, self.context.token_key, card_types)
+        presented = Presented(
+            kind=CredentialKind.CARD,
+            credential=credential,
+            authenticity=AuthenticityOutcome(
+                ok=True, verdict=PURSE_VERDICT, reason="e-purse: MAC2 proves it in the purchase"
+            ),
+            channel=channel,
+            purse=purse,
+        )
+        return self._complete(presented, timer, channel)
 
     @staticmethod
     def _read_purse(channel: CardChannel) -> Any:
@@ -681,7 +731,18 @@ class TransactionSteps:
                 self.outputs.open_gate()
                 gate_opened = True
             told = _holder_reason(self.profile.name, presented, action.reason)
-            self._tell(decision_text, told, action.fare, action.balance, action.holder)
+            if action.accepted and action.ride in RIDE_MESSAGES:
+                told = RIDE_MESSAGES[action.ride]
+            self._tell(
+                decision_text,
+                told,
+                action.fare,
+                action.balance,
+                action.holder,
+                concession=action.concession,
+                notice=action.notice,
+                shortfall=action.shortfall,
+            )
         return TransactionOutcome(
             kind=kind,
             decision=decision_text,
@@ -742,10 +803,16 @@ class TransactionSteps:
         fare: int | None,
         balance: int | None,
         holder: str | None = None,
+        **more: Any,
     ) -> None:
         outcome, message = self.messages(decision, reason, fare, balance)
         if holder is not None and hasattr(message, "holder"):
             message = dataclasses.replace(message, holder=holder)
+        given = {k: v for k, v in more.items() if v is not None and hasattr(message, k)}
+        if given:
+            # The concession name, the low-balance prompt, the shortfall: the screen and
+            # the voice add them to the message (terminal.outputs.HolderMessage).
+            message = dataclasses.replace(message, **given)
         try:
             self.outputs.indicate(outcome)
             self.outputs.show(message)

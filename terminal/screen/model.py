@@ -21,7 +21,7 @@ import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from terminal.outputs import HolderMessage, Outcome, message_for
+from terminal.outputs import CONCESSION_NAMES, NOTICES, HolderMessage, Outcome, message_for
 from terminal.screen.voice import spoken_text
 
 LANGS = ("zh", "en")
@@ -50,6 +50,20 @@ class Texts:
 
     def to_json(self) -> dict[str, str]:
         return {"zh": self.zh, "en": self.en}
+
+
+def _texts(table: dict[str, tuple[str, str]], code: str | None) -> Texts | None:
+    pair = table.get(code) if code is not None else None
+    return Texts(*pair) if pair is not None else None
+
+
+def _notice(message: HolderMessage) -> Texts | None:
+    """The extra prompt: the low-balance one, or how much is missing for the fare."""
+    shortfall = getattr(message, "shortfall", None)
+    if shortfall:
+        yuan = f"{shortfall // 100}.{shortfall % 100:02d}"
+        return Texts(f"还差 {yuan} 元", f"{yuan} yuan short")
+    return _texts(NOTICES, getattr(message, "notice", None))
 
 
 # What to do, by the credential forms the terminal takes. The prompt names only what this
@@ -154,6 +168,10 @@ class Result:
     holder: str | None
     decided_at: float
     """Wall time (epoch seconds) the runtime told the screen: decision-to-screen figures."""
+    concession: Texts | None = None
+    """The card's concession (老年卡 / Senior card), said first and with its own tone."""
+    notice: Texts | None = None
+    """An extra prompt (low balance), said last."""
 
 
 @dataclass(frozen=True)
@@ -185,9 +203,14 @@ class ScreenState:
     def spoken(self, lang: str) -> str:
         """What is said now in ``lang``: the outcome, else the busy text, else the prompt."""
         if self.phase is Phase.RESULT and self.result is not None:
-            return spoken_text(
-                getattr(self.result.title, lang), getattr(self.result.detail, lang), lang
-            )
+            r = self.result
+            title, detail = getattr(r.title, lang), getattr(r.detail, lang)
+            if r.concession is not None:
+                # The concession comes first: the driver hears who should be riding.
+                title = spoken_text(getattr(r.concession, lang), title, lang).rstrip("。.")
+            if r.notice is not None:
+                detail = spoken_text(detail, getattr(r.notice, lang), lang).rstrip("。.")
+            return spoken_text(title, detail, lang)
         if self.phase is Phase.BUSY and self.busy is not None:
             return spoken_text(getattr(self.busy, lang), "", lang)
         return spoken_text(getattr(self.prompt, lang), "", lang)
@@ -205,6 +228,8 @@ class ScreenState:
                 "balance": r.balance,
                 "holder": r.holder,
                 "decided_at": r.decided_at,
+                "concession": r.concession.to_json() if r.concession is not None else None,
+                "notice": r.notice.to_json() if r.notice is not None else None,
             }
         call = None
         if self.call is not None:
@@ -327,6 +352,8 @@ class ScreenModel:
             balance=message.balance,
             holder=holder,
             decided_at=wall,
+            concession=_texts(CONCESSION_NAMES, getattr(message, "concession", None)),
+            notice=_notice(message),
         )
         self._phase = Phase.RESULT
         factor = self.settings.assist_factor if self._assist else 1.0

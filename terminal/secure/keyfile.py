@@ -9,6 +9,7 @@ Format (TOML, docs/card-authentication.md)::
     rkssse = "<32 hex>"
     ukssse = "<32 hex>"
     purchase = "<32 hex>"              # optional: T-Union e-purse purchase master key
+    maintenance = "<32 hex>"           # optional: e-purse application maintenance master
     [sm4]
     irk = "<32 hex>"
     rkssse = "<32 hex>"
@@ -65,6 +66,10 @@ class TransitKeyName(enum.Enum):
     """Master keys of the transit e-purse a module may hold besides the SSSE keys."""
 
     PURCHASE = "purchase"  # diversified per card into its purchase key (DPK)
+    MAINTENANCE = "maintenance"
+    """Application maintenance master (应用维护主密钥), diversified per card into the key
+    whose MAC APPLICATION BLOCK (``84 1E``) carries (docs/transit.md "Blocking a hotlisted
+    e-purse")."""
 
 
 AnyKeyName = KeyName | TransitKeyName

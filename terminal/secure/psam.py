@@ -355,6 +355,47 @@ class PsamSecureModule:
                 f"PSAM {self.name}: MAC2 check failed: {describe(response.sw)}", response.sw
             )
 
+    # --- e-purse maintenance (terminal.transit.secure_module.PsamMaintenance) ---------------
+
+    def maintenance_mac(
+        self,
+        key_version: int,
+        app_serial_low8: bytes,
+        issuer_id: bytes,
+        challenge: bytes,
+        data: bytes,
+    ) -> bytes:
+        """The MAC of an APPLICATION BLOCK (``80 1A 45 <version>``, ``80 FA 05 00``).
+        :class:`KeyMissingError` when the PSAM has no maintenance master of that version."""
+        from terminal.transit.commands import cipher_data_mac, init_sam_for_descrypt
+
+        init = init_sam_for_descrypt(key_version, app_serial_low8, issuer_id)
+        mac = cipher_data_mac(challenge, data)
+
+        def exchange() -> bytes:
+            response = self._channel.transmit(init)
+            if response.sw in (SW.REFERENCE_DATA_NOT_FOUND, SW.FUNCTION_NOT_SUPPORTED):
+                raise KeyMissingError(
+                    f"PSAM {self.name} holds no maintenance master of version "
+                    f"{key_version:02X} ({describe(response.sw)})",
+                    response.sw,
+                )
+            if response.sw != SW.OK:
+                raise SecureModuleError(
+                    f"PSAM {self.name}: INIT SAM FOR DESCRYPT failed: {describe(response.sw)}",
+                    response.sw,
+                )
+            response = self._channel.transmit(mac)
+            if response.sw != SW.OK or len(response.data) != 4:
+                raise SecureModuleError(
+                    f"PSAM {self.name}: CIPHER DATA (MAC) failed: {describe(response.sw)}",
+                    response.sw,
+                )
+            return response.data
+
+        with self._lock:
+            return self._use(exchange)
+
     def close(self) -> None:
         if self._closed:
             return

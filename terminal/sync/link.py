@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from terminal.errors import OneCardError
@@ -55,6 +55,7 @@ class BackOfficeLink:
         *,
         heartbeat: Callable[[], Mapping[str, Any]] | None = None,
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        documents: Iterable[str] | None = None,
     ) -> None:
         from terminal.sync.client import BackOfficeClient
         from terminal.sync.downloads import Downloader
@@ -65,7 +66,11 @@ class BackOfficeLink:
         self.client = BackOfficeClient(credentials, clock)
         self.uploader = Uploader(journal, credentials, clock, client=self.client)
         self.sender = EventSender(events, credentials, clock, client=self.client)
-        self.downloader = Downloader(store, self.client, clock)
+        self.downloader = (
+            Downloader(store, self.client, clock)
+            if documents is None
+            else Downloader(store, self.client, clock, documents=documents)
+        )
         self._wake_sender = wake_sender
         wake_sender.append(self.sender.notify)
         self._on_state = on_state

@@ -29,7 +29,13 @@ SFI_MANAGEMENT_INFO = 0x17
 SFI_PURCHASE_LOG = 0x18
 """交易明细文件: purchase log, cyclic, 23-byte records, record 1 = newest."""
 SFI_TRIP_RECORDS = 0x1E
-"""交通过程信息记录文件 (复合应用数据缓存): trip records, cyclic, 48-byte records."""
+"""公共交通过程信息循环记录文件: trip records, cyclic, 48-byte records."""
+SFI_JOURNEY_RECORD = 0x1A
+"""公共交通过程信息变长记录文件: the journey record (rail entry, last paid ride), 128 bytes,
+read as record 1 (:mod:`terminal.transit.journey_record`)."""
+JOURNEY_RECORD_ID = 0x02
+"""The journey record's identifier (byte 1, UPDATE CAPP DATA CACHE's P1). Unconfirmed: real
+cards' value was not found in public code, so ``[transit] journey_record_id`` sets it."""
 
 PURCHASE_LOG_CAPACITY = 10
 """Records the purchase log (0x18) keeps: reading never asks for more than this many."""
@@ -48,6 +54,11 @@ INS_INITIALIZE_FOR_PURCHASE = 0x50  # INITIALIZE FOR PURCHASE (消费初始化)
 INS_UPDATE_CAPP_DATA_CACHE = 0xDC  # UPDATE CAPP DATA CACHE (更新复合应用数据缓存)
 INS_DEBIT_FOR_PURCHASE = 0x54  # DEBIT FOR PURCHASE (消费)
 INS_GET_TRANSACTION_PROVE = 0x5A  # GET TRANSACTION PROVE (取交易认证)
+INS_GET_CHALLENGE = 0x84  # GET CHALLENGE (取随机数)
+INS_APPLICATION_BLOCK = 0x1E  # APPLICATION BLOCK (应用锁定), CLA 84: secure messaging
+CLA_SECURE_MESSAGING = 0x84
+INS_INIT_SAM_FOR_DESCRYPT = 0x1A  # PSAM: INIT SAM FOR DESCRYPT (通用 DES 计算初始化)
+INS_CIPHER_DATA = 0xFA  # PSAM: CIPHER DATA (通用 DES 计算)
 
 P1_SELECT_BY_NAME = 0x04  # SELECT by DF name
 P1_READ_BINARY_SFI = 0x80  # READ BINARY: bit 8 set, SFI in bits 1-5 of P1
@@ -56,6 +67,14 @@ P1_PURCHASE = 0x01  # INITIALIZE FOR PURCHASE: purchase (消费)
 P1_COMPOSITE = 0x03  # INITIALIZE FOR PURCHASE: composite purchase (复合消费)
 P2_EPURSE = 0x02  # GET BALANCE / INITIALIZE: the e-purse (ED would be 01)
 P1_DEBIT = 0x01  # DEBIT FOR PURCHASE: P1 01 P2 00
+P1_READ_RECORD_FIRST = 0x01  # the journey record is record 1 of 0x1A
+P2_BLOCK_TEMPORARY = 0x00  # APPLICATION BLOCK: blocked until unblocked by the issuer
+P2_BLOCK_PERMANENT = 0x01
+P1_MAINTENANCE_KEY = 0x45  # INIT SAM FOR DESCRYPT: key usage of the maintenance key
+P1_MAC_WITH_IV = 0x05  # CIPHER DATA: MAC, the first 8 data bytes are the initial value
+DEFAULT_MAINTENANCE_KEY_VERSION = {SymmetricAlgorithm.DES3: 0x02, SymmetricAlgorithm.SM4: 0x03}
+"""Key version (INIT SAM FOR DESCRYPT's P2) of the PSAM's maintenance master per algorithm;
+the values are this project's convention (unconfirmed): ``[validator] block_key_version``."""
 DEFAULT_KEY_INDEX = 0x01
 """Key index of the purchase key (消费密钥索引号) the terminal asks INITIALIZE to use."""
 
@@ -105,6 +124,8 @@ MAC1_DATA_LENGTH = 0x24
 MAC_LENGTH = 4
 TAC_LENGTH = 4
 PUBLIC_INFO_LE = 0x1E  # 30
+JOURNEY_RECORD_LE = 0x80  # 128
+CHALLENGE_LENGTH = 4
 PURCHASE_LOG_LE = 0x17  # 23
 TRIP_RECORD_LE = 0x30  # 48
 MAX_AMOUNT = 0xFFFFFFFF
@@ -144,8 +165,10 @@ def initialize_for_purchase(
 ) -> CommandAPDU:
     """``80 50 01|03 02 0B keyIdx amount(4) terminalNo(6) 0F``: start a (composite) purchase;
     the card answers balance(4) counter(2) overdraft(3) keyVer(1) algId(1) random(4)."""
-    if not 0 < amount <= MAX_AMOUNT:
-        raise TransitError(f"purchase amount {amount} outside 1..{MAX_AMOUNT} fen")
+    # A composite purchase of 0 is how a rail entry writes its record (real gates do so).
+    low = 0 if composite else 1
+    if not low <= amount <= MAX_AMOUNT:
+        raise TransitError(f"purchase amount {amount} outside {low}..{MAX_AMOUNT} fen")
     data = bytes((key_index,)) + amount.to_bytes(4, "big") + terminal_number
     p1 = P1_COMPOSITE if composite else P1_PURCHASE
     return CommandAPDU(
@@ -154,9 +177,61 @@ def initialize_for_purchase(
 
 
 def update_capp_data_cache(record: bytes, sfi: int = SFI_TRIP_RECORDS) -> CommandAPDU:
-    """``80 DC <record id> <SFI<<3> Lc record``: stage a record of a cyclic EF, written by the
-    next successful DEBIT FOR PURCHASE (P1 = the record's first byte, its identifier)."""
-    return CommandAPDU(CLA_PROPRIETARY, INS_UPDATE_CAPP_DATA_CACHE, record[0], sfi << 3, record)
+    """``80 DC <P1> <SFI<<3> Lc record``: stage a record, written by the next successful
+    DEBIT FOR PURCHASE. The cyclic trip file 0x1E: ``80 DC 00 F0 30``; the journey record
+    0x1A: ``80 DC <id> D0 80``, P1 = its identifier (byte 1), as real metro terminals send
+    them."""
+    p1 = record[1] if sfi == SFI_JOURNEY_RECORD else 0x00
+    return CommandAPDU(CLA_PROPRIETARY, INS_UPDATE_CAPP_DATA_CACHE, p1, sfi << 3, record)
+
+
+def read_journey_record() -> CommandAPDU:
+    """``00 B2 01 D4 80``: the journey record, record 1 of 0x1A."""
+    return read_record(SFI_JOURNEY_RECORD, P1_READ_RECORD_FIRST, JOURNEY_RECORD_LE)
+
+
+def get_challenge() -> CommandAPDU:
+    """``00 84 00 00 04``: 4 random bytes, the initial value of the next secure-messaging
+    MAC (APPLICATION BLOCK)."""
+    return CommandAPDU(CLA_ISO, INS_GET_CHALLENGE, 0x00, 0x00, le=CHALLENGE_LENGTH)
+
+
+def application_block_header(permanent: bool = False) -> bytes:
+    """``84 1E 00 P2 04``: the header the APPLICATION BLOCK MAC covers."""
+    p2 = P2_BLOCK_PERMANENT if permanent else P2_BLOCK_TEMPORARY
+    return bytes((CLA_SECURE_MESSAGING, INS_APPLICATION_BLOCK, 0x00, p2, MAC_LENGTH))
+
+
+def application_block(mac: bytes, permanent: bool = False) -> CommandAPDU:
+    """``84 1E 00 00 04 MAC``: block the e-purse (a hotlisted card); the MAC is the PSAM's
+    over :func:`application_block_header` with the card's challenge as initial value."""
+    header = application_block_header(permanent)
+    return CommandAPDU(header[0], header[1], header[2], header[3], mac)
+
+
+def init_sam_for_descrypt(
+    key_version: int, app_serial_low8: bytes, issuer_id: bytes
+) -> CommandAPDU:
+    """PSAM ``80 1A 45 <version> 10 serial(8) issuer(8)``: diversify the maintenance master
+    for this card (issuer id first, then the serial) for the next CIPHER DATA."""
+    return CommandAPDU(
+        CLA_PROPRIETARY,
+        INS_INIT_SAM_FOR_DESCRYPT,
+        P1_MAINTENANCE_KEY,
+        key_version,
+        app_serial_low8 + issuer_id,
+    )
+
+
+def cipher_data_mac(challenge: bytes, data: bytes) -> CommandAPDU:
+    """PSAM ``80 FA 05 00 Lc IV(8) data``: the MAC of ``data`` (padded ``80 00..`` to 8
+    bytes here) with the initial value ``challenge || 00 00 00 00``; the PSAM answers 4
+    bytes."""
+    padded = data + b"\x80" + bytes(-(len(data) + 1) % 8)
+    iv = challenge + bytes(8 - len(challenge))
+    return CommandAPDU(
+        CLA_PROPRIETARY, INS_CIPHER_DATA, P1_MAC_WITH_IV, 0x00, iv + padded, MAC_LENGTH
+    )
 
 
 def debit_for_purchase(terminal_serial: int, date: bytes, time: bytes, mac1: bytes) -> CommandAPDU:

@@ -22,6 +22,7 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 
 from terminal.credential import CardKind, Credential, CredentialKind
 from terminal.privacy.cardtoken import tunion_card_token
@@ -85,14 +86,19 @@ def purse_region(city_code: bytes) -> str:
     return province if code <= last else UNKNOWN_REGION
 
 
-def purse_credential(info: PublicInfo, token_key: bytes) -> Credential:
-    """The credential of a card known only by its e-purse (:attr:`CardKind.TUNION`)."""
+def purse_credential(
+    info: PublicInfo, token_key: bytes, card_types: Mapping[int, str] | None = None
+) -> Credential:
+    """The credential of a card known only by its e-purse (:attr:`CardKind.TUNION`).
+    ``card_types`` maps the 0x15 card type (byte 28) to a category (``[transit]
+    card_types``: which value means an elderly or student card is each issuer's, so it is
+    configuration); a type not in it is an unknown category, which pays the full fare."""
     token = tunion_card_token(token_key, info.app_serial)
     return Credential(
         kind=CredentialKind.CARD,
         card_token=token,
         region=purse_region(info.city_code),
-        category=None,
+        category=(card_types or {}).get(info.card_type),
         expiry=info.expiry_date,
         card_kind=CardKind.TUNION,
         purse_token=token,

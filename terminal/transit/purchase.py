@@ -21,7 +21,9 @@ it does not; GET RESPONSE adds some over T=0):
    balance (bit 31 dropped), counter, overdraft, key version, algorithm, card random.
    ``9401``: not enough money, nothing happens (one ``80 5C`` GET BALANCE follows).
 3. (PSAM) ``80 70 00 00 24`` MAC1: terminal serial and MAC1.
-4. ``80 DC <id> F0 30 <trip record>`` UPDATE CAPP DATA CACHE: stages the 0x1E trip record.
+4. ``80 DC 00 F0 30 <trip record>`` UPDATE CAPP DATA CACHE: stages the 0x1E trip record
+   (a rail gate stages the 0x1A journey record, ``80 DC <id> D0 80``, instead or as well:
+   :mod:`terminal.transit.ride`).
 5. ``80 54 01 00 0F serial(4) date(4) time(3) MAC1(4) 08`` DEBIT FOR PURCHASE: the card checks
    MAC1, debits, logs, writes the staged trip record; answers TAC(4) MAC2(4).
 6. (PSAM) ``80 72 00 00 04 MAC2`` MAC2 check.
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from terminal.devices.reader import CardChannel
@@ -50,6 +52,7 @@ from terminal.transit.commands import (
     MAX_AMOUNT,
     PURCHASE_LOG_CAPACITY,
     PURCHASE_TYPES,
+    SFI_TRIP_RECORDS,
     SW_BLOCKED,
     SW_INSUFFICIENT_BALANCE,
     SW_MAC_INVALID,
@@ -100,25 +103,68 @@ MAX_LOG_RECORDS_ON_RECOVERY = PURCHASE_LOG_CAPACITY
 purchase, an empty record, 6A83 - or the whole cyclic file (its capacity)."""
 
 
+TRIP_TYPE_RIDE = TYPE_COMPOSITE
+"""0x1E transaction type of a single-fare ride (bus): the composite purchase's type, 09
+(unconfirmed: real metro code writes 03 at an entry and 08 for updates)."""
+TRIP_TYPE_ENTRY = 0x03
+"""0x1E transaction type of a rail entry, as a real metro terminal writes it."""
+TRIP_TYPE_EXIT = 0x04
+"""0x1E transaction type of a rail exit (the real code's comment; unconfirmed)."""
+
+
 @dataclass(frozen=True)
 class TripInfo:
     """What the validator writes into the 0x1E trip record besides amount, balance, time."""
 
-    record_id: int = 0x01
     industry: int = 0x02  # bus
     line: int = 0
     station: int = 0
     operator: int = 0
     city_code: bytes = b"\x00\x00"
     acquirer_id: bytes = bytes(8)
+    trip_type: int = TRIP_TYPE_RIDE
+
+    def record(
+        self, terminal_number: bytes, amount: int, balance_after: int, when: dt.datetime
+    ) -> bytes:
+        """The 48-byte 0x1E record of a purchase of ``amount`` at ``when``."""
+        return TripRecord(
+            transaction_type=self.trip_type,
+            terminal_number=terminal_number,
+            industry=self.industry,
+            line=self.line,
+            station=self.station,
+            operator=self.operator,
+            amount=amount,
+            balance_after=balance_after,
+            when=when,
+            city_code=self.city_code,
+            acquirer_id=self.acquirer_id,
+        ).to_bytes()
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A record UPDATE CAPP DATA CACHE stages for the DEBIT to write: the file's SFI and the
+    record (0x1E trip record, 0x1A journey record)."""
+
+    sfi: int
+    record: bytes
+
+
+StageRecords = Callable[[int, int], Sequence[Staged]]
+"""``(balance before, PSAM transaction serial) -> records to stage``: called once the card has
+answered INITIALIZE and the PSAM MAC1, so the records can carry both."""
 
 
 class PurchaseSession(EPurseSession[PurchaseResult]):
     """One purchase of ``amount`` fen at ``when`` by the terminal ``terminal_number`` (12
-    digits, the PSAM's). ``composite`` (the default) stages the trip record ``trip`` with
-    UPDATE CAPP DATA CACHE; ``composite=False`` is the plain purchase (type 06).
-    ``public_info``: the 0x15 of the e-purse the caller has just selected on this card (the
-    validator's card path), so SELECT is not sent again."""
+    digits, the PSAM's). ``composite`` (the default) stages records with UPDATE CAPP DATA
+    CACHE - ``stage`` says which (default: the 0x1E trip record ``trip``), and may stage
+    none; ``composite=False`` is the plain purchase (type 06). A composite purchase may be
+    of 0 fen (a rail entry writes its record so). ``public_info``: the 0x15 of the e-purse
+    the caller has just selected on this card (the validator's card path), so SELECT is not
+    sent again."""
 
     def __init__(
         self,
@@ -130,9 +176,9 @@ class PurchaseSession(EPurseSession[PurchaseResult]):
         trip: TripInfo | None = None,
         key_index: int = DEFAULT_KEY_INDEX,
         public_info: PublicInfo | None = None,
+        stage: StageRecords | None = None,
     ) -> None:
-        if not 0 < amount <= MAX_AMOUNT:
-            raise TransitError(f"purchase amount {amount} outside 1..{MAX_AMOUNT} fen")
+        self._check_amount(amount, composite)
         self.amount = amount
         self.terminal_number = bytes.fromhex(terminal_number)
         if len(self.terminal_number) != TERMINAL_NUMBER_LENGTH:
@@ -142,12 +188,31 @@ class PurchaseSession(EPurseSession[PurchaseResult]):
         self.trip = trip or TripInfo()
         self.key_index = key_index
         self.selected = public_info
+        self.stage = stage
         self.public_info: PublicInfo | None = None
         super().__init__()
+
+    @staticmethod
+    def _check_amount(amount: int, composite: bool) -> None:
+        low = 0 if composite else 1
+        if not low <= amount <= MAX_AMOUNT:
+            raise TransitError(f"purchase amount {amount} outside {low}..{MAX_AMOUNT} fen")
 
     def _run(self) -> Steps[PurchaseResult]:
         info = yield from self._select(self.selected)
         self.public_info = info
+        return (yield from self._purchase(info))
+
+    def _staged(self, balance: int, terminal_serial: int) -> Sequence[Staged]:
+        if self.stage is not None:
+            return self.stage(balance, terminal_serial)
+        record = self.trip.record(
+            self.terminal_number, self.amount, balance - self.amount, self.when
+        )
+        return (Staged(SFI_TRIP_RECORDS, record),)
+
+    def _purchase(self, info: PublicInfo) -> Steps[PurchaseResult]:
+        """INITIALIZE, MAC1, the staged records, DEBIT, MAC2: the purchase once 0x15 is known."""
         serial_hex = info.app_serial.hex()
         if not info.valid_on(self.when.date()):
             return self._refused("expired", serial_hex)
@@ -212,25 +277,13 @@ class PurchaseSession(EPurseSession[PurchaseResult]):
         if not isinstance(mac1, Mac1Answer):
             raise TransitError(f"expected MAC1 from the secure module, got {mac1!r}")
         if self.composite:
-            record = TripRecord(
-                record_id=self.trip.record_id,
-                transaction_type=kind,
-                terminal_number=self.terminal_number,
-                industry=self.trip.industry,
-                line=self.trip.line,
-                station=self.trip.station,
-                operator=self.trip.operator,
-                amount=self.amount,
-                balance_after=balance - self.amount,
-                when=self.when,
-                city_code=self.trip.city_code,
-                acquirer_id=self.trip.acquirer_id,
-            ).to_bytes()
-            response = self._card(
-                (yield CardStep(update_capp_data_cache(record), "UPDATE CAPP DATA CACHE"))
-            )
-            if response.sw != SW.OK:
-                raise command_failed("UPDATE CAPP DATA CACHE", response.sw)
+            for staged in self._staged(balance, mac1.terminal_serial):
+                name = f"UPDATE CAPP DATA CACHE 0x{staged.sfi:02X}"
+                response = self._card(
+                    (yield CardStep(update_capp_data_cache(staged.record, staged.sfi), name))
+                )
+                if response.sw != SW.OK:
+                    raise command_failed(name, response.sw)
         pending = PendingPurchase(
             app_serial=info.app_serial,
             counter=counter,

@@ -160,7 +160,6 @@ def _trip_json(numbered: Numbered[TripRecord]) -> dict[str, object]:
     r = numbered.record
     return {
         "number": numbered.number,
-        "record_id": f"{r.record_id:02X}",
         "type": f"{r.transaction_type:02X}",
         "type_name": transaction_type_name(r.transaction_type),
         "terminal": r.terminal_number.hex().upper(),

@@ -271,15 +271,30 @@ def decode_purchase_log(raw: bytes) -> PurchaseLogRecord:
 
 # --- 0x1E trip record -----------------------------------------------------------------------
 
+TRIP_TERMINAL_LENGTH = 8
+"""The 0x1E terminal number field: 8 bytes; a 12-digit (6-byte) number is right-aligned."""
+
+
+def _datetime7(raw: bytes, what: str) -> dt.datetime:
+    """7 BCD bytes ``YYYYMMDDhhmmss``."""
+    return dt.datetime.combine(decode_bcd_date(raw[0:4], what), decode_bcd_time(raw[4:7], what))
+
+
+def encode_datetime7(when: dt.datetime) -> bytes:
+    """``YYYYMMDDhhmmss`` as 7 BCD bytes, as the trip and rail records keep times."""
+    return encode_bcd_date(when.date()) + encode_bcd_time(when)
+
 
 @dataclass(frozen=True)
 class TripRecord:
-    """One 48-byte record of file 0x1E, staged by UPDATE CAPP DATA CACHE (layout in
-    docs/transit.md). ``record_id`` (byte 0) is the P1 of UPDATE CAPP DATA CACHE."""
+    """One 48-byte record of file 0x1E (公共交通过程信息循环记录), staged by UPDATE CAPP DATA
+    CACHE ``80 DC 00 F0 30`` (layout in docs/transit.md, as real metro terminals write it):
+    0 transaction type, 1-8 terminal number, 9 industry, 10-11 line, 12-13 station, 14-15
+    operator, 16 RFU, 17-20 amount, 21-24 balance after, 25-31 date and time (BCD), 32-33
+    city code, 34-41 acquirer, 42-47 RFU."""
 
-    record_id: int
     transaction_type: int
-    terminal_number: bytes  # 6
+    terminal_number: bytes  # 6 (the PSAM's) or 8
     industry: int
     line: int
     station: int
@@ -291,20 +306,21 @@ class TripRecord:
     acquirer_id: bytes  # 8
 
     def to_bytes(self) -> bytes:
+        terminal = self.terminal_number.rjust(TRIP_TERMINAL_LENGTH, b"\x00")
         return (
-            bytes((self.record_id, self.transaction_type))
-            + self.terminal_number
+            bytes((self.transaction_type,))
+            + terminal
             + bytes((self.industry,))
             + self.line.to_bytes(2, "big")
             + self.station.to_bytes(2, "big")
             + self.operator.to_bytes(2, "big")
+            + b"\x00"
             + self.amount.to_bytes(4, "big")
-            + self.balance_after.to_bytes(4, "big", signed=True)
-            + encode_bcd_date(self.when.date())
-            + encode_bcd_time(self.when)
+            + max(self.balance_after, 0).to_bytes(4, "big")
+            + encode_datetime7(self.when)
             + self.city_code
             + self.acquirer_id
-            + bytes(8)
+            + bytes(6)
         )
 
 
@@ -313,19 +329,16 @@ def decode_trip_record(raw: bytes) -> TripRecord:
     raw = _bytes(raw, "0x1E record")
     if len(raw) != TRIP_RECORD_LENGTH:
         raise TransitRecordError(f"0x1E record has {len(raw)} bytes, not 48")
-    day = decode_bcd_date(raw[23:27], "0x1E date")
-    time = decode_bcd_time(raw[27:30], "0x1E time")
     return TripRecord(
-        record_id=raw[0],
-        transaction_type=raw[1],
-        terminal_number=raw[2:8],
-        industry=raw[8],
-        line=int.from_bytes(raw[9:11], "big"),
-        station=int.from_bytes(raw[11:13], "big"),
-        operator=int.from_bytes(raw[13:15], "big"),
-        amount=int.from_bytes(raw[15:19], "big"),
-        balance_after=int.from_bytes(raw[19:23], "big", signed=True),
-        when=dt.datetime.combine(day, time),
-        city_code=raw[30:32],
-        acquirer_id=raw[32:40],
+        transaction_type=raw[0],
+        terminal_number=raw[1:9],
+        industry=raw[9],
+        line=int.from_bytes(raw[10:12], "big"),
+        station=int.from_bytes(raw[12:14], "big"),
+        operator=int.from_bytes(raw[14:16], "big"),
+        amount=int.from_bytes(raw[17:21], "big"),
+        balance_after=int.from_bytes(raw[21:25], "big"),
+        when=_datetime7(raw[25:32], "0x1E date and time"),
+        city_code=raw[32:34],
+        acquirer_id=raw[34:42],
     )

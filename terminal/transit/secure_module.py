@@ -92,3 +92,21 @@ class PsamPurchase(Protocol):
     def purchase_mac1(self, request: Mac1Request) -> Mac1Answer: ...
 
     def verify_mac2(self, mac2: bytes, terminal_serial: int | None = None) -> Mac2Verdict: ...
+
+
+class PsamMaintenance(Protocol):
+    """What blocking a hotlisted e-purse asks of the secure module (docs/transit.md
+    "Blocking a hotlisted e-purse"): :class:`terminal.secure.psam.PsamSecureModule`."""
+
+    def maintenance_mac(
+        self,
+        key_version: int,
+        app_serial_low8: bytes,
+        issuer_id: bytes,
+        challenge: bytes,
+        data: bytes,
+    ) -> bytes:
+        """The 4-byte MAC of ``data`` under the card's maintenance key (the PSAM's master,
+        diversified by the issuer id then the serial), the card's ``challenge`` as initial
+        value: ``80 1A 45 <version>`` then ``80 FA 05 00``."""
+        ...

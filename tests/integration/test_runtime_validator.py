@@ -70,6 +70,11 @@ class CountingPurchase:
         self.results.append(result)
         return result
 
+    def ride(self, *args: object, **kwargs: object) -> object:
+        plan, result = self._module.ride(*args, **kwargs)
+        self.results.append(result)
+        return plan, result
+
     def recover(self, *args: object, **kwargs: object) -> object:
         result = self._module.recover(*args, **kwargs)
         self.results.append(result)

@@ -51,6 +51,7 @@
       outcome = s.result.outcome;
       title = s.result.title[lang];
       detail = s.result.detail[lang];
+      if (s.result.notice) detail = detail ? `${detail} · ${s.result.notice[lang]}` : s.result.notice[lang];
       icon = ICONS[outcome] || "#i-error";
     } else if (s.phase === "busy" && s.busy) {
       title = s.busy[lang];
@@ -66,6 +67,9 @@
     $("title").textContent = title;
     $("detail").textContent = detail;
     show($("detail"), Boolean(detail));
+    const concession = s.phase === "result" && s.result && s.result.concession;
+    $("concession").textContent = concession ? concession[lang] : "";
+    show($("concession"), Boolean(concession));
     const holder = s.phase === "result" && s.result && s.result.holder;
     $("holder").textContent = holder ? ui.hello(holder) : "";
     show($("holder"), Boolean(holder));
@@ -173,7 +177,26 @@
     playing = null;
   }
 
-  function play(url) {
+  // A concession card gets its own tone before the words: two rising notes, unlike any
+  // outcome's single beep, so a driver knows to look at the rider (article 21).
+  const CHIME_S = 0.36;
+  function chime(ctx) {
+    const start = ctx.currentTime;
+    [[660, 0], [880, 0.18]].forEach(([freq, at]) => {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.25, start + at);
+      gain.gain.exponentialRampToValueAtTime(0.001, start + at + 0.16);
+      osc.connect(gain).connect(ctx.destination);
+      osc.onended = () => { osc.disconnect(); gain.disconnect(); };
+      osc.start(start + at);
+      osc.stop(start + at + 0.17);
+    });
+    probe.chimes = (probe.chimes || 0) + 1;
+  }
+
+  function play(url, delay = 0) {
     hush();
     const ctx = context();
     if (!ctx) return;
@@ -188,7 +211,7 @@
         if (playing === source) playing = null;
       };
       playing = source;
-      source.start();
+      source.start(delay ? ctx.currentTime + delay : 0);
       probe.played += 1;
     }, () => undefined); // no clip: the words are on screen
   }
@@ -203,7 +226,10 @@
     lastSpoken = key;
     probe.spoken.push(s.voice[lang]);
     if (probe.spoken.length > 100) probe.spoken.shift();
-    play(s.voice[lang]);
+    const concession = s.phase === "result" && s.result && s.result.concession;
+    const ctx = concession ? context() : null;
+    if (ctx) chime(ctx);
+    play(s.voice[lang], ctx ? CHIME_S : 0);
   }
 
   // Where autoplay needs a gesture, the first touch lets the voice speak.

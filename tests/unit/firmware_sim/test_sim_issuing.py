@@ -158,3 +158,34 @@ def test_add_tunion_tac_scheme_options() -> None:
     ]:
         with pytest.raises(ValueError, match=words):
             add_tunion(build_card(profile), keys, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["genuine-sc-3.0-transit", "tunion-plain", "tunion-bit31"])
+def test_epurses_hold_their_damk_and_the_worlds_psam_blocks_them(world, name: str) -> None:
+    """The key file's maintenance masters: every e-purse holds its DAMK, and a PSAM made
+    from the same key file computes the MAC that blocks it (80 1A, 80 FA 05 00, 84 1E)."""
+    from firmware_sim.psam_applet import build_psam
+
+    _, manifest, masters = world
+    profile = load_profile(manifest["cards"][name]["file"])
+    settings = profile.tunion
+    assert settings is not None
+    alg, info = settings.algorithm, settings.public_info
+    master = masters.maintenance_master(alg)
+    assert master is not None
+    damk = crypto.maintenance_key(alg, master, info.issuer_id, info.app_serial)
+    assert settings.maintenance_key == damk != settings.purchase_key
+    card = build_card(profile, contactless=True)
+    card.power_on()
+    assert tx(card, "00A4040008A000000632010105")[1] == 0x9000
+    sam = build_psam(masters)
+    sam.power_on()
+    assert tx(sam, "00A4040006D15600000590")[1] == 0x9000
+    version = {crypto.DES3: "02", crypto.SM4: "03"}[alg]
+    data = info.serial_low8 + info.issuer_id
+    assert tx(sam, f"801A45{version}10" + data.hex()) == (b"", 0x9000)
+    random, _ = tx(card, "0084000004")
+    mac, sw = tx(sam, "80FA050010" + random.hex() + "00000000" + "841E000004800000")
+    assert sw == 0x9000
+    assert tx(card, "841E000004" + mac.hex()) == (b"", 0x9000)
+    assert tx(card, "00A4040008A000000632010105")[1] == 0x6283

@@ -260,8 +260,10 @@ def test_purchase_between_card_and_psam(alg: int) -> None:
     result, sw = tx(psam, "8070000024" + request.hex() + "08")
     assert sw == 0x9000 and len(result) == 8
     serial, mac1 = result[:4], result[4:]
-    trip = bytes([0x01]) + bytes(47)
-    assert tx(card, "80DC01F030" + trip.hex())[1] == 0x9000
+    # 0x1E in its real layout: type, terminal number (8), industry 01 (rail), ... (48 bytes)
+    trip = b"\x09" + bytes(2) + TERMINAL_NO + b"\x01" + bytes(38)
+    assert len(trip) == tunion.TRIP_RECORDS.length
+    assert tx(card, "80DC00F030" + trip.hex())[1] == 0x9000
     tac_mac2, sw = tx(card, "805401000F" + (serial + DATE + TIME + mac1).hex() + "08")
     assert sw == 0x9000
     assert tx(psam, "8072000004" + tac_mac2[4:].hex()) == (b"", 0x9000)

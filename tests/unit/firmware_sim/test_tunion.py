@@ -62,10 +62,10 @@ def test_debit_needs_initialize_and_cache_needs_composite(card) -> None:
     debit = "805401000F" + "00000001" + "20240506" + "070809" + "00000000" + "08"
     assert tx(card, debit)[1] == 0x6985
     tx(card, "805001020B01000000C8500100000042" + "0F")
-    assert tx(card, "80DC01F030" + "01" + "00" * 47)[1] == 0x6985
+    assert tx(card, "80DC00F030" + "09" + "00" * 47)[1] == 0x6985
     tx(card, "805003020B01000000C8500100000042" + "0F")
-    assert tx(card, "80DC02F030" + "01" + "00" * 47)[1] == 0x6A80  # P1 is the record id
-    assert tx(card, "80DC01F030" + "01" + "00" * 47)[1] == 0x9000
+    assert tx(card, "80DC02F030" + "09" + "00" * 47)[1] == 0x6A86  # cyclic 0x1E: P1 00 only
+    assert tx(card, "80DC00F030" + "09" + "00" * 47)[1] == 0x9000
     assert tx(card, debit)[1] == 0x9302  # wrong MAC1
     assert tx(card, "805C000204")[0] == bytes.fromhex("0000012C")
 

@@ -153,6 +153,9 @@ class NoRecovery:
     def purchase(self, *args: object, **kwargs: object) -> object:
         raise AssertionError("charged")
 
+    def ride(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("charged")
+
 
 def test_a_pending_purchase_the_journal_holds_is_dropped_not_recovered() -> None:
     from terminal.credential import Credential, CredentialKind

@@ -158,14 +158,16 @@ def purse_token(serial: bytes = SERIAL) -> bytes:
 # --- a plain T-Union card ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("in_fci", "apdus"), [(True, 5), (False, 6)])
+@pytest.mark.parametrize(("in_fci", "apdus"), [(True, 6), (False, 7)])
 def test_plain_tunion_card_pays_by_the_epurse(in_fci: bool, apdus: int) -> None:
     t = make()
     card = FakeEPurse(1000, fci_public_info=in_fci, bit31=True)
     outcome = t.tap(card)
     assert outcome.accepted and outcome.reason == "ok" and outcome.amount == 200
     assert card.balance == 800 and outcome.balance == 800
-    # SELECT SSSE (6A82), SELECT e-purse (+ READ BINARY), INITIALIZE, UPDATE CACHE, DEBIT.
+    # SELECT SSSE (6A82), SELECT e-purse (+ READ BINARY), READ RECORD 0x1A (this fake has
+    # none: 6A82), INITIALIZE, UPDATE CACHE (the trip record), DEBIT. With ``reads_ssc``
+    # False the first SELECT goes too (test_purse_only_validator_*).
     assert outcome.apdu_count == apdus
     record = t.journal.records[0]
     assert record.card_token == purse_token() and record.kind == "card"

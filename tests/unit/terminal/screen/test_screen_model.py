@@ -658,3 +658,27 @@ def test_random_sequences_keep_the_model_consistent(
             assert out["result"]["holder"] is None
         if after.assist:
             assert after.prefs.large and after.prefs.voice
+
+
+def test_a_concession_card_is_named_first_and_a_low_balance_said_last() -> None:
+    m = model()
+    told = replace(
+        message("ok", Outcome.ACCEPTED, fare=100, balance=300), concession="4", notice="low_balance"
+    )
+    m.show(told, 1.0, 1.0)
+    state = m.state
+    assert state.result is not None and state.result.concession == Texts("老年卡", "Senior card")
+    said = state.spoken("zh")
+    assert said.startswith("老年卡") and said.rstrip("。").endswith("余额不足，请及时充值")
+    assert state.to_json()["result"]["concession"] == {"zh": "老年卡", "en": "Senior card"}
+
+
+def test_an_adult_card_is_not_named_and_a_shortfall_is_said() -> None:
+    m = model()
+    told = replace(
+        message("insufficient_balance", Outcome.REFUSED, balance=120), concession="3", shortfall=180
+    )
+    m.show(told, 1.0, 1.0)
+    state = m.state
+    assert state.result is not None and state.result.concession is None
+    assert "还差 1.80 元" in state.spoken("zh") and "1.80 yuan short" in state.spoken("en")

@@ -27,7 +27,6 @@ INFO = public_info()
 
 def trip(n: int, amount: int = 200, balance: int = 800) -> bytes:
     return TripRecord(
-        record_id=1,
         transaction_type=0x09,
         terminal_number=bytes.fromhex("310100000001"),
         industry=2,
