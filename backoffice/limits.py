@@ -277,4 +277,3 @@ class RateLimits:
         for terminal_id in full:
             del self._terminals[terminal_id]
         self._next_prune = now + self._refill
-

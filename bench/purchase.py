@@ -3,9 +3,20 @@
 Per purchase (connection to the card already open, as a validator holds the card while it is
 in the field): median and p95 terminal time and card APDUs, for
 
-* composite purchase, PSAM in vpcd slot 2 (the validator's configuration);
+* composite purchase, PSAM in vpcd slot 2 (the validator's configuration): SELECT,
+  INITIALIZE (03), UPDATE CAPP 0x1E (the trip record), DEBIT;
+* the bus ride of :mod:`terminal.transit.ride` (``ride`` with ``RideSite(mode="bus")``, the
+  journey record on, as a field validator with ``[transit] journey_record = true`` taps):
+  SELECT, READ RECORD 0x1A, INITIALIZE (03), UPDATE CAPP 0x1A, DEBIT - one READ RECORD more
+  than the composite purchase, which it is compared to;
 * baseline: the same flow with the PSAM in software (no PSAM round trips);
 * baseline: the plain purchase (P1=01, no trip record), PSAM in slot 2.
+
+Card APDUs per purchase are a first-class figure: each row prints them (the range if they
+varied within the row) beside the count docs/transit.md gives for T=1 with 0x15 in the FCI.
+The card of this table is a T=0 card (contact): there SELECT, INITIALIZE and DEBIT each take
+a GET RESPONSE, three APDUs more; the field card table below has T=1 cards, and the bus ride
+against the composite purchase on each.
 
 Terminal time is what our side spends (pcscd + vpcd + both simulated cards included); on a
 real card add 5-20 ms of air time per card APDU. Targets: <= 30 ms median, <= 8 card APDUs.
@@ -47,9 +58,19 @@ from terminal.secure.keyfile import generate_key_set, load_key_file
 from terminal.secure.psam import PsamSecureModule
 from terminal.secure.software import SoftwarePurchaseModule
 from terminal.transit import PurchaseResult, PurchaseStatus, purchase
+from terminal.transit.ride import RideSite, RideTerms, ride
+from terminal.transit.secure_module import PsamPurchase
 
 TERMINAL = "500100000042"
 CARD_SLOT, PSAM_SLOT = 0, 2
+CITY_CODE = bytes.fromhex("6900")
+BUS = RideSite(mode="bus", city_code=CITY_CODE)
+"""A bus validator with the journey record (``RideSite.journey_record`` is on by default)."""
+FARE = 1
+EXPECTED_APDUS = {"composite": 4, "ride": 5, "plain": 3}
+"""Card APDUs over T=1 when the FCI carries 0x15 (docs/transit.md); one more (READ BINARY)
+without, three more over T=0 (GET RESPONSE after SELECT, INITIALIZE and DEBIT)."""
+T0_GET_RESPONSES = 3
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -57,7 +78,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run(n: int, one: Callable[[], PurchaseResult]) -> tuple[float, float, int]:
+def run(n: int, one: Callable[[], PurchaseResult]) -> tuple[float, float, int, int]:
+    """Median and p95 ms, and the fewest and most card APDUs, of ``n`` purchases."""
     times, counts = [], set()
     for _ in range(n):
         start = time.perf_counter()
@@ -66,7 +88,19 @@ def run(n: int, one: Callable[[], PurchaseResult]) -> tuple[float, float, int]:
         if result.status is not PurchaseStatus.DONE:
             raise SystemExit(f"purchase failed: {result}")
         counts.add(result.apdu_count)
-    return statistics.median(times), percentile(times, 0.95), max(counts)
+    return statistics.median(times), percentile(times, 0.95), min(counts), max(counts)
+
+
+def apdu_text(low: int, high: int) -> str:
+    return str(high) if low == high else f"{low}-{high}"
+
+
+def bus_ride(channel: CardChannel, psam: PsamPurchase, now: dt.datetime) -> PurchaseResult:
+    """One bus tap with the journey record; the plan must charge the fare."""
+    plan, result = ride(channel, psam, BUS, RideTerms(fare=FARE), now)
+    if plan is None or not plan.charge or plan.amount != FARE:
+        raise SystemExit(f"the bus ride did not charge {FARE}: {plan}, {result}")
+    return result
 
 
 def main() -> None:
@@ -103,17 +137,26 @@ def main() -> None:
     now = dt.datetime.now()
     try:
         purchase(channel, psam, 1, now)  # warm-up
+        bus_ride(channel, psam, now)
         rows = [
             (
                 "composite, PSAM in slot 2",
+                "composite",
                 run(args.purchases, lambda: purchase(channel, psam, 1, now)),
             ),
             (
+                "bus ride + journey record 0x1A, PSAM slot 2",
+                "ride",
+                run(args.purchases, lambda: bus_ride(channel, psam, now)),
+            ),
+            (
                 "baseline: composite, PSAM in software",
+                "composite",
                 run(args.purchases, lambda: purchase(channel, software, 1, now)),
             ),
             (
                 "baseline: plain purchase, PSAM in slot 2",
+                "plain",
                 run(
                     args.purchases,
                     lambda: purchase(channel, psam, 1, now, composite=False),
@@ -127,14 +170,30 @@ def main() -> None:
             bridge.remove()
         for reader in (card_reader, psam_reader):
             wait_for_card(reader, present=False)
-    reference = rows[0][1][0]
+    reference = rows[0][2][0]
     print(
         f"T-Union purchase, {alg.name}, card {card.protocol} in {card_reader!r}, "
-        f"{args.purchases} purchases each (card counter now {applet.counter})"
+        f"{args.purchases} purchases each (card counter now {applet.counter}); ratio: to the "
+        "composite purchase"
     )
-    print(f"{'flow':44} {'median ms':>10} {'p95 ms':>8} {'card APDUs':>11} {'ratio':>6}")
-    for name, (median, p95, apdus) in rows:
-        print(f"{name:44} {median:10.2f} {p95:8.2f} {apdus:11d} {median / reference:6.2f}")
+    print(
+        f"{'flow':44} {'median ms':>10} {'p95 ms':>8} {'card APDUs':>11} {'T=1 doc':>8} "
+        f"{'ratio':>6}"
+    )
+    extra = T0_GET_RESPONSES if card.protocol == "T=0" else 0
+    for name, kind, (median, p95, low, high) in rows:
+        expected = EXPECTED_APDUS[kind]
+        flag = "" if high <= expected + extra else "  MORE APDUs THAN DOCUMENTED"
+        print(
+            f"{name:44} {median:10.2f} {p95:8.2f} {apdu_text(low, high):>11} {expected:8d} "
+            f"{median / reference:6.2f}{flag}"
+        )
+    ride_apdus, purchase_apdus = rows[1][2][3], rows[0][2][3]
+    print(
+        f"card APDUs per purchase: composite {purchase_apdus}, bus ride with the journey record "
+        f"{ride_apdus} ({ride_apdus - purchase_apdus:+d}); median {reference:.2f} -> "
+        f"{rows[1][2][0]:.2f} ms (ratio {rows[1][2][0] / reference:.2f})"
+    )
     bench_field_cards(card_reader, psam_reader, min(args.purchases, 100))
 
 
@@ -178,10 +237,18 @@ def bench_field_cards(card_reader: str, psam_reader: str, taps: int) -> None:
                         finally:
                             connection.close()
 
+                    def ride_tap(now: dt.datetime = now) -> PurchaseResult:
+                        connection = backend.connect(card_reader)
+                        try:
+                            return bus_ride(CardChannel(connection), psam, now)
+                        finally:
+                            connection.close()
+
                     ours = run(taps, lambda: tap(True))
+                    rides = run(taps, ride_tap)
                     plain = run(taps, lambda: tap(False))
                     label = name + (" (CL)" if contactless else "")
-                    rows.append((label, card.protocol, ours, plain))
+                    rows.append((label, card.protocol, ours, rides, plain))
                 finally:
                     bridge.remove()
                     wait_for_card(card_reader, present=False)
@@ -189,14 +256,19 @@ def bench_field_cards(card_reader: str, psam_reader: str, taps: int) -> None:
             psam.close()
             psam_bridge.remove()
     print(f"\nfield transit cards, {taps} taps each (connect + purchase + disconnect), PSAM slot 2")
+    print("ratio: composite to plain; ride ratio: the bus ride (journey record) to composite")
     print(
         f"{'card':28} {'T':3} {'composite ms':>12} {'p95':>6} {'APDUs':>5} "
-        f"{'plain ms':>9} {'APDUs':>5} {'ratio':>6}"
+        f"{'plain ms':>9} {'APDUs':>5} {'ratio':>6} {'ride ms':>8} {'APDUs':>5} {'ride ratio':>10}"
     )
-    for label, protocol, (med, p95, apdus), (plain_med, _p, plain_apdus) in rows:
+    for label, protocol, ours, rides, plain in rows:
+        med, p95, low, high = ours
+        plain_med, _p, plain_low, plain_high = plain
+        ride_med, _rp, ride_low, ride_high = rides
         print(
-            f"{label:28} {protocol[2:]:3} {med:12.2f} {p95:6.2f} {apdus:5d} "
-            f"{plain_med:9.2f} {plain_apdus:5d} {med / plain_med:6.2f}"
+            f"{label:28} {protocol[2:]:3} {med:12.2f} {p95:6.2f} {apdu_text(low, high):>5} "
+            f"{plain_med:9.2f} {apdu_text(plain_low, plain_high):>5} {med / plain_med:6.2f} "
+            f"{ride_med:8.2f} {apdu_text(ride_low, ride_high):>5} {ride_med / med:10.2f}"
         )
 
 

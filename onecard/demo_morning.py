@@ -1,16 +1,22 @@
-"""``onecard demo``, part two: a scripted morning at a museum gate, on a bus, at a hospital.
+"""``onecard demo``, part two: a scripted morning at a museum gate, a library, a museum with
+real-name reservations, on a bus, at a hospital, on the metro.
 
-Everything is real but the cards and the back office's operators: an embedded back office
-(HTTP on loopback, SQLite) publishes the application list and the hotlist and receives the
-journals; three runtimes (gate, validator, counter) built from ``terminal.toml`` files run
-their event loops over pcscd + vpcd readers and a pty scanner; simulated cards are put into
-the vpcd slots one after another. A composition root, like the CLI.
+Everything is real but the cards, the back office's operators and the library's system: an
+embedded back office (HTTP on loopback, SQLite) publishes the application list, the hotlist
+and the museum's reservations, receives the journals and counts the museum's visitors from
+the gates' events; the runtimes (gates, validators, counter, rail gates) built from
+``terminal.toml`` files run their event loops over pcscd + vpcd readers and a pty scanner;
+simulated cards are put into the vpcd slots one after another. The library gate asks a
+small SIP2 library system (pysip2's ACS on 127.0.0.1, :class:`DemoLibrary`) when pysip2 is
+installed (``make demo`` installs it with the test extra); without it the scene says it is
+skipped. A composition root, like the CLI.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import os
 import re
 import tempfile
@@ -21,9 +27,14 @@ from pathlib import Path
 
 from backoffice.cli import format_credentials
 from backoffice.keys import new_token_key
-from backoffice.publish import generate_publication_key, hotlist_entry_for_card
+from backoffice.publish import (
+    generate_publication_key,
+    hotlist_entry_for_card,
+    reservations_body,
+)
 from backoffice.server import BackOffice
 from backoffice.storage import open_storage
+from backoffice.venue import day_of
 from drivers.pcsc import establish_context, list_readers, release_context, wait_for_card
 from firmware_sim.ecode_issuing import issue_code, issue_ecode_world, read_private_key
 from firmware_sim.issuing import card_keys, issue_world
@@ -36,7 +47,7 @@ from firmware_sim.vpcd import VpcdBridge, reader_name
 from onecard.runtime import build_runtime, open_document_store
 from terminal.crypto.signing import Algorithm
 from terminal.errors import PcscUnavailableError
-from terminal.host.clock import SystemClock
+from terminal.host.clock import CST, SystemClock
 from terminal.journal.store import Journal
 from terminal.runtime.config import load_config
 from terminal.runtime.loop import TerminalRuntime
@@ -54,6 +65,13 @@ APPLIST = {
         {
             "code": "museum-entry",
             "name": "Chongqing museums (Sichuan-Chongqing list)",
+            "scope": "sichuan-chongqing",
+            "fare": 0,
+            "valid_from": "2025-01-01",
+        },
+        {
+            "code": "library-entry",
+            "name": "Chongqing Library",
             "scope": "sichuan-chongqing",
             "fare": 0,
             "valid_from": "2025-01-01",
@@ -97,6 +115,8 @@ APPLIST = {
 
 TERMINALS = {
     "GATE-01": ("gate", "museum-entry", 0),
+    "LIB-01": ("gate", "library-entry", 0),
+    "MUS-01": ("gate", "museum-entry", 0),
     "BUS-01": ("validator", "bus-fare", 1),
     "DESK-01": ("counter", "hospital-registration", 3),
     "RAIL-IN": ("rail", "metro", 0),
@@ -136,6 +156,38 @@ RAIL_SECTIONS = {
     "INSPECT-01": FIELD_TRANSIT + '[inspector]\nmode = "bus"\nminutes = 60\n',
 }
 PSAM_SLOT = 2
+VENUE_GATES = ("LIB-01", "MUS-01")
+"""The venue scenes' gates: each its own ``[venue]`` table, no scanner."""
+MUSEUM = "museum-1"
+MUSEUM_MAXIMUM = 2
+"""The museum's maximum as the back office sets it (``venue set-max``): it overrides the
+gate's configured one (MUSEUM_SECTION), so the demo fills the museum with two visitors."""
+MUSEUM_SECTION = f"""
+[venue]
+kind = "museum"
+id = "{MUSEUM}"
+maximum = 300
+occupancy_poll_seconds = 0.2
+stale_seconds = 5
+"""
+
+
+def library_section(port: int) -> str:
+    """The library gate's ``[venue]``: the demo library system's SIP2 server."""
+    return f"""
+[venue]
+kind = "library"
+id = "cq-library"
+
+[venue.ils]
+host = "127.0.0.1"
+port = {port}
+user = "{DemoLibrary.USER}"
+password = "{DemoLibrary.PASSWORD}"
+institution = "{DemoLibrary.INSTITUTION}"
+timeout_seconds = 1.0
+fallback = "admit"
+"""
 
 
 @dataclass
@@ -166,6 +218,108 @@ def variant(
     )
     profile = dataclasses.replace(sample, issuer=issuer, card=card, pki=None)
     return dataclasses.replace(profile, keys=card_keys(profile, keyset))
+
+
+class DemoLibrary:
+    """The library system of the demo's library gate: pysip2's SIP2 server (the ACS side)
+    on 127.0.0.1, serving Login, SC Status and Patron Status from ``patrons`` (card number
+    -> the set patron status flags, :class:`terminal.venue.sip2.PatronFlag` names), with a
+    login required as a real ACS does. :meth:`stop` takes it down: the listener and every
+    connection close, so the gate's next request is refused (its fallback applies).
+
+    pysip2 is a test extra: :meth:`missing` says why the demo cannot have its library.
+    ``SIP2Server.start()`` never closes its listener, so the listener is made with the
+    public ``listen()`` and its connections handed to the server's per-connection loop
+    (``_handle_connection``: pysip2 0.1's name, checked by :meth:`missing`)."""
+
+    USER = "gate01"
+    PASSWORD = "secret"
+    INSTITUTION = "CQLIB"
+
+    @staticmethod
+    def missing() -> str:
+        """Why there can be no demo library here, or "" when there can."""
+        try:
+            from pysip2 import SIP2Server
+        except ImportError:
+            return "pysip2 not installed (pip install -e '.[test]')"
+        if not hasattr(SIP2Server, "_handle_connection"):
+            return "this pysip2 has no SIP2Server._handle_connection"
+        return ""
+
+    def __init__(self, patrons: dict[str, frozenset[str]]) -> None:
+        import anyio
+        from anyio.abc import SocketAttribute
+        from anyio.from_thread import start_blocking_portal
+        from pysip2 import (
+            LOGIN,
+            PATRON_STATUS,
+            SC_STATUS,
+            LoginResponse,
+            PatronStatusResponse,
+            SIP2Server,
+        )
+
+        from terminal.venue.sip2 import PatronFlag
+
+        order = sorted(PatronFlag, key=lambda flag: flag.value)
+        server = SIP2Server(
+            encoding="utf-8",
+            institution_id=self.INSTITUTION,
+            library_name="重庆图书馆",
+            login_required=True,
+        )
+
+        @server.route(LOGIN)
+        async def login(req, ctx):  # type: ignore[no-untyped-def]
+            ok = req.login_user_id == self.USER and req.login_password == self.PASSWORD
+            return LoginResponse(ok="1" if ok else "0")
+
+        @server.route(SC_STATUS)
+        async def sc_status(req, ctx):  # type: ignore[no-untyped-def]
+            return ctx.server.build_acs_status(req)
+
+        @server.route(PATRON_STATUS)
+        async def patron_status(req, ctx):  # type: ignore[no-untyped-def]
+            flags = patrons.get(req.patron_identifier)
+            return PatronStatusResponse(
+                patron_status="".join(
+                    "Y" if flags and flag.name in flags else " " for flag in order
+                ),
+                language=req.language,
+                transaction_date=ctx.now_18(),
+                institution_id=req.institution_id,
+                patron_identifier=req.patron_identifier,
+                personal_name="读者" if flags is not None else "",
+                valid_patron="Y" if flags is not None else "N",
+            )
+
+        @contextlib.asynccontextmanager
+        async def serving():  # type: ignore[no-untyped-def]
+            listener = await server.listen("127.0.0.1", 0)
+            async with listener, anyio.create_task_group() as tasks:
+                tasks.start_soon(listener.serve, server._handle_connection)
+                try:
+                    yield listener.extra(SocketAttribute.local_port)
+                finally:
+                    tasks.cancel_scope.cancel()
+
+        self._portal_cm = start_blocking_portal()
+        portal = self._portal_cm.__enter__()
+        self._serving: contextlib.AbstractContextManager[int] | None = (
+            portal.wrap_async_context_manager(serving())
+        )
+        self.port: int = self._serving.__enter__()
+
+    def stop(self) -> None:
+        """The library system goes down: no listener, every connection closed."""
+        if self._serving is not None:
+            serving, self._serving = self._serving, None
+            serving.__exit__(None, None, None)
+
+    def close(self) -> None:
+        self.stop()
+        self._portal_cm.__exit__(None, None, None)
 
 
 def with_purchase_keys(keyset: KeySet) -> KeySet:
@@ -253,6 +407,7 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
         office = BackOffice(storage, publication)
         server = office.serve()
         rows: list[Row] = []
+        library: DemoLibrary | None = None
         try:
             office.publish("applist", APPLIST)
             office.publish("fares", FARES)
@@ -272,6 +427,38 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
             storage.hotlist_change(
                 hotlist_entry_for_card(token_key, hotlisted.issuer.card_number), True
             )
+            # The venues: the museum's reservations for today and its maximum, set at the
+            # back office; the library's system (its patrons by card number).
+            museum_cards = [holder_variant(cq, keyset, 7201 + n) for n in range(4)]
+            library_cards = [variant(cq, keyset, 7301 + n) for n in range(4)]
+            today = dt.datetime.now(CST).date().isoformat()
+            museum_slots = [
+                {
+                    "id": "today",
+                    "start": f"{today}T00:00:00+08:00",
+                    "end": f"{today}T23:59:59+08:00",
+                }
+            ]
+            # The second visitor has no reservation; the first, third and fourth have one.
+            booked = "".join(f"{museum_cards[n].holder.ssn},today\n" for n in (0, 2, 3))
+            office.publish(
+                "reservations", reservations_body(MUSEUM, museum_slots, booked, token_key)
+            )
+            storage.set_venue_maximum(MUSEUM, MUSEUM_MAXIMUM, time.time())
+            skipped = DemoLibrary.missing()
+            if not skipped:
+                patron, overdue, _unknown, reader = library_cards
+                library = DemoLibrary(
+                    {
+                        patron.issuer.card_number: frozenset(),
+                        overdue.issuer.card_number: frozenset({"too_many_items_overdue"}),
+                        reader.issuer.card_number: frozenset(),
+                    }
+                )
+            venue_sections = {
+                "MUS-01": MUSEUM_SECTION,
+                "LIB-01": library_section(library.port) if library is not None else "",
+            }
             scanner = PtyScanner(tmp)
             for terminal_id, (profile, service, slot) in TERMINALS.items():
                 secret = os.urandom(32)
@@ -284,13 +471,17 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
                 )
                 creds.chmod(0o600)
                 (tmp / f"{terminal_id}-documents").mkdir()
-                scans = profile in ("gate", "validator") and terminal_id != "BUS-02"
+                scans = profile in ("gate", "validator") and terminal_id not in (
+                    "BUS-02",
+                    *VENUE_GATES,
+                )
                 (tmp / f"{terminal_id}.terminal.toml").write_text(
                     config_text(
                         terminal_id, profile, service, slots[slot], slots[PSAM_SLOT],
                         scanner.port if scans else "", world_dir(world), keys_file,
                         tmp,
                     ) + RAIL_SECTIONS.get(terminal_id, "")
+                    + venue_sections.get(terminal_id, "")
                 )  # fmt: skip
                 # The terminal's first sync: the lists it needs before its first passenger.
                 credentials = load_credentials(creds)
@@ -298,7 +489,7 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
                 client = BackOfficeClient(credentials, SystemClock())
                 wanted = ("hotlist", "trustlist", "applist") + (
                     ("fares",) if profile == "rail" else ()
-                )
+                ) + (("reservations",) if terminal_id == "MUS-01" else ())  # fmt: skip
                 Downloader(store, client.fetch, SystemClock(), documents=wanted).run_once()
                 client.close()
 
@@ -306,8 +497,11 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
             psam.insert()
             wait_for_card(slots[PSAM_SLOT])
             shots = Screenshots(screens, out)
+            heard: list[str] = []
             try:
                 rows += gate_morning(tmp, slots, world, ecode, scanner, hotlisted, expired, shots)
+                rows += library_morning(tmp, slots, library, skipped, library_cards, heard, shots)
+                rows += museum_morning(tmp, slots, storage, museum_cards, heard, shots)
                 rows += bus_morning(tmp, slots, world, ecode, scanner, keyset, cq, poor, torn)
                 rows += counter_morning(tmp, slots, world, shots)
                 rows += rail_morning(tmp, slots, keyset, cq, shots)
@@ -315,21 +509,30 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
                 psam.remove()
                 scanner.close()
 
-            out("A morning at a museum gate, on a bus, at a hospital counter and on the metro:\n")
+            out(
+                "A morning at a museum gate, a library, a museum with reservations, on a bus, "
+                "at a hospital counter and on the metro:\n"
+            )
             header = (
-                f"{'place':<9} {'credential':<34} {'decision':<8} {'reason':<30} "
+                f"{'place':<9} {'credential':<34} {'decision':<8} {'reason':<38} "
                 f"{'fare':>6} {'APDUs':>5} {'ms':>6}"
             )
             out(header)
             out("-" * len(header))
             for r in rows:
                 out(
-                    f"{r.place:<9} {r.credential:<34} {r.decision:<8} {r.reason:<30} "
+                    f"{r.place:<9} {r.credential:<34} {r.decision:<8} {r.reason:<38} "
                     f"{r.fare:>6} {r.apdus:>5} {r.ms:>6}"
                 )
+            if heard:
+                out("\nWhat the venue gates told the holders:\n")
+                for line in heard:
+                    out(line)
             shots.report()
             return report_backoffice(out, tmp, storage, server.url)
         finally:
+            if library is not None:
+                library.close()
             server.shutdown()
             storage.close()
 
@@ -526,6 +729,92 @@ def bus_morning(tmp, slots, world, ecode, scanner, keyset, cq, poor, torn) -> li
         applet.after_debit = None
         rows.append(row("bus", "same card tapped again", present(runtime, 1, reader, card, 4)))
         rows.append(row("bus", "e-code (pay later)", scan(runtime, scanner, ecode_text(ecode), 5)))
+    return rows
+
+
+def holder_variant(sample: CardProfile, keyset: KeySet, serial: int) -> CardProfile:
+    """:func:`variant` with a (made up) identity number of its own in EF06: what a museum's
+    real-name reservation is made with."""
+    profile = variant(sample, keyset, serial)
+    ssn = f"50010319850101{serial % 1000:03d}X"
+    return dataclasses.replace(profile, holder=dataclasses.replace(profile.holder, ssn=ssn))
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.05)
+
+
+def told(runtime: TerminalRuntime, place: str, label: str) -> str:
+    """What the holder screen says (Chinese) after the last tap, for the demo's notes."""
+    said = runtime.screen.state.spoken("zh") if runtime.screen is not None else ""
+    return f"  {place:<8} {label}: {said or '-'}"
+
+
+def library_morning(tmp, slots, library, skipped, profiles, heard, shots) -> list[Row]:
+    """A library gate asking the library system (SIP2) about each holder: a patron in good
+    standing, a patron with overdue books (refused with the library's message), a holder
+    the library does not know (admitted to read), then, the library system down, another
+    patron (the configured fallback admits; the first patron would meet the gate's
+    anti-passback)."""
+    if library is None:
+        heard.append(f"  library  scene skipped: {skipped}")
+        return [Row("library", "scene skipped", "-", skipped.split(" (")[0][:38], "-", "-", "-")]
+    reader = slots[0]
+    patron, overdue, unknown, later = (build_card(p, contactless=True) for p in profiles)
+    story = [
+        ("library patron", patron),
+        ("patron with overdue books", overdue),
+        ("card unknown to the library", unknown),
+        ("patron, library system down", later),
+    ]
+    rows = []
+    with running(tmp / "LIB-01.terminal.toml") as runtime, shots.watching(runtime):
+        for n, (label, card) in enumerate(story, start=1):
+            if n == len(story):
+                library.stop()
+            rows.append(row("library", label, present(runtime, 0, reader, card, n)))
+            heard.append(told(runtime, "library", label))
+            shots.take(runtime, f"library-{n}-{slug(label)}")
+    return rows
+
+
+def museum_morning(tmp, slots, storage, profiles, heard, shots) -> list[Row]:
+    """A museum's entry gate: real-name reservations (the identity number read from the
+    card, matched by its keyed token), and the venue full at the maximum the back office
+    set, counted by the back office from the gate's ``venue_entry`` events."""
+    reader = slots[0]
+    cards = [build_card(p, contactless=True) for p in profiles]
+    story = [
+        "visitor with a reservation",
+        "visitor without a reservation",
+        "second visitor with a reservation",
+        f"third reservation, museum full {MUSEUM_MAXIMUM}/{MUSEUM_MAXIMUM}",
+    ]
+    rows = []
+
+    def gate_maximum(runtime: TerminalRuntime) -> object:
+        occupancy = runtime.status.venue()["occupancy"]
+        return occupancy and occupancy["maximum"]
+
+    def counted() -> int:
+        return storage.venue_occupancy(MUSEUM, day_of(time.time()), "MUS-01")[0]
+
+    with running(tmp / "MUS-01.terminal.toml") as runtime, shots.watching(runtime):
+        # The gate is told the back office's maximum by its occupancy poll.
+        wait_until(
+            lambda: gate_maximum(runtime) == MUSEUM_MAXIMUM, 15, "no maximum from the back office"
+        )
+        for n, (label, card) in enumerate(zip(story, cards, strict=True), start=1):
+            if n == len(story):
+                # The back office has counted both visitors from the gate's events.
+                wait_until(lambda: counted() == MUSEUM_MAXIMUM, 15, "visitors not counted")
+            rows.append(row("museum", label, present(runtime, 0, reader, card, n)))
+            heard.append(told(runtime, "museum", label))
+            shots.take(runtime, f"museum-{n}-{slug(label)}")
     return rows
 
 

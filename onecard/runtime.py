@@ -16,6 +16,7 @@ office link's three, the holder screen's timer) is handed to the runtime's super
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -193,6 +194,12 @@ def build_runtime(
             outputs = MultiOutputs(outputs, screen)
 
         desks: list[Any] = []
+        venue = None
+        if config.venue is not None:
+            venue = open_venue_gate(
+                config, clock, token_key, store, events, wake_sender, links, journal, closers
+            )
+            status.venue = venue.status
         profile = build_profile(
             config,
             clock,
@@ -202,6 +209,7 @@ def build_runtime(
             journal=journal,
             sscard=desks,
             documents=store,
+            venue=venue,
         )
         if screen is not None and hasattr(profile, "before_pin"):
             profile.before_pin = lambda: screen.presenting("pin")
@@ -219,10 +227,14 @@ def build_runtime(
                 on_state=links.reporter("backoffice"),
                 heartbeat=status.snapshot,
                 heartbeat_interval=bo.heartbeat_seconds,
-                documents=_documents_for(config.profile),
+                documents=_documents_for(config),
             )
             closers.append(link.close)
             background.extend(Worker(name, work) for name, work in link.workers())
+            if venue is not None and venue.occupancy is not None:
+                background.append(
+                    Worker("venue-occupancy", occupancy_poller(venue, link.client, links))
+                )
 
         scanners: list[Any] = []
         if config.scanner.serial:
@@ -417,12 +429,107 @@ def open_psam(backend: Any, reader: str, clock: Clock, links: Links | None = Non
     return psam
 
 
-def _documents_for(profile: str) -> tuple[str, ...]:
-    """The documents a terminal of ``profile`` downloads: every terminal the hotlist, the
-    trust list and the application list; a rail gate its fare table too."""
+def _documents_for(config: Any) -> tuple[str, ...]:
+    """The documents a terminal downloads: every terminal the hotlist, the trust list and
+    the application list; a rail gate its fare table, a museum its reservations, a scenic
+    area's gate its passes."""
     from terminal.sync.downloads import DEFAULT_DOCUMENTS
 
-    return (*DEFAULT_DOCUMENTS, "fares") if profile == "rail" else DEFAULT_DOCUMENTS
+    extra = {"museum": ("reservations",), "scenic": ("passes",)}
+    if config.profile == "rail":
+        return (*DEFAULT_DOCUMENTS, "fares")
+    if config.venue is not None:
+        return (*DEFAULT_DOCUMENTS, *extra.get(config.venue.kind, ()))
+    return DEFAULT_DOCUMENTS
+
+
+class _WakingOutbox:
+    """The event outbox, waking the sender after each event (a venue's passages are counted
+    by the back office as soon as they arrive)."""
+
+    def __init__(self, outbox: Any, wake: list[Callable[[], None]]) -> None:
+        self._outbox = outbox
+        self._wake = wake
+
+    def add(self, kind: str, detail: Any = None) -> Any:
+        event = self._outbox.add(kind, detail)
+        for wake in list(self._wake):
+            wake()
+        return event
+
+
+def open_venue_gate(
+    config: Any,
+    clock: Clock,
+    token_key: bytes,
+    store: Any,
+    events: Any,
+    wake_sender: list[Callable[[], None]],
+    links: Any,
+    journal: Any,
+    closers: list[Any],
+) -> Any:
+    """The :class:`terminal.venue.gate.VenueGate` of ``[venue]`` (docs/venues.md): the ILS
+    link of a library (its state a link of the status page), the documents of a museum or
+    scenic area from the store, the occupancy counted through the events, the reservations
+    used and passes counted today rebuilt from the journal."""
+    import datetime as dt
+
+    from terminal.host.clock import CST
+    from terminal.venue.gate import VenueGate, admissions_on
+
+    settings = config.venue
+    ils = None
+    if settings.kind == "library" and settings.ils is not None and settings.role != "exit":
+        from terminal.venue.ils import IlsClient
+
+        ils = IlsClient(settings.ils)
+        closers.append(ils.close)
+    occupancy = None
+    if settings.occupancy_maximum is not None or settings.role == "exit":
+        occupancy = settings.new_occupancy(clock, gate=config.terminal.id)
+
+    def today_start(day: dt.date) -> float:
+        return dt.datetime.combine(day, dt.time(), CST).timestamp()
+
+    def journal_today(token8: bytes, day: dt.date) -> int:
+        return admissions_on(journal.since(today_start(day)), settings.id, token8, day)
+
+    gate = VenueGate(
+        settings,
+        clock=clock,
+        ils=ils,
+        reservations=lambda: getattr(store, "reservations", None),
+        passes=lambda: getattr(store, "passes", None),
+        occupancy=occupancy,
+        token_key=token_key,
+        outbox=_WakingOutbox(events, wake_sender),
+        journal_today=journal_today,
+        ils_link=links.reporter("ils") if ils is not None else None,
+    )
+    now = dt.datetime.fromtimestamp(clock.now(), CST)
+    gate.restore(journal.since(today_start(now.date())), now)
+    return gate
+
+
+def occupancy_poller(venue: Any, client: Any, links: Any) -> Callable[[threading.Event], None]:
+    """The worker that asks the back office for the venue's occupancy every
+    ``occupancy_poll_seconds``; a failed poll leaves the gate counting on its own."""
+    from terminal.errors import OneCardError
+    from terminal.venue.occupancy import fetch_occupancy
+
+    occupancy = venue.occupancy
+    interval = venue.settings.occupancy_poll_seconds
+
+    def poll(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                occupancy.apply(fetch_occupancy(client, occupancy.venue))
+            except OneCardError as error:
+                log.info("occupancy poll failed (counting locally): %s", error.reason)
+            stop.wait(interval)
+
+    return poll
 
 
 def _ride_profile(
@@ -486,6 +593,7 @@ def build_profile(
     journal: Any = None,
     sscard: list[Any] | None = None,
     documents: Any = None,
+    venue: Any = None,
 ) -> Any:
     """The profile ``config`` (a :class:`~terminal.runtime.config.RuntimeConfig`) names,
     with its devices opened (the validator's PSAM: ``psam`` if given); what must be closed
@@ -496,7 +604,7 @@ def build_profile(
     must then run through :func:`transaction_steps` with it."""
     profile = config.profile
     if profile == "gate":
-        gate = GateProfile(clock, config.gate.passback_minutes)
+        gate = GateProfile(clock, config.gate.passback_minutes, venue)
         _restore_window(gate, journal)
         return gate
     if profile in ("validator", "rail"):

@@ -58,6 +58,8 @@ class HolderMessage:
     """An extra prompt's code (:data:`NOTICES`), e.g. ``low_balance``."""
     shortfall: int | None = None
     """Fen missing for the fare, when refused for balance."""
+    note: tuple[str, str] | None = None
+    """A free text (Chinese, English) beyond the reason's: a venue's word on the holder."""
 
 
 class Outputs(Protocol):
@@ -166,6 +168,38 @@ MESSAGES: dict[str, _Text] = {
     "no_fare_table": _text(("终端暂停服务", "Terminal out of service"), _ASK_STAFF),
     "no_journey_record": _text(("此卡不能乘地铁", "Card not valid for the metro"), _SERVICE_DESK),
     "bad_journey_record": _text(("卡内记录异常", "Card record unreadable"), _SERVICE_DESK),
+    # Venue gates (terminal.venue.gate): a plain title; the venue's own words on why (its
+    # configured texts, a library system's message) come as the message's note.
+    **dict.fromkeys(
+        (
+            "patron_ok",
+            "patron_warned",
+            "not_a_patron",
+            "ils_unreachable",
+            "reservation_ok",
+            "pass_ok",
+        ),
+        _text(("请进", "Please enter"), ("", "")),
+    ),
+    **dict.fromkeys(
+        (
+            "patron_blocked",
+            "not_a_patron_refused",
+            "ils_unreachable_refused",
+            "no_reservation",
+            "no_reservations",
+            "reservation_used",
+            "identity_unreadable",
+            "no_pass",
+            "no_passes",
+            "pass_expired",
+            "pass_not_yet_valid",
+            "pass_used_today",
+        ),
+        _text(("暂不能入内", "Entry refused"), ("", "")),
+    ),
+    "venue_full": _text(("请稍候", "Please wait"), ("", "")),
+    "venue_exit": _text(("再见", "Goodbye"), ("", "")),
     "inspection_paid": _text(("已付费", "Paid"), ("", "")),
     "inspection_unpaid": _text(("未查到付费记录", "No paid ride found"), ("请补票", "Fare due")),
     "not_inspectable": _text(("请刷实体卡", "Please tap the card"), ("", "")),
@@ -281,7 +315,7 @@ def message_for(
     """
     if lang not in LANGUAGES:
         raise ValueError(f"lang must be one of {', '.join(LANGUAGES)}, not {lang!r}")
-    text = MESSAGES.get(reason_code)
+    text = MESSAGES.get(reason_code) or MESSAGES.get(reason_code.split(":", 1)[0])
     if text is None:
         log.warning("no holder message for reason %r; using the generic one", reason_code)
         text = _FALLBACK[outcome]
@@ -305,7 +339,10 @@ def message_for(
 
 
 def message_line(message: HolderMessage) -> str:
-    """One display line: ``title - detail`` (the detail omitted when empty)."""
+    """One display line: ``title - detail`` (the detail omitted when empty); a venue's
+    note, when there is one, is the line (both languages)."""
+    if message.note:
+        return " / ".join(part for part in message.note if part)
     return f"{message.title} - {message.detail}" if message.detail else message.title
 
 

@@ -237,6 +237,9 @@ class RuntimeConfig:
     transit: TransitSection = field(default_factory=TransitSection)
     rail: RailSection = field(default_factory=RailSection)
     inspector: InspectorSection = field(default_factory=InspectorSection)
+    venue: Any = None
+    """``[venue]``: :class:`terminal.venue.settings.VenueSettings` of a gate at a library,
+    museum or scenic area (docs/venues.md); None: a plain gate."""
     counter: CounterSection = field(default_factory=CounterSection)
     outputs: OutputsSection = field(default_factory=OutputsSection)
     status: StatusSection = field(default_factory=StatusSection)
@@ -356,6 +359,7 @@ def parse_config(
         "transit",
         "rail",
         "inspector",
+        "venue",
         "counter",
         "outputs",
         "status",
@@ -495,6 +499,14 @@ def parse_config(
         terminals=terminals,
     )
     s.finish()
+    from terminal.venue.settings import parse_venue_settings
+
+    raw_venue = table.get("venue")
+    if raw_venue is not None and not isinstance(raw_venue, Mapping):
+        raise ConfigError(f"{source}: [venue] must be a table")
+    venue = parse_venue_settings(raw_venue, source)
+    if venue is not None and profile != "gate":
+        raise ConfigError(f"{source}: [venue] is for the gate profile, not {profile!r}")
     if profile == "rail" and not rail.station:
         raise ConfigError(f"{source}: the rail profile needs [rail] station")
 
@@ -577,6 +589,7 @@ def parse_config(
         transit=transit,
         rail=rail,
         inspector=inspector,
+        venue=venue,
         counter=counter,
         outputs=outputs,
         status=status,

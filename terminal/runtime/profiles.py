@@ -70,13 +70,22 @@ class GateProfile:
     window (it is being handed back through the gate)."""
 
     name = "gate"
-    read_holder = False  # a gate needs no name: EF06 is not read
     pays_by_purse = False  # gates take the social security card only
 
-    def __init__(self, clock: Clock, passback_minutes: float) -> None:
+    def __init__(self, clock: Clock, passback_minutes: float, venue: Any = None) -> None:
         self.recent = RecentTokens(clock, passback_minutes * 60.0)
         """Cards that entered within the passback window; rebuilt from the journal at start
         (:func:`terminal.runtime.recent.restore_from_journal`)."""
+        self.venue = venue
+        """The venue's part of the decision (:class:`terminal.venue.gate.VenueGate`: a
+        library's patron, a museum's reservation and occupancy, a scenic area's pass)."""
+        self._clock = clock
+
+    @property
+    def read_holder(self) -> bool:
+        """A gate needs no name: EF06 is read only for a venue that needs the holder's
+        identity number (a museum's real-name reservation), and nothing of it is kept."""
+        return bool(self.venue is not None and self.venue.needs_identity_number)
 
     def admit(self, presented: Presented, decision: Decision) -> Decision:
         assert presented.credential is not None
@@ -85,7 +94,32 @@ class GateProfile:
         return decision
 
     def act(self, presented: Presented, decision: Decision) -> Action:
-        return _from_decision(decision, amount=decision.fare or None, open_gate=True)
+        if self.venue is None or not decision.accepted or presented.credential is None:
+            return _from_decision(decision, amount=decision.fare or None, open_gate=True)
+        now = dt.datetime.fromtimestamp(self._clock.now(), CST)
+        verdict = self.venue.check(
+            presented.credential.card_token,
+            presented.card_number,
+            presented.identity_number,
+            now,
+        )
+        # What was read for the venue's question goes with the answer: nothing keeps it.
+        presented.identity_number = None
+        note = (verdict.message_zh, verdict.message_en)
+        if not verdict.admit:
+            return Action(False, verdict.reason, verdict.message_en, extra=verdict.extra, note=note)
+        venue = self.venue
+        return Action(
+            True,
+            verdict.reason,
+            verdict.message_en,
+            amount=decision.fare or None,
+            fare=decision.fare or None,
+            extra=verdict.extra,
+            open_gate=True,
+            after_journal=lambda: venue.admitted(verdict, now),
+            note=note,
+        )
 
     def committed(self, presented: Presented, action: Action) -> None:
         if action.accepted and presented.credential is not None:
@@ -224,6 +258,10 @@ class ValidatorProfile:
                     extra.update(result.tac_input.to_extra())  # for clearing's TAC check
                 # The torn tap was journaled refused with no amount, so this entry is the
                 # one that records the money the card gave: the journal sums to the debits.
+                if self.site.mode == "rail" and self.site.station is not None:
+                    extra["station"] = self.site.station.code
+                # A rail gate opens for it: the card's record already says the rider
+                # entered (or left), so a refusal now would leave a paying rider stuck.
                 return Action(
                     True,
                     RECOVERED,
@@ -232,6 +270,7 @@ class ValidatorProfile:
                     fare=pending.amount,
                     balance=result.balance_after,
                     extra=extra,
+                    open_gate=self.site.mode == "rail",
                 )
         if not decision.accepted:
             if decision.reason == HOTLISTED and self.block_hotlisted and selected is not None:

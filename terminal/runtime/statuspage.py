@@ -81,6 +81,9 @@ class RuntimeStatus:
         self.screen_url: str | None = None
         self.links: Links | None = None
         self.workers: Callable[[], list[dict[str, Any]]] = list
+        self.venue: Callable[[], dict[str, Any] | None] = lambda: None
+        """A venue gate's state (:meth:`terminal.venue.gate.VenueGate.status`: its library
+        system link, its occupancy)."""
 
     def count(self, decision: str, reason: str, at: float) -> None:
         """Count one transaction with its decision and reason, done at wall time ``at``."""
@@ -129,6 +132,7 @@ class RuntimeStatus:
         data["screen_url"] = self.screen_url
         data["links"] = _ask("links", self._links, [], problems)
         data["workers"] = _ask("workers", self._workers, [], problems)
+        data["venue"] = _ask("venue", self.venue, None, problems)
         if problems:
             data["status"] = "; ".join(problems)
         return data

@@ -119,6 +119,11 @@ class Presented:
     """The card's e-purse file 0x15 (:class:`terminal.transit.records.PublicInfo`), read by
     the card path of a profile that pays by e-purse and left selected on the card; None when
     not read or when the card has none."""
+    card_number: str | None = None
+    """The card number (EF05 tag 07), for a venue's library system; never journaled."""
+    identity_number: str | None = None
+    """The holder's identity number (EF06 tag 08), read only where a venue needs it (a
+    museum's real-name reservation); never journaled, logged or kept past the action."""
 
 
 # --- the profile's part ---------------------------------------------------------------------
@@ -151,6 +156,9 @@ class Action:
     """Fen missing for the fare (a refusal for balance)."""
     ride: str | None = None
     """What the ride was (``entry``, ``reentry``, ``ok``): the holder's message for it."""
+    note: tuple[str, str] | None = None
+    """A text for the holder in Chinese and English beyond the reason's (a library system's
+    word on the patron), shown and said after the message."""
 
 
 class Profile(Protocol):
@@ -530,6 +538,7 @@ class TransactionSteps:
                     ssc=read,
                     apdu_count=channel.apdu_count,
                 )
+            holder = getattr(read, "holder", None) if read is not None else None
             presented = Presented(
                 kind=CredentialKind.CARD,
                 credential=credential,
@@ -537,6 +546,8 @@ class TransactionSteps:
                 channel=channel,
                 reading=reading,
                 purse=purse,
+                card_number=getattr(getattr(read, "issuer", None), "card_number", None),
+                identity_number=getattr(holder, "ssn", None) if holder is not None else None,
             )
             return self._complete(presented, timer, channel)
         except ReaderError as error:
@@ -742,6 +753,7 @@ class TransactionSteps:
                 concession=action.concession,
                 notice=action.notice,
                 shortfall=action.shortfall,
+                note=action.note,
             )
         return TransactionOutcome(
             kind=kind,

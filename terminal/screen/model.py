@@ -58,7 +58,7 @@ def _texts(table: dict[str, tuple[str, str]], code: str | None) -> Texts | None:
 
 
 def _notice(message: HolderMessage) -> Texts | None:
-    """The extra prompt: the low-balance one, or how much is missing for the fare."""
+    """The extra prompt: how much is missing for the fare, or the low-balance prompt."""
     shortfall = getattr(message, "shortfall", None)
     if shortfall:
         yuan = f"{shortfall // 100}.{shortfall % 100:02d}"
@@ -343,11 +343,17 @@ class ScreenModel:
         zh = message_for(message.outcome, reason, message.fare, message.balance, lang="zh")
         en = message_for(message.outcome, reason, message.fare, message.balance, lang="en")
         holder = message.holder if self.settings.show_holder else None
+        title, detail = Texts(zh.title, en.title), Texts(zh.detail, en.detail)
+        note = getattr(message, "note", None)
+        if note:
+            # A venue's own words say it all (有逾期未还图书，请先归还): they are the title,
+            # not a repeat of a generic one.
+            title, detail = Texts(*note), Texts("", "")
         self._result = Result(
             outcome=message.outcome,
             reason=reason,
-            title=Texts(zh.title, en.title),
-            detail=Texts(zh.detail, en.detail),
+            title=title,
+            detail=detail,
             fare=message.fare,
             balance=message.balance,
             holder=holder,

@@ -443,20 +443,25 @@ class RecoverySession(EPurseSession[PurchaseResult]):
                 )
             )
         )
+        tac_input = TacInput(
+            info.issuer_id,
+            p.app_serial,
+            p.transaction_type,
+            p.terminal_number,
+            p.terminal_serial,
+            p.when,
+            None,  # the prove does not say; the back office tries its masters
+        )
+        proved_tac: str | None = None
         if response.sw == SW.OK and len(response.data) == MAC_LENGTH + TAC_LENGTH:
             mac2, tac = response.data[:4], response.data[4:]
             verdict = yield Mac2Step(mac2, p.terminal_serial)
             if verdict is Mac2Verdict.VALID:
-                tac_input = TacInput(
-                    info.issuer_id,
-                    p.app_serial,
-                    p.transaction_type,
-                    p.terminal_number,
-                    p.terminal_serial,
-                    p.when,
-                    None,  # the prove does not say; the back office tries its masters
-                )
                 return replace(done, tac=tac.hex().upper(), mac2_verified=True, tac_input=tac_input)
+            if verdict is Mac2Verdict.UNKNOWN:
+                # The PSAM lost the session (a restart resets it): the MAC2 cannot be checked
+                # here, but the TAC can be by the back office - kept if the log confirms.
+                proved_tac = tac.hex().upper()
         # No usable prove (9406, or a card that does not offer the command at all): the
         # purchase log still tells, and a pending purchase must never stay unsettleable.
         for number in range(1, MAX_LOG_RECORDS_ON_RECOVERY + 1):
@@ -475,6 +480,8 @@ class RecoverySession(EPurseSession[PurchaseResult]):
                 # offline counter purchases run under: skip it, don't stop at it.
                 continue
             if _logged_as(record, p):
+                if proved_tac is not None:
+                    return replace(done, tac=proved_tac, tac_input=tac_input)
                 return done
             if int.from_bytes(record[0:2], "big") < p.counter:
                 break  # an older purchase: the pending one is not in the log

@@ -50,15 +50,20 @@ def stack(tmp_path: Path, pcscd: list[str]) -> Any:
     }
     inserted: list[VpcdBridge] = []
 
-    def tap(name: str, card: Any) -> Any:
+    def tap(name: str, card: Any, tear: Any = None) -> Any:
         bridge = VpcdBridge(card, 0)
+        if tear is not None:
+            tear.after_debit = bridge.remove  # the card leaves the field right after DEBIT
         bridge.insert()
         inserted.append(bridge)
         assert wait_for_card(card_reader, present=True)
         try:
             return runtimes[name].handle(CardPresented(card_reader, card.atr))
         finally:
-            bridge.remove()
+            if tear is not None:
+                tear.after_debit = None
+            if bridge.inserted:
+                bridge.remove()
             assert wait_for_card(card_reader, present=False)
 
     def new_card(balance: int = 1000, **options: Any) -> Any:
@@ -161,3 +166,15 @@ def test_the_inspector_reads_the_rides_off_the_card(stack: Any) -> None:
     assert tap("rail-entry", rider).accepted
     inside = tap("inspector-rail", rider)
     assert inside.accepted and inside.reason == "inspection_paid"
+
+
+def test_a_card_pulled_at_the_exit_is_settled_and_let_out_on_the_next_tap(stack: Any) -> None:
+    tap, new_card, _runtimes = stack
+    card, purse = new_card(balance=1000)
+    assert tap("rail-entry", card).accepted
+    torn = tap("rail-exit", card, tear=purse)
+    assert not torn.accepted and torn.reason == "torn" and not torn.gate_opened
+    assert purse.balance == 700  # the card paid before it left
+    settled = tap("rail-exit", card)
+    assert settled.accepted and settled.reason == "torn_purchase_recovered"
+    assert settled.amount == 300 and settled.gate_opened and purse.balance == 700

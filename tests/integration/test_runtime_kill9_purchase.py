@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.backoffice_storage import storage_for
@@ -167,11 +168,12 @@ class KillSwitch:
 
 
 class Child:
-    """``onecard run --profile validator`` with its output lines on a queue."""
+    """``onecard run --profile <profile>`` (a validator unless told) with its output lines
+    on a queue."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, profile: str = "validator") -> None:
         self.process = subprocess.Popen(
-            [*ONECARD, "run", "--profile", "validator", "--config", str(config)],
+            [*ONECARD, "run", "--profile", profile, "--config", str(config)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -215,6 +217,31 @@ class Child:
         self.process.wait(timeout=30)
         for thread in self._threads:
             thread.join(timeout=10)
+
+
+def sync_journal(tmp: Path, terminal_id: str) -> tuple[list[Any], int]:
+    """The journal in ``tmp`` (verified) uploaded to the back office of ``creds.toml`` to
+    the end, as a restarted terminal does: its entries and its last seq."""
+    clock = SystemClock()
+    with Journal.open(tmp / "journal.db", terminal_id, clock) as journal:
+        assert journal.verify().ok
+        uploader = Uploader(journal, load_credentials(tmp / "creds.toml"), clock)
+        for _ in range(100):
+            if uploader.run_once().pending == 0:
+                break
+        return list(journal.entries()), journal.stats().last_seq
+
+
+def card_balance(inserted: Any) -> int:
+    """The e-purse balance of the card ``inserted`` put back, read through pcscd."""
+    inserted.bridge.insert()
+    assert wait_for_card(inserted.reader, present=True)
+    connection = PcscBackend().connect(inserted.reader)
+    try:
+        return read_balance(CardChannel(connection))
+    finally:
+        connection.close()
+        inserted.remove()
 
 
 def told(line: str) -> bool:
@@ -274,8 +301,9 @@ port = 0
 
 def kill_points(rng: random.Random, debit_apdu: int, apdus: int) -> list[KillPoint]:
     """One kill point per round: the first rounds hit the known window (right after DEBIT),
-    the moment before it, and after the rider was told; the rest are random."""
-    points = [KillPoint(debit_apdu), KillPoint(debit_apdu, before=True), KillPoint(None)]
+    after the rider was told (the round that settles the first), and the moment before
+    DEBIT - after a settled round, so that the tap reaches DEBIT; the rest are random."""
+    points = [KillPoint(debit_apdu), KillPoint(None), KillPoint(debit_apdu, before=True)]
     while len(points) < ROUNDS:
         if rng.random() < 0.2:
             points.append(KillPoint(None))
@@ -387,25 +415,9 @@ def test_kill9_mid_purchase(tmp_path: Path, insert_card, office) -> None:
     inserted.remove()
 
     # Restarted once more, the terminal syncs what it journaled (here in-process, to the end).
-    clock = SystemClock()
-    with Journal.open(tmp_path / "journal.db", TERMINAL_ID, clock) as journal:
-        assert journal.verify().ok
-        uploader = Uploader(journal, load_credentials(tmp_path / "creds.toml"), clock)
-        for _ in range(100):
-            if uploader.run_once().pending == 0:
-                break
-        entries = list(journal.entries())
-        last_seq = journal.stats().last_seq
-
+    entries, last_seq = sync_journal(tmp_path, TERMINAL_ID)
     # The card's balance, read through pcscd, is the object's.
-    inserted.bridge.insert()
-    assert wait_for_card(inserted.reader, present=True)
-    connection = PcscBackend().connect(inserted.reader)
-    try:
-        balance = read_balance(CardChannel(connection))
-    finally:
-        connection.close()
-    inserted.remove()
+    balance = card_balance(inserted)
     assert balance == applet.balance
 
     debits = [counter for r in rounds for counter in r.debits]

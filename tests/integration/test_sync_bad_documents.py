@@ -301,8 +301,7 @@ def test_onecard_sync_reports_a_broken_document_and_keeps_polling(
                 office.publish("applist", fixed)
                 assert wait_for(
                     lambda: (
-                        (applied.exists()
-                        and b"Museum fixed" in applied.read_bytes())
+                        (applied.exists() and b"Museum fixed" in applied.read_bytes())
                         or polling.poll() is not None
                     ),
                     max(0.0, deadline - time.monotonic()),

@@ -95,3 +95,38 @@ def test_heartbeat_seconds_default_bounds_and_examples() -> None:
     for name in ("gate", "validator", "counter"):
         assert "heartbeat_seconds = 60" in (EXAMPLES / f"{name}.toml").read_text()
         assert load_config(EXAMPLES / f"{name}.toml").backoffice.heartbeat_seconds == 60
+
+
+def test_every_example_loads_with_its_profile() -> None:
+    profiles = {
+        "gate": "gate",
+        "validator": "validator",
+        "counter": "counter",
+        "rail-entry": "rail",
+        "inspector": "inspector",
+        "museum-gate": "gate",
+    }
+    for name, profile in profiles.items():
+        config = load_config(EXAMPLES / f"{name}.toml")
+        assert config.profile == profile, name
+    assert load_config(EXAMPLES / "rail-entry.toml").rail.station == "0101"
+    assert load_config(EXAMPLES / "rail-entry.toml").transit.identify == "purse"
+    museum = load_config(EXAMPLES / "museum-gate.toml").venue
+    assert museum is not None and museum.kind == "museum" and museum.maximum == 800
+
+
+def test_rail_and_venue_settings_are_checked() -> None:
+    journal = {"journal": "/var/lib/onecard/journal.db"}
+    rail = {
+        **MINIMAL,
+        "terminal": {**MINIMAL["terminal"], "profile": "rail"},
+        "backoffice": journal,
+    }
+    with pytest.raises(ConfigError, match=r"\[rail\] station"):
+        parse_config(rail)
+    with pytest.raises(ConfigError, match="4 hex digits"):
+        parse_config({**rail, "rail": {"station": "1"}})
+    with pytest.raises(ConfigError, match="card_types"):
+        parse_config({**MINIMAL, "transit": {"card_types": {"4": "elderly"}}})
+    with pytest.raises(ConfigError, match=r"\[venue\] is for the gate"):
+        parse_config({**rail, "rail": {"station": "0101"}, "venue": {"kind": "scenic", "id": "x"}})

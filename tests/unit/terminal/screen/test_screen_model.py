@@ -682,3 +682,18 @@ def test_an_adult_card_is_not_named_and_a_shortfall_is_said() -> None:
     state = m.state
     assert state.result is not None and state.result.concession is None
     assert "还差 1.80 元" in state.spoken("zh") and "1.80 yuan short" in state.spoken("en")
+
+
+def test_a_venues_own_words_are_the_title_not_a_repeat() -> None:
+    m = model()
+    told = replace(
+        message("patron_blocked:too_many_items_overdue", Outcome.REFUSED),
+        note=("有逾期未还图书，请先归还", "Overdue items: please return them first"),
+    )
+    m.show(told, 1.0, 1.0)
+    state = m.state
+    assert state.result is not None
+    assert state.result.title == Texts(
+        "有逾期未还图书，请先归还", "Overdue items: please return them first"
+    )
+    assert state.spoken("zh") == "有逾期未还图书，请先归还。"
