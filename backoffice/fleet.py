@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from backoffice.errors import ForbiddenError
 from backoffice.fleet_storage import StoredHeartbeat
+from terminal.sync.downloads import DEFAULT_DOCUMENTS
 from terminal.wire.canonical import canonical_json
 from terminal.wire.heartbeat import parse_heartbeat_body
 
@@ -115,8 +116,9 @@ def _state_of(
     return STATE_DEGRADED if troubled else STATE_OK
 
 
-EVERY_TERMINAL_DOCUMENTS = frozenset({"hotlist", "trustlist", "applist"})
-"""Documents every terminal downloads: a terminal that does not report one lags behind it."""
+EVERY_TERMINAL_DOCUMENTS = frozenset(DEFAULT_DOCUMENTS)
+"""Documents every terminal downloads (:data:`terminal.sync.downloads.DEFAULT_DOCUMENTS`):
+a terminal that does not report one lags behind it."""
 
 
 def terminal_state(

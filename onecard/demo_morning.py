@@ -44,7 +44,7 @@ from firmware_sim.scanner import PtyScanner
 from firmware_sim.ssc_applet import build_card
 from firmware_sim.tunion_applet import add_tunion
 from firmware_sim.vpcd import VpcdBridge, reader_name
-from onecard.runtime import build_runtime, open_document_store
+from onecard.runtime import build_runtime, documents_for, open_document_store
 from terminal.crypto.signing import Algorithm
 from terminal.errors import PcscUnavailableError
 from terminal.host.clock import CST, SystemClock
@@ -487,9 +487,7 @@ def run_morning(out: Callable[[str], None], screens: Path | None = None) -> int:
                 credentials = load_credentials(creds)
                 store = open_document_store(credentials, tmp / f"{terminal_id}-documents")
                 client = BackOfficeClient(credentials, SystemClock())
-                wanted = ("hotlist", "trustlist", "applist") + (
-                    ("fares",) if profile == "rail" else ()
-                ) + (("reservations",) if terminal_id == "MUS-01" else ())  # fmt: skip
+                wanted = documents_for(load_config(tmp / f"{terminal_id}.terminal.toml"))
                 Downloader(store, client.fetch, SystemClock(), documents=wanted).run_once()
                 client.close()
 

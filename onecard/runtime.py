@@ -227,7 +227,7 @@ def build_runtime(
                 on_state=links.reporter("backoffice"),
                 heartbeat=status.snapshot,
                 heartbeat_interval=bo.heartbeat_seconds,
-                documents=_documents_for(config),
+                documents=documents_for(config),
             )
             closers.append(link.close)
             background.extend(Worker(name, work) for name, work in link.workers())
@@ -342,6 +342,21 @@ def _open_outputs(config: RuntimeConfig) -> Any:
         raise ConfigError(f"outputs {kind!r} not available: {exc}") from None
 
 
+class WakingOutbox:
+    """The event outbox, waking the event sender after each event: what a holder's staff
+    call or a venue's passage is told to the back office at once, not at the next round."""
+
+    def __init__(self, outbox: Any, wake: list[Callable[[], None]]) -> None:
+        self._outbox = outbox
+        self._wake = wake
+
+    def add(self, kind: str, detail: Any = None) -> Any:
+        event = self._outbox.add(kind, detail)
+        for wake in list(self._wake):
+            wake()
+        return event
+
+
 def _open_screen(
     config: RuntimeConfig,
     clock: Clock,
@@ -386,15 +401,10 @@ def _open_screen(
     else:
         log.warning("espeak-ng or its voices are missing: the holder screen has no sound")
 
-    def record(kind: str, detail: dict[str, object]) -> None:
-        events.add(kind, detail)
-        for wake in wake_sender:
-            wake()
-
     hub = ScreenHub(
         settings,
         clock,
-        on_event=record,
+        on_event=WakingOutbox(events, wake_sender).add,
         voice_url=clips.url if clips is not None else None,
         timer=False,  # the runtime's supervisor runs its timer
     )
@@ -429,7 +439,7 @@ def open_psam(backend: Any, reader: str, clock: Clock, links: Links | None = Non
     return psam
 
 
-def _documents_for(config: Any) -> tuple[str, ...]:
+def documents_for(config: Any) -> tuple[str, ...]:
     """The documents a terminal downloads: every terminal the hotlist, the trust list and
     the application list; a rail gate its fare table, a museum its reservations, a scenic
     area's gate its passes."""
@@ -441,21 +451,6 @@ def _documents_for(config: Any) -> tuple[str, ...]:
     if config.venue is not None:
         return (*DEFAULT_DOCUMENTS, *extra.get(config.venue.kind, ()))
     return DEFAULT_DOCUMENTS
-
-
-class _WakingOutbox:
-    """The event outbox, waking the sender after each event (a venue's passages are counted
-    by the back office as soon as they arrive)."""
-
-    def __init__(self, outbox: Any, wake: list[Callable[[], None]]) -> None:
-        self._outbox = outbox
-        self._wake = wake
-
-    def add(self, kind: str, detail: Any = None) -> Any:
-        event = self._outbox.add(kind, detail)
-        for wake in list(self._wake):
-            wake()
-        return event
 
 
 def open_venue_gate(
@@ -472,11 +467,12 @@ def open_venue_gate(
     """The :class:`terminal.venue.gate.VenueGate` of ``[venue]`` (docs/venues.md): the ILS
     link of a library (its state a link of the status page), the documents of a museum or
     scenic area from the store, the occupancy counted through the events, the reservations
-    used and passes counted today rebuilt from the journal."""
+    used and passes counted today rebuilt from the journal once, at start, then counted as
+    they are admitted (no journal scan on a tap)."""
     import datetime as dt
 
     from terminal.host.clock import CST
-    from terminal.venue.gate import VenueGate, admissions_on
+    from terminal.venue.gate import VenueGate
 
     settings = config.venue
     ils = None
@@ -492,9 +488,6 @@ def open_venue_gate(
     def today_start(day: dt.date) -> float:
         return dt.datetime.combine(day, dt.time(), CST).timestamp()
 
-    def journal_today(token8: bytes, day: dt.date) -> int:
-        return admissions_on(journal.since(today_start(day)), settings.id, token8, day)
-
     gate = VenueGate(
         settings,
         clock=clock,
@@ -503,8 +496,7 @@ def open_venue_gate(
         passes=lambda: getattr(store, "passes", None),
         occupancy=occupancy,
         token_key=token_key,
-        outbox=_WakingOutbox(events, wake_sender),
-        journal_today=journal_today,
+        outbox=WakingOutbox(events, wake_sender),
         ils_link=links.reporter("ils") if ils is not None else None,
     )
     now = dt.datetime.fromtimestamp(clock.now(), CST)

@@ -141,6 +141,14 @@ def describe_sw(sw: int) -> str:
 # --- command builders -------------------------------------------------------------------------
 
 
+def check_purchase_amount(amount: int, composite: bool) -> None:
+    """A purchase's amount in fen: 1..:data:`MAX_AMOUNT`, or 0 for a composite purchase - how
+    a rail entry writes its record (real gates do so). :class:`TransitError` otherwise."""
+    low = 0 if composite else 1
+    if not low <= amount <= MAX_AMOUNT:
+        raise TransitError(f"purchase amount {amount} outside {low}..{MAX_AMOUNT} fen")
+
+
 def select_tunion() -> CommandAPDU:
     """``00 A4 04 00 08 A000000632010105 00``: select the e-purse, FCI wanted (it may carry
     file 0x15 in tag 9F0C)."""
@@ -165,10 +173,7 @@ def initialize_for_purchase(
 ) -> CommandAPDU:
     """``80 50 01|03 02 0B keyIdx amount(4) terminalNo(6) 0F``: start a (composite) purchase;
     the card answers balance(4) counter(2) overdraft(3) keyVer(1) algId(1) random(4)."""
-    # A composite purchase of 0 is how a rail entry writes its record (real gates do so).
-    low = 0 if composite else 1
-    if not low <= amount <= MAX_AMOUNT:
-        raise TransitError(f"purchase amount {amount} outside {low}..{MAX_AMOUNT} fen")
+    check_purchase_amount(amount, composite)
     data = bytes((key_index,)) + amount.to_bytes(4, "big") + terminal_number
     p1 = P1_COMPOSITE if composite else P1_PURCHASE
     return CommandAPDU(

@@ -59,6 +59,7 @@ import zlib
 from dataclasses import dataclass
 
 from terminal.errors import TransitRecordError
+from terminal.transit.records import decode_datetime7, encode_datetime7
 
 JOURNEY_RECORD_LENGTH = 128
 CRC_START, CRC_END = 6, 124  # the CRC covers bytes 6..123
@@ -223,7 +224,7 @@ class JourneyRecord:
         raw[43:51] = bytes(8)
         raw[51:59] = terminal_number.rjust(8, b"\x00")
         raw[59:67] = bytes(8)
-        raw[67:74] = _bcd7(when)
+        raw[67:74] = encode_datetime7(when)
         raw[74:81] = bytes(7)
         raw[85] = station.line
         raw[86] = 0
@@ -255,7 +256,7 @@ class JourneyRecord:
         raw[27:35] = operator
         raw[43:51] = bytes(6) + bytes((station.line, station.number))
         raw[59:67] = terminal_number.rjust(8, b"\x00")
-        raw[74:81] = _bcd7(when)
+        raw[74:81] = encode_datetime7(when)
         raw[86] = station.line
         raw[95:99] = fare.to_bytes(4, "big")
         raw[121] = FLAG_EXIT
@@ -280,7 +281,7 @@ class JourneyRecord:
         if rides:
             amount = self.cumulative_amount
         raw[6:14] = _serial_bcd(serial)
-        raw[99:106] = _bcd7(when)
+        raw[99:106] = encode_datetime7(when)
         raw[106:110] = terminal_number[-4:].rjust(4, b"\x00")
         raw[110:113] = min(amount + fare, 0xFFFFFF).to_bytes(3, "big")
         raw[113:115] = min(rides + 1, 0xFFFF).to_bytes(2, "big")
@@ -333,20 +334,14 @@ def _serial_bcd(serial: int) -> bytes:
     return bytes.fromhex(f"{serial % 10**16:016d}")
 
 
-def _bcd7(when: dt.datetime) -> bytes:
-    return bytes.fromhex(when.strftime("%Y%m%d%H%M%S"))
-
-
 def _time7(raw: bytes, what: str) -> dt.datetime | None:
+    """A 7-byte BCD time of the record; None when all zero (never written)."""
     if not any(raw):
         return None
-    digits = raw.hex()
     try:
-        if not digits.isdigit():
-            raise ValueError(digits)
-        return dt.datetime.strptime(digits, "%Y%m%d%H%M%S")
-    except ValueError:
-        raise JourneyRecordError(f"the 0x1A {what} is not a BCD date and time: {digits}") from None
+        return decode_datetime7(raw, f"the 0x1A {what}")
+    except TransitRecordError as error:
+        raise JourneyRecordError(error.reason) from None
 
 
 __all__ = [

@@ -49,7 +49,6 @@ from terminal.transit.commands import (
     DEFAULT_KEY_INDEX,
     INIT_ANSWER_LENGTH,
     MAC_LENGTH,
-    MAX_AMOUNT,
     PURCHASE_LOG_CAPACITY,
     PURCHASE_TYPES,
     SFI_TRIP_RECORDS,
@@ -60,6 +59,7 @@ from terminal.transit.commands import (
     TAC_LENGTH,
     TYPE_COMPOSITE,
     TYPE_PURCHASE,
+    check_purchase_amount,
     debit_for_purchase,
     describe_sw,
     get_balance,
@@ -178,7 +178,7 @@ class PurchaseSession(EPurseSession[PurchaseResult]):
         public_info: PublicInfo | None = None,
         stage: StageRecords | None = None,
     ) -> None:
-        self._check_amount(amount, composite)
+        check_purchase_amount(amount, composite)
         self.amount = amount
         self.terminal_number = bytes.fromhex(terminal_number)
         if len(self.terminal_number) != TERMINAL_NUMBER_LENGTH:
@@ -191,12 +191,6 @@ class PurchaseSession(EPurseSession[PurchaseResult]):
         self.stage = stage
         self.public_info: PublicInfo | None = None
         super().__init__()
-
-    @staticmethod
-    def _check_amount(amount: int, composite: bool) -> None:
-        low = 0 if composite else 1
-        if not low <= amount <= MAX_AMOUNT:
-            raise TransitError(f"purchase amount {amount} outside {low}..{MAX_AMOUNT} fen")
 
     def _run(self) -> Steps[PurchaseResult]:
         info = yield from self._select(self.selected)

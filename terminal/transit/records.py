@@ -275,8 +275,8 @@ TRIP_TERMINAL_LENGTH = 8
 """The 0x1E terminal number field: 8 bytes; a 12-digit (6-byte) number is right-aligned."""
 
 
-def _datetime7(raw: bytes, what: str) -> dt.datetime:
-    """7 BCD bytes ``YYYYMMDDhhmmss``."""
+def decode_datetime7(raw: bytes, what: str) -> dt.datetime:
+    """7 BCD bytes ``YYYYMMDDhhmmss``; :class:`TransitRecordError` naming ``what`` if not."""
     return dt.datetime.combine(decode_bcd_date(raw[0:4], what), decode_bcd_time(raw[4:7], what))
 
 
@@ -338,7 +338,7 @@ def decode_trip_record(raw: bytes) -> TripRecord:
         operator=int.from_bytes(raw[14:16], "big"),
         amount=int.from_bytes(raw[17:21], "big"),
         balance_after=int.from_bytes(raw[21:25], "big"),
-        when=_datetime7(raw[25:32], "0x1E date and time"),
+        when=decode_datetime7(raw[25:32], "0x1E date and time"),
         city_code=raw[32:34],
         acquirer_id=raw[34:42],
     )

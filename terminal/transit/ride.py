@@ -238,10 +238,9 @@ def _plan_entry(
         return _refuse(UNKNOWN_STATION, f"station {site.station.code} is not in the fare table")
     reason, detail = ENTRY, "entry recorded"
     if record.inside and record.entry_city == site.city_code:
-        entered = record.entry_time
-        minutes = _minutes(entered, now)
-        same = record.entry_station == site.station
-        if same and minutes is not None and 0 <= minutes <= table.reentry_minutes:
+        minutes = _minutes(record.entry_time, now)
+        entered_at = record.entry_station.code
+        if minutes is not None and table.reentry_free(entered_at, site.station.code, minutes):
             reason, detail = REENTRY, "re-entry at the same station: free"
         else:
             return _refuse(

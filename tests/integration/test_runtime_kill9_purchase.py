@@ -33,7 +33,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,24 +248,35 @@ def told(line: str) -> bool:
     return line.startswith(("[ACCEPTED]", "[REFUSED]", "[ERROR]"))
 
 
-@pytest.fixture
-def office(tmp_path: Path):
+@contextlib.contextmanager
+def enrolled_office(
+    tmp_path: Path, terminal_id: str, published: dict[str, object]
+) -> Iterator[tuple[Any, Path]]:
+    """A back office (the real server, SQLite) with the documents ``published`` (kind ->
+    body) and ``terminal_id`` enrolled: (storage, the terminal's credentials file)."""
     key = generate_publication_key()
     with storage_for("sqlite", tmp_path) as storage:
         backoffice = BackOffice(storage, key)
-        backoffice.publish("applist", APPLIST)
+        for kind, body in published.items():
+            backoffice.publish(kind, body)
         server = backoffice.serve()
         secret = os.urandom(32)
-        storage.enrol(TERMINAL_ID, secret, SystemClock().now())
+        storage.enrol(terminal_id, secret, SystemClock().now())
         credentials = tmp_path / "creds.toml"
         credentials.write_text(
-            format_credentials(TERMINAL_ID, secret, server.url, key, new_token_key(), None)
+            format_credentials(terminal_id, secret, server.url, key, new_token_key(), None)
         )
         credentials.chmod(0o600)
         try:
             yield storage, credentials
         finally:
             server.shutdown()
+
+
+@pytest.fixture
+def office(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    with enrolled_office(tmp_path, TERMINAL_ID, {"applist": APPLIST}) as served:
+        yield served
 
 
 def write_config(tmp: Path, psam: str, card_reader: str) -> Path:

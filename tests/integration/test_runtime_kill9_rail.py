@@ -31,14 +31,12 @@ At the end, after one last unkilled tap and a sync:
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.backoffice_storage import storage_for
 from helpers.pcscd_service import wait_for_service
 from test_runtime_kill9_purchase import (
     CALIBRATION,
@@ -50,15 +48,12 @@ from test_runtime_kill9_purchase import (
     KillSwitch,
     Round,
     card_balance,
+    enrolled_office,
     sync_journal,
     told,
 )
 
 import bench.rail as rail
-from backoffice.cli import format_credentials
-from backoffice.keys import new_token_key
-from backoffice.publish import generate_publication_key
-from backoffice.server import BackOffice
 from drivers.pcsc import wait_for_card
 from firmware_sim.issuing import issue_world
 from firmware_sim.profile import load_profile
@@ -229,23 +224,9 @@ def office(tmp_path: Path, role: str) -> Any:
     """The back office (SQLite) serving the application list and the fare table, and this
     gate enrolled: (storage, terminal id); the credentials are ``tmp_path/creds.toml``."""
     terminal_id = GATES[role][0]
-    key = generate_publication_key()
-    with storage_for("sqlite", tmp_path) as storage:
-        backoffice = BackOffice(storage, key)
-        backoffice.publish("applist", APPLIST)
-        backoffice.publish("fares", FARES)
-        server = backoffice.serve()
-        secret = os.urandom(32)
-        storage.enrol(terminal_id, secret, SystemClock().now())
-        credentials = tmp_path / "creds.toml"
-        credentials.write_text(
-            format_credentials(terminal_id, secret, server.url, key, new_token_key(), None)
-        )
-        credentials.chmod(0o600)
-        try:
-            yield storage, terminal_id
-        finally:
-            server.shutdown()
+    published = {"applist": APPLIST, "fares": FARES}
+    with enrolled_office(tmp_path, terminal_id, published) as (storage, _credentials):
+        yield storage, terminal_id
 
 
 def download_documents(tmp: Path) -> None:

@@ -23,6 +23,7 @@ from backoffice.publish import generate_publication_key, passes_body, reservatio
 from backoffice.server import BackOffice
 from backoffice.storage import open_storage
 from backoffice.venue import day_of
+from bench.rail import NullOutputs
 from drivers.pcsc import wait_for_card
 from firmware_sim.issuing import issue_world
 from firmware_sim.profile import load_profile
@@ -46,20 +47,6 @@ SERVICES = {
         for code in ("library-entry", "museum-entry", "scenic-entry")
     ]
 }
-
-
-class NullOutputs:
-    def open_gate(self) -> None:
-        pass
-
-    def indicate(self, outcome: object) -> None:
-        pass
-
-    def show(self, message: object) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def gate_config(
